@@ -1,0 +1,3 @@
+from multiticket.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The seam between the domain-agnostic IMP loop and a domain's own training loop.
+
+An adapter owns everything domain-specific (environments, tokenizers, SB3 algorithms, HF Trainer)
+and exposes the few operations the core needs. The core never imports a domain library; it drives
+an adapter only through this class, and an adapter reports back only through :class:`TrainHooks`.
+
+Lifecycle of one training run (one level of one control):
+
+1. ``build(seed, init_seed)`` creates fresh objects (model/algorithm, envs or data loaders).
+2. The core may overwrite the weights (rewind point, mask) and call ``load_state``.
+3. ``train(start, stop, hooks)``: the adapter trains from step ``start`` to ``stop`` (domain units:
+   env timesteps for RL, optimizer steps for NLP/toy) with its own loop, calling
+   ``hooks.on_optimizers`` as soon as its optimizers exist (before the first step) and
+   ``hooks.on_step`` after every optimizer update (or callback step, for RL).
+4. ``evaluate()`` returns metrics; ``export(dir)`` writes a domain-native copy of the ticket.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+
+class TrainHooks(Protocol):
+    """What an adapter calls back into while it trains (implemented by the core)."""
+
+    def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Call once the optimizers exist, before the first update: attaches the mask enforcer
+        and (if asked) restores optimizer state from the rewind point."""
+
+    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+        """Call after every update with the current step in domain units (monotone, may jump by
+        more than one, e.g. SB3 counts ``n_envs`` timesteps per callback). Captures the rewind
+        point the first time ``step >= k``, advances progress, checks logged losses for NaN."""
+
+
+class DomainAdapter(abc.ABC):
+    """Base class of every domain adapter. Subclasses set ``Section``, ``domain``,
+    ``metric`` and ``higher_is_better`` and implement the abstract methods."""
+
+    #: the task file key that holds this domain's section (``toy``, ``rl``, ``nlp``)
+    domain: ClassVar[str]
+    #: pydantic model (``extra="forbid"``) validating this domain's section of the task file
+    Section: ClassVar[type[BaseModel]]
+
+    def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
+        """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its
+        domain section; ``workdir`` a directory the adapter may use for caches and logs
+        (it sits inside the run directory); ``device`` is ``"cpu"`` or ``"cuda"``."""
+        self.task = task
+        self.section = section
+        self.workdir = Path(workdir)
+        self.device = device
+
+    # -- identity of the primary metric --------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def metric(self) -> str:
+        """Name of the primary metric in ``evaluate()``'s result (e.g. ``eval_return``)."""
+
+    @property
+    @abc.abstractmethod
+    def higher_is_better(self) -> bool:
+        """Direction of the primary metric."""
+
+    # -- model --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def build(self, seed: int, init_seed: int | None = None) -> None:
+        """Create fresh objects deterministically. ``seed`` drives data order / environments;
+        ``init_seed`` (default: ``seed``) drives the weight initialisation only, so a
+        random-reinit control can change the init while keeping the data stream."""
+
+    @property
+    @abc.abstractmethod
+    def module(self) -> nn.Module:
+        """The prunable root module; mask names are its ``named_parameters()`` names."""
+
+    @abc.abstractmethod
+    def default_prunable(self) -> list[str]:
+        """Parameter names pruned when the task file gives no ``prune.include`` (chosen by
+        module type, e.g. Linear weights of hidden layers; biases excluded)."""
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers that exist right now (may be empty before ``train`` for lazy loops)."""
+        return []
+
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """``(online, target)`` pairs: the core hard-copies online into target after a restore."""
+        return []
+
+    # -- training -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        """Train from step ``start`` to ``stop`` (schedules aligned so that a level which starts
+        at the rewind step k continues the schedule exactly as the dense run did)."""
+
+    @abc.abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the current weights; must contain ``self.metric``."""
+
+    # -- rewind state beyond parameters -------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Non-parameter state that belongs to a rewind point (counters, normalisation
+        statistics, exploration rate). The core deep-copies it; it must be picklable."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state`, called after ``build`` when a level starts at a rewind point."""
+
+    # -- outputs ------------------------------------------------------------------------------
+    def export(self, level_dir: Path) -> None:
+        """Write a domain-native copy of the trained ticket into ``level_dir`` (optional)."""
+
+    def close(self) -> None:
+        """Release environments, files, processes."""

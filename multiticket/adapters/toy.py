@@ -1,0 +1,156 @@
+"""A plain-PyTorch adapter: an MLP classifier on a dataset generated deterministically in code.
+
+It runs the whole core end to end with no SB3 or HF installed, and it is the reference for
+writing a new adapter: build the model and optimizer from seeds, report optimizers and steps
+through the hooks, make the data order a function of (seed, step) so a level restarted at step k
+sees exactly the batches the dense run saw from k on, and make the LR schedule a function of the
+step so it is replayed from k.
+
+Data: inputs ~ N(0, I); labels are the argmax of a fixed random two-layer "teacher" network
+(seeded by ``data_seed``), so the task is learnable, nonlinear, and identical on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from multiticket.adapters.base import DomainAdapter, TrainHooks
+from multiticket.config import Strict
+from multiticket.core.scope import weights_of_types
+from multiticket.core.seeding import derive_seed
+
+
+class ToySection(Strict):
+    n_features: int = Field(32, gt=0)
+    n_classes: int = Field(4, ge=2)
+    n_train: int = Field(4096, gt=0)
+    n_test: int = Field(2048, gt=0)
+    teacher_hidden: int = Field(64, gt=0)
+    data_seed: int = 1234
+    hidden: list[int] = Field(default_factory=lambda: [128, 64])
+    batch_size: int = Field(64, gt=0)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+
+
+def make_dataset(cfg: ToySection) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test), a pure function of the section's data keys."""
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    w1 = torch.randn(cfg.n_features, cfg.teacher_hidden, generator=g) / math.sqrt(cfg.n_features)
+    w2 = torch.randn(cfg.teacher_hidden, cfg.n_classes, generator=g) / math.sqrt(cfg.teacher_hidden)
+    x = torch.randn(cfg.n_train + cfg.n_test, cfg.n_features, generator=g)
+    y = (torch.tanh(x @ w1 * 2.0) @ w2).argmax(dim=1)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+
+
+def make_mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.ReLU()]
+        n_in = h
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+def make_optimizer(cfg: ToySection, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """LR multiplier at ``step`` of ``total``: a pure function, so it replays from any step."""
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    if schedule == "linear":
+        return 1.0 - step / total
+    return 1.0
+
+
+class ToyAdapter(DomainAdapter):
+    """Trains :func:`make_mlp` on :func:`make_dataset` with minibatch SGD/Adam/AdamW/RMSprop."""
+
+    domain = "toy"
+    Section = ToySection
+    section: ToySection
+
+    def __init__(self, task, section, workdir, device="cpu") -> None:  # noqa: ANN001 - see base
+        super().__init__(task, section, workdir, device)
+        x, y, xt, yt = make_dataset(self.section)
+        self.x, self.y = x.to(device), y.to(device)
+        self.x_test, self.y_test = xt.to(device), yt.to(device)
+        self.model: nn.Sequential | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.seed = 0
+
+    @property
+    def metric(self) -> str:
+        return "accuracy"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return True
+
+    def build(self, seed: int, init_seed: int | None = None) -> None:
+        self.seed = seed
+        torch.manual_seed(seed if init_seed is None else init_seed)
+        cfg = self.section
+        self.model = make_mlp(cfg.n_features, cfg.hidden, cfg.n_classes).to(self.device)
+        self.optimizer = make_optimizer(cfg, list(self.model.parameters()))
+        torch.manual_seed(seed)
+
+    @property
+    def module(self) -> nn.Module:
+        assert self.model is not None, "build() first"
+        return self.model
+
+    def default_prunable(self) -> list[str]:
+        return weights_of_types(self.module, (nn.Linear,))
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] if self.optimizer is not None else []
+
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Indices of the minibatch of ``step``: epoch permutations seeded by (seed, epoch)."""
+        n, b = self.x.shape[0], self.section.batch_size
+        per_epoch = max(1, n // b)
+        epoch, pos = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "toy-epoch", epoch))
+        perm = torch.randperm(n, generator=g)
+        return perm[pos * b : (pos + 1) * b].to(self.x.device)
+
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        model, opt, cfg = self.module, self.optimizers()[0], self.section
+        hooks.on_optimizers([opt])
+        model.train()
+        loss_fn = nn.CrossEntropyLoss()
+        for step in range(start, stop):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg.schedule, step, stop)
+            idx = self.batch_indices(step)
+            loss = loss_fn(model(self.x[idx]), self.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            hooks.on_step(step + 1, {"loss": loss.item()} if (step + 1) % 50 == 0 else None)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.module
+        model.eval()
+        logits = model(self.x_test)
+        loss = nn.functional.cross_entropy(logits, self.y_test)
+        acc = (logits.argmax(1) == self.y_test).float().mean()
+        return {"accuracy": float(acc), "loss": float(loss)}

@@ -1,0 +1,1 @@
+"""Reports, plots and comparisons built from finished units of run directories."""

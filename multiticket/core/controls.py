@@ -1,0 +1,47 @@
+"""Controls: the experiments that show a ticket is special (DESIGN.md §1).
+
+A control at level L is derived from the ticket's mask at L (it never prunes by itself), except
+the chains: ``ticket`` (IMP with late rewinding) and ``rewind_init`` (IMP rewinding to step 0),
+whose masks come from their own previous level. Each entry says which mask a unit trains and
+where it starts; the level loop in :mod:`multiticket.core.imp` does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: where a control's training starts
+Start = Literal["rewind", "rewind_permuted", "fresh"]
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    name: str
+    #: "ticket" = the ticket's mask at this level; "random_layer"/"random_global" = random positions
+    #: at the ticket's per-layer / total counts; "one_shot" = dense final weights pruned straight
+    #: to this level's count; "chain" = own IMP chain
+    mask: Literal["ticket", "random_layer", "random_global", "one_shot", "chain"]
+    start: Start
+    doc: str
+
+
+CONTROLS: dict[str, ControlSpec] = {
+    c.name: c
+    for c in (
+        ControlSpec("ticket", "chain", "rewind", "IMP: prune the previous level's final weights, rewind to step k"),
+        ControlSpec("random_reinit", "ticket", "fresh", "ticket mask, fresh random init, trained from step 0"),
+        ControlSpec("random_mask", "random_layer", "fresh",
+                    "random positions at the ticket's per-layer counts, fresh init, from step 0"),
+        ControlSpec("random_mask_global", "random_global", "fresh",
+                    "random positions at the ticket's total count over the whole scope, fresh init"),
+        ControlSpec("permuted_init", "ticket", "rewind_permuted",
+                    "ticket mask, rewind values shuffled within each layer (Vischer et al.: mask/permuted)"),
+        ControlSpec("permuted_mask", "random_layer", "rewind_permuted",
+                    "random mask at per-layer counts and shuffled rewind values (permuted/permuted)"),
+        ControlSpec("one_shot", "one_shot", "rewind",
+                    "prune the dense run's final weights straight to this level's sparsity, rewind to k"),
+        ControlSpec("rewind_init", "chain", "rewind",
+                    "IMP like the ticket, but rewinding to step 0 instead of step k"),
+    )
+}

@@ -1,0 +1,109 @@
+"""Keep pruned weights exactly zero inside any training loop, with parameter names untouched.
+
+Three mechanisms (DESIGN.md §3), none of which wraps ``forward`` or renames a parameter:
+
+1. on attach, pruned entries are zeroed in place (and so are the matching entries of any
+   optimizer state, e.g. Adam moments restored from a rewind point);
+2. a post-accumulate-grad hook on each masked parameter zeroes its pruned gradient entries, so
+   gradient clipping and adaptive moments only ever see live weights;
+3. a step post-hook on each optimizer re-zeroes the pruned entries of that optimizer's masked
+   parameters with one fused ``torch._foreach_mul_`` after every step, so weight decay,
+   momentum or restored state can never revive them.
+
+Saved weights therefore stay plain tensors with exact zeros; the mask travels as its own file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from multiticket.core.mask import Mask
+
+
+class MaskEnforcer:
+    """Attach a :class:`Mask` to a module's parameters and to the optimizers that update them."""
+
+    def __init__(self, module: nn.Module, mask: Mask) -> None:
+        mask.validate_against(module)
+        named = dict(module.named_parameters())
+        self.mask = mask
+        self._params: list[nn.Parameter] = [named[n] for n in mask]
+        self._masks: list[torch.Tensor] = [
+            mask[n].to(device=p.device, dtype=p.dtype) for n, p in zip(mask, self._params)
+        ]
+        self._by_param = {id(p): m for p, m in zip(self._params, self._masks)}
+        self._handles: list[RemovableHandle] = []
+        self._optimizers: list[int] = []
+        self._grad_hooks_on = False
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    @torch.no_grad()
+    def zero_weights(self) -> None:
+        if self._params:
+            torch._foreach_mul_(self._params, self._masks)
+
+    def attach(self, optimizers: Iterable[torch.optim.Optimizer] = ()) -> MaskEnforcer:
+        """Zero pruned entries, hook gradients, and hook every given optimizer."""
+        self.zero_weights()
+        if not self._grad_hooks_on:
+            for p, m in zip(self._params, self._masks):
+                self._handles.append(p.register_post_accumulate_grad_hook(_grad_zeroer(m)))
+            self._grad_hooks_on = True
+        for opt in optimizers:
+            self.add_optimizer(opt)
+        return self
+
+    def add_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hook one more optimizer (e.g. one a Trainer creates lazily). Idempotent."""
+        if id(optimizer) in self._optimizers:
+            return
+        self._optimizers.append(id(optimizer))
+        params = [p for g in optimizer.param_groups for p in g["params"] if id(p) in self._by_param]
+        if not params:
+            return
+        masks = [self._by_param[id(p)] for p in params]
+        _zero_state(optimizer, params, masks)
+
+        def rezero(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+            with torch.no_grad():
+                torch._foreach_mul_(params, masks)
+
+        self._handles.append(optimizer.register_step_post_hook(rezero))
+
+    def detach(self) -> None:
+        """Remove every hook; weights keep their (zeroed) values."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._optimizers.clear()
+        self._grad_hooks_on = False
+
+    def __enter__(self) -> MaskEnforcer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+
+def _grad_zeroer(mask: torch.Tensor):  # noqa: ANN202 - torch hook signature
+    def hook(param: torch.Tensor) -> None:
+        if param.grad is not None:
+            param.grad.mul_(mask)
+
+    return hook
+
+
+@torch.no_grad()
+def _zero_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of per-parameter optimizer state (momenta, moments)."""
+    for p, m in zip(params, masks):
+        for value in optimizer.state.get(p, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                value.mul_(m.to(value.dtype))

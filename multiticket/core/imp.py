@@ -1,0 +1,318 @@
+"""The IMP level loop with late rewinding, controls and resume, over any :class:`DomainAdapter`.
+
+For each seed: train the dense network (level 0) from step 0 to T, capturing rewind points at
+steps 0 and k. Then for each level L: prune the previous level's final weights (ticket chain),
+rewind survivors to θ_k, train k -> T; then train each requested control at the same sparsity.
+Every unit is skipped when its directory is already finished, so a rerun resumes at the first
+unfinished unit and a finished run does no work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from multiticket.adapters.base import DomainAdapter
+from multiticket.core import scope as scope_mod
+from multiticket.core.controls import CONTROLS
+from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.mask import Mask
+from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
+from multiticket.core.rewind import RewindPoint, copy_state_dict
+from multiticket.core.seeding import derive_seed, generator
+from multiticket.core.store import RunStore, Unit
+from multiticket.errors import RunFailure
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI shows it with rich, tests use :class:`NullReporter`."""
+
+    def unit_started(self, unit: Unit, start: int, stop: int) -> None: ...
+    def step(self, step: int) -> None: ...
+    def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None: ...
+
+
+class NullReporter:
+    def unit_started(self, unit: Unit, start: int, stop: int) -> None:
+        pass
+
+    def step(self, step: int) -> None:
+        pass
+
+    def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None:
+        pass
+
+
+class LevelHooks:
+    """The core's side of :class:`TrainHooks` for one unit: enforcer, captures, NaN guard."""
+
+    def __init__(
+        self,
+        adapter: DomainAdapter,
+        enforcer: MaskEnforcer | None,
+        start: int,
+        captures: Sequence[int] = (),
+        restore_from: RewindPoint | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.enforcer = enforcer
+        self.start = start
+        self.pending = sorted(set(captures))
+        self.captured: dict[int, RewindPoint] = {}
+        self.restore_from = restore_from
+        self.reporter = reporter or NullReporter()
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.last_step = start
+
+    def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        self.optimizers = list(optimizers)
+        if self.restore_from is not None:
+            self.restore_from.restore_optimizers(self.optimizers)
+        if self.enforcer is not None:
+            for opt in self.optimizers:
+                self.enforcer.add_optimizer(opt)
+        self._capture(self.start)
+
+    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+        if logs:
+            for key, value in logs.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise RunFailure(f"non-finite {key} ({value}) at step {step}")
+        self.last_step = step
+        self._capture(step)
+        self.reporter.step(step)
+
+    def _capture(self, step: int) -> None:
+        while self.pending and step >= self.pending[0]:
+            k = self.pending.pop(0)
+            opts = self.optimizers or self.adapter.optimizers()
+            self.captured[k] = RewindPoint.capture(self.adapter.module, step, opts, self.adapter.state())
+
+
+class IMPRunner:
+    """Runs (or resumes) every unit of one task in one run directory."""
+
+    def __init__(self, task: Any, adapter: DomainAdapter, store: RunStore, reporter: Reporter | None = None) -> None:
+        self.task = task
+        self.cfg = task.config
+        self.adapter = adapter
+        self.store = store
+        self.reporter = reporter or NullReporter()
+        self.k = self.cfg.rewind_step()
+        self.T = self.cfg.train.steps
+        self.names: list[str] = []
+        self.spec = PruneSpec(self.cfg.prune.strategy, self.cfg.prune.rate, self.cfg.prune.rate_of)
+
+    # -- preparation -------------------------------------------------------------------------
+    def prepare(self, seed: int | None = None) -> None:
+        """Build once and resolve the prunable scope (raises UserError on a bad scope)."""
+        p = self.cfg.prune
+        self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
+        module = self.adapter.module
+        self.names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
+        overrides = scope_mod.rate_overrides(self.names, p.rates)
+        self.spec = PruneSpec(p.strategy, p.rate, p.rate_of, overrides)
+        params = dict(module.named_parameters())
+        self.shapes = {n: tuple(params[n].shape) for n in self.names}
+        self.sizes = {n: params[n].numel() for n in self.names}
+
+    def dense_mask(self) -> Mask:
+        return Mask({n: torch.ones(s, dtype=torch.bool) for n, s in self.shapes.items()})
+
+    def planned_alive(self, level: int) -> int:
+        return planned_alive(self.sizes, self.spec, level)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        if not self.names:
+            self.prepare()
+        for seed in self.cfg.seeds:
+            self.run_seed(seed)
+
+    def run_seed(self, seed: int) -> None:
+        rewind_k, rewind_0 = self._dense(seed)
+        controls = list(self.cfg.controls)
+        for level in range(1, self.cfg.prune.levels + 1):
+            ticket_mask = self._chain(seed, "ticket", level, rewind_k)
+            for control in controls:
+                if control == "rewind_init":
+                    self._chain(seed, control, level, rewind_0)
+                else:
+                    self._control(seed, control, level, ticket_mask, rewind_k)
+
+    # -- units ------------------------------------------------------------------------------
+    def _dense(self, seed: int) -> tuple[RewindPoint, RewindPoint]:
+        unit = Unit(seed, "ticket", 0)
+        steps = sorted({0, self.k})
+        dirs = {s: self.store.rewind_dir(seed, s) for s in steps}
+        if self.store.is_done(self.store.unit_dir(unit)) and all(self.store.is_done(d) for d in dirs.values()):
+            self.reporter.unit_finished(unit, self.store.metrics(unit), skipped=True)
+            points = {s: RewindPoint.load(d) for s, d in dirs.items()}
+        else:
+            mask = self.dense_mask()
+            points = self._train_unit(unit, mask, start=None, init_seed=None, captures=steps)
+            for s, d in dirs.items():
+                self.store.begin(d)
+                files = points[s].save(d)
+                self.store.finish(d, files)
+            self._write_unit(unit, mask, points.pop("__record__"))  # type: ignore[arg-type]
+        return points[self.k], points[0]
+
+    def _load_unit(self, unit: Unit) -> tuple[Mask, dict[str, torch.Tensor]]:
+        d = self.store.unit_dir(unit)
+        return Mask.load(d / "mask.safetensors"), load_file(str(d / "final.safetensors"))
+
+    def _chain(self, seed: int, chain: str, level: int, rewind: RewindPoint) -> Mask:
+        unit = Unit(seed, chain, level)
+        d = self.store.unit_dir(unit)
+        if self.store.is_done(d):
+            self.reporter.unit_finished(unit, self.store.metrics(unit), skipped=True)
+            return Mask.load(d / "mask.safetensors")
+        prev = Unit(seed, chain if level > 1 else "ticket", level - 1)
+        prev_mask, prev_final = self._load_unit(prev)
+        mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level))
+        self._check_planned(mask, level, unit)
+        record = self._train_unit(unit, mask, start=rewind, init_seed=None)
+        self._write_unit(unit, mask, record["__record__"])
+        return mask
+
+    def _control(self, seed: int, control: str, level: int, ticket_mask: Mask, rewind: RewindPoint) -> None:
+        unit = Unit(seed, control, level)
+        if self.store.is_done(self.store.unit_dir(unit)):
+            self.reporter.unit_finished(unit, self.store.metrics(unit), skipped=True)
+            return
+        spec = CONTROLS[control]
+        gen = generator(seed, control, level)
+        if spec.mask == "ticket":
+            mask = ticket_mask
+        elif spec.mask in ("random_layer", "random_global"):
+            mask = random_mask_like(ticket_mask, gen, per_layer=spec.mask == "random_layer")
+        elif spec.mask == "one_shot":
+            _, dense_final = self._load_unit(Unit(seed, "ticket", 0))
+            mask = self.dense_mask()
+            for _ in range(level):
+                mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level))
+            self._check_planned(mask, level, unit)
+        else:
+            raise ValueError(f"control '{control}' has no per-level mask rule")
+        if mask.num_alive != ticket_mask.num_alive:
+            raise RunFailure(f"{unit.relpath()}: control keeps {mask.num_alive} weights, ticket {ticket_mask.num_alive}")
+        if spec.start == "fresh":
+            record = self._train_unit(unit, mask, start=None, init_seed=derive_seed(seed, control, level, "init"))
+        else:
+            permute = gen if spec.start == "rewind_permuted" else None
+            record = self._train_unit(unit, mask, start=rewind, init_seed=None, permute=permute)
+        self._write_unit(unit, mask, record["__record__"])
+
+    def _check_planned(self, mask: Mask, level: int, unit: Unit) -> None:
+        planned = self.planned_alive(level)
+        if mask.num_alive != planned:
+            raise RunFailure(f"{unit.relpath()}: {mask.num_alive} weights alive, {planned} planned")
+
+    def _train_unit(
+        self,
+        unit: Unit,
+        mask: Mask,
+        start: RewindPoint | None,
+        init_seed: int | None,
+        captures: Sequence[int] = (),
+        permute: torch.Generator | None = None,
+    ) -> dict[Any, Any]:
+        """Build, start (rewound or fresh), train to T under the mask, evaluate."""
+        adapter = self.adapter
+        adapter.build(unit.seed, init_seed)
+        module = adapter.module
+        restore = None
+        if start is not None:
+            start.restore_weights(module)
+            adapter.load_state(start.extra)
+            if permute is not None:
+                _permute_within_layers(module, self.names, permute)
+            if self.cfg.rewind.optimizer == "restore":
+                restore = start
+        dense = mask.num_alive == mask.numel
+        enforcer = None if dense else MaskEnforcer(module, mask).attach()
+        _hard_copy_targets(adapter)
+        if start is not None:
+            start.restore_rng()
+        begin = start.step if start is not None else 0
+        hooks = LevelHooks(adapter, enforcer, begin, captures, restore, self.reporter)
+        self.reporter.unit_started(unit, begin, self.T)
+        t0 = time.perf_counter()
+        try:
+            adapter.train(begin, self.T, hooks)
+        finally:
+            if enforcer is not None:
+                enforcer.detach()
+        seconds = time.perf_counter() - t0
+        if hooks.pending:
+            raise RunFailure(f"{unit.relpath()}: training ended before the rewind step {hooks.pending[0]}")
+        _check_weights(module, mask, unit)
+        metrics = adapter.evaluate()
+        if adapter.metric not in metrics:
+            raise RunFailure(f"adapter returned no '{adapter.metric}' metric")
+        out: dict[Any, Any] = dict(hooks.captured)
+        out["__record__"] = {
+            "task": self.cfg.name,
+            "domain": self.cfg.domain,
+            "seed": unit.seed,
+            "control": unit.control,
+            "level": unit.level,
+            "sparsity": mask.sparsity,
+            "planned_sparsity": 1.0 - self.planned_alive(unit.level) / mask.numel,
+            "alive": mask.num_alive,
+            "prunable": mask.numel,
+            "start_step": begin,
+            "stop_step": self.T,
+            "train_seconds": round(seconds, 3),
+            "metric": adapter.metric,
+            "higher_is_better": adapter.higher_is_better,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+        }
+        return out
+
+    def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any]) -> None:
+        d = self.store.unit_dir(unit)
+        self.store.begin(d)
+        weights = copy_state_dict(self.adapter.module)
+        self.store.write_file(d, "mask.safetensors", mask.save)
+        self.store.write_file(d, "final.safetensors", lambda p: save_file(weights, str(p)))
+        self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.adapter.export(d)
+        files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        self.store.finish(d, files)
+        self.reporter.unit_finished(unit, record, skipped=False)
+
+
+@torch.no_grad()
+def _permute_within_layers(module: torch.nn.Module, names: list[str], gen: torch.Generator) -> None:
+    params = dict(module.named_parameters())
+    for n in names:
+        p = params[n]
+        flat = p.detach().reshape(-1)
+        perm = torch.randperm(flat.numel(), generator=gen).to(flat.device)
+        p.copy_(flat[perm].reshape(p.shape))
+
+
+@torch.no_grad()
+def _hard_copy_targets(adapter: DomainAdapter) -> None:
+    for online, target in adapter.target_pairs():
+        target.load_state_dict(online.state_dict())
+
+
+def _check_weights(module: torch.nn.Module, mask: Mask, unit: Unit) -> None:
+    """Guard against silent failures: every pruned entry must be exactly zero, all finite."""
+    params = dict(module.named_parameters())
+    for n, m in mask.items():
+        p = params[n].detach()
+        if not bool(torch.isfinite(p).all()):
+            raise RunFailure(f"{unit.relpath()}: non-finite values in '{n}' after training")
+        if bool((p.cpu()[~m] != 0).any()):
+            raise RunFailure(f"{unit.relpath()}: pruned entries of '{n}' are non-zero after training")

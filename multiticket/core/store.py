@@ -1,0 +1,159 @@
+"""The run store: one directory per resolved config, one sub-directory per unit of work.
+
+Layout (DESIGN.md §6)::
+
+    <out>/<name>-<hash8>/
+      config.yaml
+      seed_<s>/rewind/step_<k>/{weights.safetensors, state.pt, DONE}
+      seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
+      summary.csv
+
+Every file is written to a temporary name in its own directory, fsynced and renamed, so a crash
+or a kill never leaves a truncated file under a final name. ``DONE`` is written last and holds
+the SHA-256 of every artifact of its unit; a unit counts as finished only if its ``DONE`` exists
+and every checksum matches, so a corrupt or half-written unit is recomputed, never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from multiticket.errors import RunFailure
+
+DONE = "DONE"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """Atomically (re)write ``path`` unless it already holds ``text``; True if written."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One trained network: a seed, a control (``ticket`` for the IMP chain) and a level."""
+
+    seed: int
+    control: str
+    level: int
+
+    def relpath(self) -> Path:
+        return Path(f"seed_{self.seed}") / self.control / f"level_{self.level}"
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- units ------------------------------------------------------------------------------
+    def unit_dir(self, unit: Unit) -> Path:
+        return self.root / unit.relpath()
+
+    def rewind_dir(self, seed: int, step: int) -> Path:
+        return self.root / f"seed_{seed}" / "rewind" / f"step_{step}"
+
+    def is_done(self, directory: Path) -> bool:
+        """``DONE`` exists and every artifact it lists has the recorded checksum."""
+        done = directory / DONE
+        if not done.is_file():
+            return False
+        try:
+            record = json.loads(done.read_text())
+            files = record["files"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        return all((directory / f).is_file() and sha256(directory / f) == digest for f, digest in files.items())
+
+    def begin(self, directory: Path) -> None:
+        """Clear a directory that holds an unfinished or corrupt unit before recomputing it."""
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+
+    def write_file(self, directory: Path, name: str, write: Callable[[Path], None]) -> None:
+        atomic_write(directory / name, write)
+
+    def finish(self, directory: Path, files: list[str]) -> None:
+        """Write ``DONE`` with the checksums of ``files`` (last, atomically)."""
+        record = {"files": {f: sha256(directory / f) for f in files}}
+        atomic_write_text(directory / DONE, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+    def metrics(self, unit: Unit) -> dict[str, Any] | None:
+        path = self.unit_dir(unit) / "metrics.json"
+        if not self.is_done(self.unit_dir(unit)):
+            return None
+        return json.loads(path.read_text())
+
+    def finished_metrics(self) -> Iterator[dict[str, Any]]:
+        """Metrics of every finished unit, ordered by seed, control, level."""
+        found = []
+        for metrics_file in self.root.glob("seed_*/*/level_*/metrics.json"):
+            if self.is_done(metrics_file.parent):
+                found.append(json.loads(metrics_file.read_text()))
+        yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
+
+    # -- locking ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock on the run directory: a second process gets a clear error."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fh: IO[str] = open(self.root / ".lock", "a")  # noqa: SIM115 - held for the block
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunFailure(f"{self.root}: another multiticket process is running this run directory") from None
+            yield
+        finally:
+            fh.close()
