@@ -8,6 +8,7 @@ traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -61,10 +62,8 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": sys.version.split()[0]}
     for dist in ("multiticket", "torch", "numpy", "stable-baselines3", "gymnasium", "transformers", "datasets"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -72,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from multiticket.adapters import adapter_class
-    from multiticket.analysis.summary import level_table, write_summary
+    from multiticket.analysis.summary import write_summary
     from multiticket.config import load_task
     from multiticket.core.imp import IMPRunner, NullReporter
     from multiticket.core.store import RunStore, write_text_if_changed
@@ -88,6 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         adapter = cls(task.config, task.section, run_dir / "cache", device)
         runner = IMPRunner(task, adapter, RunStore(run_dir))
         runner.prepare()
+    except UserError as exc:
+        if not existed and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        msg = str(exc)
+        raise UserError(msg if msg.startswith(str(task.source)) else f"{task.source}: {msg}") from None
     except BaseException:
         if not existed and run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
