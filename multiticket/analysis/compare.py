@@ -1,0 +1,228 @@
+"""``comparison.html``: several runs (e.g. an RL agent and a language model) on common axes.
+
+Metrics differ across domains (return, accuracy, perplexity), so every run's metric is
+normalised to its own dense network: 1.0 = dense, higher = better (see
+:func:`multiticket.analysis.stats.normalise`). Three views: the normalised ticket vs remaining
+fraction; the "winning margin" (normalised ticket minus the best random control at the same
+level); and where each ticket keeps its weights, per layer role, at matched sparsity.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from multiticket.analysis import layers as L
+from multiticket.analysis.htmlpage import page
+from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
+from multiticket.analysis.report import img, num_cell
+from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
+from multiticket.analysis.stats import fmt, normalise
+from multiticket.core.store import atomic_write_text
+from multiticket.errors import UserError
+
+esc = html.escape
+
+
+@dataclass
+class Series:
+    """One run, normalised: per level its remaining fraction, ticket mean/std, best random control."""
+
+    label: str
+    run: RunData
+    color: str
+    levels: list[int]
+    remaining: list[float]
+    ticket: list[float]
+    ticket_sd: list[float]
+    best_random: list[float]
+    best_random_name: list[str]
+
+    @property
+    def margin(self) -> list[float]:
+        return [t - b for t, b in zip(self.ticket, self.best_random)]
+
+
+def normalised_series(run: RunData, label: str, color: str) -> Series:
+    dense = run.dense
+    hib = run.higher_is_better
+    levels = [lv for lv in run.levels if run.values("ticket", lv)]
+    s = Series(label, run, color, levels, [run.remaining(lv) for lv in levels], [], [], [], [])
+    for lv in levels:
+        raw = list(run.values("ticket", lv).values())
+        vals = [normalise(v, dense, hib) for v in raw]
+        s.ticket.append(normalise(float(np.mean(raw)), dense, hib))
+        s.ticket_sd.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+        best, best_name = math.nan, ""
+        for c in run.seen_controls:
+            vals = list(run.values(c, lv).values())
+            if c in RANDOM_CONTROLS and vals:
+                v = normalise(float(np.mean(vals)), dense, hib)
+                if math.isnan(best) or v > best:
+                    best, best_name = v, c
+        s.best_random.append(best)
+        s.best_random_name.append(best_name)
+    return s
+
+
+def role_profile(run: RunData, target: float) -> tuple[int, dict[str, float]] | None:
+    """(level closest to ``target`` sparsity, role -> remaining fraction averaged over seeds)."""
+    masks = run.ticket_masks()
+    if not masks:
+        return None
+    level = min(masks, key=lambda lv: (abs(run.sparsity[lv] - target), -lv))
+    profiles = [L.remaining_per_role(m, run.domain) for m in masks[level].values()]
+    roles = {r for p in profiles for r in p}
+    return level, {r: float(np.mean([p[r] for p in profiles if r in p])) for r in roles}
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+@styled
+def normalised_figure(series: list[Series]):  # noqa: ANN201 - a matplotlib Figure
+    fig = new_figure(10, 5)
+    ax = fig.add_subplot()
+    for s in series:
+        x, m, sd = np.array(s.remaining), np.array(s.ticket), np.array(s.ticket_sd)
+        ax.plot(x, m, marker="o", lw=2.2, color=s.color, label=f"{s.label}: ticket")
+        if (sd > 0).any():
+            ax.fill_between(x, m - sd, m + sd, color=s.color, alpha=0.14, lw=0)
+        ok = ~np.isnan(np.array(s.best_random))
+        if ok.any():
+            ax.plot(x[ok], np.array(s.best_random)[ok], ls=":", marker="s", ms=3, lw=1.5, color=s.color,
+                    label=f"{s.label}: best random control")
+    ax.axhline(1.0, color="#222222", ls="--", lw=1.1, label="dense = 1.0")
+    remaining_axis(ax, sorted({x for s in series for x in s.remaining}, reverse=True))
+    ax.set_ylabel("metric relative to dense (higher = better)")
+    ax.set_title("Ticket performance relative to each run's dense network", loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.text(0.01, -0.02, "higher-is-better: 1 + (value − dense)/|dense|;  lower-is-better (loss, perplexity): "
+             "dense / value.  Band: ± std over seeds.", fontsize=8, color="#555555", ha="left", va="top")
+    return fig
+
+
+@styled
+def margin_figure(series: list[Series]):  # noqa: ANN201
+    fig = new_figure(10, 4.4)
+    ax = fig.add_subplot()
+    for s in series:
+        x, m = np.array(s.remaining), np.array(s.margin)
+        ok = ~np.isnan(m)
+        if ok.any():
+            ax.plot(x[ok], m[ok], marker="o", lw=2.2, color=s.color, label=s.label)
+    ax.axhline(0.0, color="#222222", lw=1.0)
+    lo, hi = ax.get_ylim()
+    ax.axhspan(0, max(hi, 0), color="#2e9e44", alpha=0.06, lw=0)
+    ax.axhspan(min(lo, 0), 0, color="#c0392b", alpha=0.06, lw=0)
+    ax.set_ylim(lo, hi)
+    remaining_axis(ax, sorted({x for s in series for x in s.remaining}, reverse=True))
+    ax.set_ylabel("ticket − best random control\n(normalised; > 0: ticket wins)")
+    ax.set_title("Winning margin", loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="run")
+    return fig
+
+
+@styled
+def roles_figure(profiles: list[tuple[Series, int, dict[str, float]]], target: float):  # noqa: ANN201
+    roles = [r for r in L.ROLE_ORDER if any(r in p for _, _, p in profiles)]
+    fig = new_figure(max(6.5, 1.5 + 1.1 * len(roles) * max(1, len(profiles)) / 2), 4.4)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(profiles), 1)
+    for i, (s, level, prof) in enumerate(profiles):
+        xs = np.arange(len(roles)) + (i - (len(profiles) - 1) / 2) * width
+        vals = [prof.get(r, np.nan) for r in roles]
+        ax.bar(xs, vals, width * 0.92, color=s.color,
+               label=f"{s.label} (L{level}, {pct(s.run.remaining(level))} remaining)")
+        ax.axhline(s.run.remaining(level), color=s.color, ls="--", lw=0.9, alpha=0.8)
+    ax.set_xticks(range(len(roles)), roles)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("remaining fraction in role")
+    ax.grid(axis="x", visible=False)
+    ax.set_title(f"Where the tickets keep their weights, at ≈{pct(target)} sparsity (dashed: overall)", loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+# -- page ----------------------------------------------------------------------------------------
+
+
+def _labels(runs: list[RunData]) -> list[str]:
+    names = [r.name for r in runs]
+    return [n if names.count(n) == 1 else f"{n} #{i + 1}" for i, n in enumerate(names)]
+
+
+def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None = None) -> Path:
+    """Write ``comparison.html`` and ``plots/*.png`` into ``out_dir``; return the HTML path.
+
+    ``sparsity``: where to compare layer-role profiles (default: the largest sparsity every run
+    has reached). Raises UserError for a directory that is not a run.
+    """
+    if not run_dirs:
+        raise UserError("compare: give at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    out_dir = Path(out_dir)
+    plot_dir = out_dir / "plots"
+    series = [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in
+              enumerate(zip(runs, _labels(runs)))]
+    metrics = {(r.metric, r.higher_is_better) for r in runs if r.records}
+    body = ["<h1>Run comparison <span class='sub'>multiticket</span></h1>"]
+    rows = "".join(
+        f"<tr><td><span class='swatch' style='background:{s.color}'></span>{esc(s.label)}</td>"
+        f"<td>{esc(s.run.domain)}</td><td>{esc(s.run.metric or '–')}</td><td>{esc(s.run.direction)}</td>"
+        f"<td class='num'>{fmt(s.run.dense)}</td><td>{len(s.levels)} / {s.run.planned_levels + 1}</td>"
+        f"<td>{', '.join(map(str, s.run.seeds))}</td>"
+        f"<td>{len(s.run.missing) or 'none'}</td></tr>"
+        for s in series
+    )
+    body.append("<table class='levels'><tr><th>run</th><th>domain</th><th>metric</th><th>direction</th>"
+                "<th>dense</th><th>ticket levels (incl. dense) finished / planned</th><th>seeds</th>"
+                f"<th>units missing</th></tr>{rows}</table>")
+    note = ("The runs use different metrics, so each is shown relative to its own dense network. "
+            if len(metrics) > 1 else "Each run is shown relative to its own dense network. ")
+    body.append(f"<div class='headline'>{note}1.0 = the dense network, higher = better. Higher-is-better metrics: "
+                "1 + (value − dense) / |dense| (= value / dense for positive metrics); lower-is-better metrics "
+                "such as perplexity or loss: dense / value.</div>")
+    with_data = [s for s in series if s.levels]
+    if not with_data:
+        body.append("<p>No run has a finished ticket unit yet.</p>")
+    else:
+        body.append("<h2>Ticket vs sparsity, normalised</h2>")
+        body.append(img(save_png(normalised_figure(with_data), plot_dir / "normalised.png"), "normalised metric"))
+        body.append("<p class='note'>Solid: the ticket (mean ± std over seeds); dotted: the best random control "
+                    "(random_reinit, random_mask, random_mask_global, permuted_*) at each level.</p>")
+        body.append("<h2>Winning margin</h2>")
+        body.append(img(save_png(margin_figure(with_data), plot_dir / "margin.png"), "winning margin"))
+        body.append(_margin_table(with_data))
+        reached = [max(s.run.sparsity[lv] for lv in s.levels) for s in with_data]
+        target = sparsity if sparsity is not None else min(reached)
+        profiles = [(s, *p) for s in with_data if (p := role_profile(s.run, target)) is not None]
+        if profiles:
+            body.append("<h2>Layer-role profiles at matched sparsity</h2>")
+            body.append(img(save_png(roles_figure(profiles, target), plot_dir / "roles.png"), "role profiles"))
+            body.append(f"<p class='note'>For each run, the level whose sparsity is closest to {pct(target)}; "
+                        "roles as in the single-run report (input/hidden/output by position; NLP roles by name). "
+                        "Bars above the dashed line: the ticket keeps that role denser than average.</p>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "comparison.html"
+    atomic_write_text(path, page("multiticket comparison", "".join(body)))
+    return path
+
+
+def _margin_table(series: list[Series]) -> str:
+    rows = []
+    for s in series:
+        for i, lv in enumerate(s.levels):
+            rows.append(
+                f"<tr><td>{esc(s.label)}</td><td>L{lv}</td><td class='num'>{pct(s.remaining[i])}</td>"
+                + num_cell(s.ticket[i], fmt(s.ticket[i]), run=s.label, level=lv, kind="ticket")
+                + f"<td>{esc(s.best_random_name[i] or '–')}</td>"
+                + num_cell(s.best_random[i], fmt(s.best_random[i]), run=s.label, level=lv, kind="best_random")
+                + num_cell(s.margin[i], fmt(s.margin[i]), run=s.label, level=lv, kind="margin") + "</tr>"
+            )
+    return ("<table class='levels'><tr><th>run</th><th>level</th><th>remaining</th><th>ticket (norm.)</th>"
+            "<th>best random control</th><th>its value (norm.)</th><th>margin</th></tr>" + "".join(rows) + "</table>")

@@ -1,0 +1,200 @@
+"""One run directory, read for analysis: its config, finished units, what is still missing.
+
+Everything the report and the comparison show comes from here, so both agree on which units
+count (only those whose ``DONE`` checksums match, via :class:`RunStore`) and on how seeds are
+averaged. Nothing here writes to the run directory except :func:`load_run` refreshing
+``summary.csv`` (through :func:`write_summary`, which rewrites it only when its content changes).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multiticket.analysis.stats import mean_std
+from multiticket.analysis.summary import write_summary
+from multiticket.config import config_hash
+from multiticket.core.mask import Mask
+from multiticket.core.store import Unit
+from multiticket.errors import UserError
+
+#: controls that test whether the ticket's mask *and* its initialisation matter: a winning ticket
+#: beats all of them (one_shot and rewind_init are ablations of the IMP procedure, not controls)
+RANDOM_CONTROLS = ("random_reinit", "random_mask", "random_mask_global", "permuted_init", "permuted_mask")
+
+
+@dataclass
+class RunData:
+    """The finished part of one run directory plus what its config plans."""
+
+    root: Path
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+    summary_path: Path
+    _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
+
+    # -- plan -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def task(self) -> str:
+        return str(self.config.get("name", self.root.name))
+
+    @property
+    def domain(self) -> str:
+        return str(self.config.get("domain", "?"))
+
+    @cached_property
+    def config_hash(self) -> str:
+        resolved = {k: v for k, v in self.config.items() if k != "versions"}
+        return config_hash(resolved)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.config.get("seeds", [])]
+
+    @property
+    def planned_levels(self) -> int:
+        return int((self.config.get("prune") or {}).get("levels", 0))
+
+    @property
+    def controls(self) -> list[str]:
+        """Planned controls (without ``ticket``), in config order."""
+        return [str(c) for c in self.config.get("controls", [])]
+
+    @property
+    def tolerance(self) -> float:
+        return float((self.config.get("report") or {}).get("tolerance", 0.01))
+
+    def planned_units(self) -> list[Unit]:
+        units = []
+        for seed in self.seeds:
+            units += [Unit(seed, "ticket", level) for level in range(self.planned_levels + 1)]
+            for control in self.controls:
+                units += [Unit(seed, control, level) for level in range(1, self.planned_levels + 1)]
+        return units
+
+    @cached_property
+    def missing(self) -> list[Unit]:
+        done = {(r["seed"], r["control"], r["level"]) for r in self.records}
+        return [u for u in self.planned_units() if (u.seed, u.control, u.level) not in done]
+
+    def missing_lines(self) -> list[str]:
+        """The missing units, compacted to one line per seed and control: 'seed 1 ticket: levels 3-4'."""
+        by: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for u in self.missing:
+            by[(u.seed, u.control)].append(u.level)
+        return [f"seed {s} {c}: levels {_ranges(levels)}" for (s, c), levels in by.items()]
+
+    # -- finished results ---------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return str(self.records[0]["metric"]) if self.records else ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.records[0].get("higher_is_better", True)) if self.records else True
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    @property
+    def seen_controls(self) -> list[str]:
+        """``ticket`` first, then planned controls, then any other control found on disk."""
+        found = {r["control"] for r in self.records}
+        order = ["ticket", *self.controls, *sorted(found)]
+        return [c for c in dict.fromkeys(order) if c in found]
+
+    @property
+    def levels(self) -> list[int]:
+        return sorted({r["level"] for r in self.records})
+
+    def values(self, control: str, level: int, metric: str | None = None) -> dict[int, float]:
+        """seed -> value of ``metric`` (the primary one by default) of the finished units."""
+        metric = metric or self.metric
+        return {
+            r["seed"]: float(r["metrics"][metric])
+            for r in self.records
+            if r["control"] == control and r["level"] == level and metric in r["metrics"]
+        }
+
+    def stat(self, control: str, level: int) -> tuple[float, float, int]:
+        """(mean, std, n) of the primary metric over seeds; std is 0 for one seed, NaN for none."""
+        return mean_std(list(self.values(control, level).values()))
+
+    @cached_property
+    def sparsity(self) -> dict[int, float]:
+        """level -> achieved sparsity (the ticket's; every control of a level shares it)."""
+        out: dict[int, float] = {}
+        for r in self.records:
+            if r["control"] == "ticket" or r["level"] not in out:
+                out[r["level"]] = float(r["sparsity"])
+        return out
+
+    def remaining(self, level: int) -> float:
+        return 1.0 - self.sparsity[level]
+
+    @property
+    def dense(self) -> float:
+        """Mean dense (ticket level 0) metric over seeds, NaN if no dense unit is finished."""
+        return self.stat("ticket", 0)[0]
+
+    # -- masks ------------------------------------------------------------------------------
+    def mask(self, seed: int, level: int, control: str = "ticket") -> Mask | None:
+        """The mask of a finished unit (cached), or None."""
+        key = (seed, level, control)
+        if key not in self._masks:
+            d = self.root / Unit(seed, control, level).relpath()
+            done = any(r["seed"] == seed and r["control"] == control and r["level"] == level for r in self.records)
+            self._masks[key] = Mask.load(d / "mask.safetensors") if done else None
+        return self._masks[key]
+
+    def ticket_masks(self) -> dict[int, dict[int, Mask]]:
+        """level -> seed -> ticket mask, for every finished ticket unit."""
+        out: dict[int, dict[int, Mask]] = defaultdict(dict)
+        for r in self.records:
+            if r["control"] == "ticket":
+                m = self.mask(r["seed"], r["level"])
+                if m is not None:
+                    out[r["level"]][r["seed"]] = m
+        return dict(sorted(out.items()))
+
+
+def _ranges(levels: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    levels = sorted(levels)
+    parts, start = [], levels[0]
+    for prev, cur in zip(levels, [*levels[1:], None]):
+        if cur != prev + 1:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(parts)
+
+
+def load_run(run_dir: Path | str) -> RunData:
+    """Read a run directory (refreshing its ``summary.csv``); UserError if it is not one."""
+    root = Path(run_dir)
+    config_file = root / "config.yaml"
+    if not root.is_dir():
+        raise UserError(f"{root}: not a run directory (no such directory)")
+    if not config_file.is_file():
+        raise UserError(f"{root}: not a run directory (no config.yaml; pass the <task>-<hash> directory)")
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{config_file}: cannot parse: {exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_file}: expected a mapping")
+    summary_path, records = write_summary(root)
+    metrics = {r["metric"] for r in records}
+    if len(metrics) > 1:
+        raise UserError(f"{root}: units disagree on the primary metric ({', '.join(sorted(metrics))})")
+    return RunData(root=root, config=config, records=records, summary_path=summary_path)

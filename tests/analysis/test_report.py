@@ -1,0 +1,151 @@
+"""report.html and comparison.html built from a tiny real toy run and synthetic rl/nlp runs."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import statistics
+from collections import defaultdict
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from multiticket.analysis.compare import write_comparison
+from multiticket.analysis.report import write_report
+from multiticket.cli import main
+from multiticket.errors import UserError
+from tests.analysis.synthetic import make_run
+
+
+class Cells(HTMLParser):
+    """Collects every table cell that carries data-value (with its other data-* attributes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k[5:]: v or "" for k, v in attrs if k.startswith("data-")}
+        if tag == "td" and "value" in a:
+            self.cells.append(a)
+
+
+def cells(html: str) -> list[dict[str, str]]:
+    p = Cells()
+    p.feed(html)
+    return p.cells
+
+
+def csv_means(run: Path, metric: str) -> dict[tuple[str, int], float]:
+    by: dict[tuple[str, int], list[float]] = defaultdict(list)
+    with open(run / "summary.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["metric"] == metric:
+                by[(row["control"], int(row["level"]))].append(float(row["value"]))
+    return {k: statistics.fmean(v) for k, v in by.items()}
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy")
+    args = ["run", "toy-mlp", "--out", str(out), "--quiet", "--levels", "2", "--seeds", "0,1",
+            "--set", "train.steps=120", "--set", "toy.n_train=256", "--set", "toy.n_test=128",
+            "--set", "toy.hidden=[16,8]"]
+    assert main(args) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def test_toy_report_numbers_equal_summary_csv(toy_run: Path):
+    path = write_report(toy_run)
+    assert path == toy_run / "report.html"
+    for f in ("summary.csv", "plots/metric_vs_sparsity.png", "plots/layers.png", "plots/stability.png"):
+        assert (toy_run / f).is_file(), f
+    html = path.read_text()
+    means = csv_means(toy_run, "accuracy")
+    found = {(c["control"], int(c["level"])): float(c["value"]) for c in cells(html) if c["kind"] == "mean"}
+    assert found.keys() == means.keys()
+    for key, value in means.items():
+        assert found[key] == pytest.approx(value, rel=1e-12), key
+    for c in cells(html):
+        if c["kind"] == "diff":
+            level = int(c["level"])
+            assert float(c["value"]) == pytest.approx(means[("ticket", level)] - means[(c["control"], level)])
+    for control in ("ticket", "random_reinit", "random_mask"):
+        assert f">{control}" in html
+    # self-contained: plots embedded, nothing fetched
+    assert html.count('src="data:image/png;base64,') >= 3
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "missing:" not in html and "higher is better" in html
+    assert "bootstrap 95% CI" in html and "Mask stability across seeds" in html
+
+
+def test_partial_run_lists_missing_units(toy_run: Path, tmp_path: Path):
+    run = tmp_path / toy_run.name
+    shutil.copytree(toy_run, run)
+    (run / "seed_1" / "ticket" / "level_2" / "DONE").unlink()
+    shutil.rmtree(run / "seed_1" / "random_mask")
+    html = write_report(run).read_text()
+    assert "missing: 3 unit(s)" in html
+    assert "seed 1 ticket: levels 2" in html and "seed 1 random_mask: levels 1-2" in html
+    assert "levels finished / planned</th><td>0 / 2" in html
+    seeds_of = {(c["control"], int(c["level"])) for c in cells(html) if c["kind"] == "mean"}
+    assert ("ticket", 2) in seeds_of  # seed 0 still counts
+    with open(run / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert not any(r["seed"] == "1" and r["control"] == "random_mask" for r in rows)
+
+
+def test_not_a_run_directory(tmp_path: Path):
+    with pytest.raises(UserError, match="not a run directory"):
+        write_report(tmp_path)
+    with pytest.raises(UserError, match="not a run directory"):
+        write_comparison([tmp_path / "nope"], tmp_path / "cmp")
+
+
+def test_rl_report_names_cut_off_observation_dims(tmp_path: Path):
+    run = make_run(tmp_path, "rl", levels=3)
+    html = write_report(run).read_text()
+    assert (run / "plots" / "inputs.png").is_file()
+    assert "mlp_extractor.policy_net.0.weight" in html
+    # level 2 and 3: dimension 2 is gone in both seeds
+    assert html.count("seed 0: obs[2]") == 2 and html.count("seed 1: obs[2]") == 2
+    assert "seed 0: none" in html  # levels 0 and 1 keep every dimension (with high probability at 100%/80%)
+    assert "✓ yes" in html  # synthetic controls are worse: the ticket wins
+
+
+def test_nlp_one_seed_lower_is_better(tmp_path: Path):
+    run = make_run(tmp_path, "nlp", seeds=(0,), levels=2, controls=("random_reinit", "one_shot"))
+    html = write_report(run).read_text()
+    assert "perplexity (lower is better)" in html
+    assert "n=1: no interval" in html
+    assert "at least two seeds" in html
+    for role in ("embeddings", "attention", "mlp", "head"):
+        assert f"<th>{role}</th>" in html
+    diffs = [c for c in cells(html) if c["kind"] == "diff"]
+    assert diffs and all(float(c["value"]) < 0 for c in diffs if c["control"] == "random_reinit")
+
+
+def test_comparison_of_two_domains(toy_run: Path, tmp_path: Path):
+    nlp = make_run(tmp_path / "runs", "nlp", levels=2)
+    path = write_comparison([toy_run, nlp], tmp_path / "cmp")
+    assert path == tmp_path / "cmp" / "comparison.html"
+    for f in ("normalised.png", "margin.png", "roles.png"):
+        assert (tmp_path / "cmp" / "plots" / f).is_file(), f
+    html = path.read_text()
+    assert "different metrics" in html and "dense / value" in html
+    assert toy_run.name in html and nlp.name in html
+    by = defaultdict(dict)
+    for c in cells(html):
+        by[(c["run"], int(c["level"]))][c["kind"]] = float(c["value"])
+    assert by[(nlp.name, 0)]["ticket"] == pytest.approx(1.0)
+    assert by[(toy_run.name, 0)]["ticket"] == pytest.approx(1.0)
+    for (_, level), v in by.items():
+        if level > 0:
+            assert v["margin"] == pytest.approx(v["ticket"] - v["best_random"])
+        else:
+            assert math.isnan(v["margin"])
+    # synthetic nlp: perplexity grows, so the normalised ticket falls below 1 but beats the controls
+    assert by[(nlp.name, 2)]["ticket"] < 1.0 and by[(nlp.name, 2)]["margin"] > 0

@@ -1,0 +1,94 @@
+"""Statistics and layer roles used by the report."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from multiticket.analysis.layers import (
+    jaccard_across_seeds,
+    name_role,
+    position_roles,
+    pruned_inputs,
+    random_jaccard,
+    remaining_per_role,
+)
+from multiticket.analysis.rundata import _ranges
+from multiticket.analysis.stats import bootstrap_diff, matches, mean_std, normalise
+from multiticket.core.mask import Mask
+
+
+def test_bootstrap_is_deterministic_and_needs_two_seeds():
+    t, c = {0: 0.9, 1: 0.8, 2: 0.85}, {0: 0.7, 1: 0.75, 2: 0.6}
+    a, b = bootstrap_diff(t, c), bootstrap_diff(t, c)
+    assert a == b and a.paired
+    assert a.diff == pytest.approx(0.85 - 0.6833333333)
+    assert a.low <= a.diff <= a.high and a.excludes_zero()
+    one = bootstrap_diff({0: 1.0}, {0: 0.5})
+    assert one.diff == 0.5 and not one.has_interval
+    assert bootstrap_diff({}, c) is None
+    unpaired = bootstrap_diff({0: 1.0, 1: 2.0}, {0: 0.0, 5: 1.0})
+    assert not unpaired.paired and unpaired.has_interval
+    assert mean_std([2.0]) == (2.0, 0.0, 1)
+
+
+def test_normalise_and_matching_follow_the_metric_direction():
+    assert normalise(0.45, 0.9, True) == pytest.approx(0.5)
+    assert normalise(40.0, 20.0, False) == pytest.approx(0.5)  # perplexity doubled: half as good
+    assert normalise(-200.0, -100.0, True) == pytest.approx(0.0)  # negative returns: worse is lower
+    assert normalise(-50.0, -100.0, True) == pytest.approx(1.5)
+    assert matches(0.895, 0.9, 0.01, True) and not matches(0.88, 0.9, 0.01, True)
+    assert matches(20.1, 20.0, 0.01, False) and not matches(20.5, 20.0, 0.01, False)
+    assert matches(0.95, 0.9, 0.0, True)  # better than dense always matches
+
+
+@pytest.mark.parametrize(("name", "role"), [
+    ("bert.embeddings.word_embeddings.weight", "embeddings"),
+    ("bert.encoder.layer.3.attention.self.query.weight", "attention"),
+    ("bert.encoder.layer.3.attention.output.dense.weight", "attention"),
+    ("bert.encoder.layer.3.intermediate.dense.weight", "mlp"),
+    ("bert.encoder.layer.3.output.dense.weight", "mlp"),
+    ("bert.pooler.dense.weight", "head"),
+    ("classifier.weight", "head"),
+    ("transformer.wte.weight", "embeddings"),
+    ("transformer.h.0.attn.c_attn.weight", "attention"),
+    ("transformer.h.0.mlp.c_proj.weight", "mlp"),
+    ("model.encoder.layers.0.self_attn.k_proj.weight", "attention"),
+    ("model.decoder.layers.1.fc2.weight", "mlp"),
+    ("lstm_model.lstm.weight_ih_l0", "lstm"),
+    ("lm_head.weight", "head"),
+])
+def test_nlp_roles_from_names(name, role):
+    assert name_role(name) == role
+
+
+def test_positional_roles_from_shapes():
+    toy = {"0.weight": (128, 32), "0.bias": (128,), "2.weight": (64, 128), "4.weight": (4, 64)}
+    assert position_roles(toy) == {"0.weight": "input", "0.bias": "input", "2.weight": "hidden", "4.weight": "output"}
+    ppo = {"action_net.weight": (2, 64), "mlp_extractor.policy_net.0.weight": (64, 4),
+           "mlp_extractor.policy_net.2.weight": (64, 64), "mlp_extractor.value_net.0.weight": (64, 4),
+           "value_net.weight": (1, 64)}
+    assert position_roles(ppo) == {"action_net.weight": "output", "mlp_extractor.policy_net.0.weight": "input",
+                                   "mlp_extractor.policy_net.2.weight": "hidden",
+                                   "mlp_extractor.value_net.0.weight": "input", "value_net.weight": "output"}
+    cnn = {"cnn.0.weight": (32, 4, 8, 8), "cnn.2.weight": (64, 32, 4, 4), "linear.0.weight": (512, 3136),
+           "action_net.weight": (6, 512)}
+    assert position_roles(cnn) == {"cnn.0.weight": "input", "cnn.2.weight": "hidden", "linear.0.weight": "hidden",
+                                   "action_net.weight": "output"}
+    square = {"a.weight": (8, 8), "b.weight": (8, 8), "c.weight": (8, 8)}
+    assert position_roles(square) == {"a.weight": "input", "b.weight": "hidden", "c.weight": "output"}
+    assert name_role("proj.weight") is None  # NLP falls back to position
+
+
+def test_layer_statistics():
+    a = Mask({"w0": torch.tensor([[1, 1, 0], [1, 0, 0]]), "w1": torch.tensor([[1, 0], [0, 0]])})
+    b = Mask({"w0": torch.tensor([[1, 0, 0], [1, 1, 0]]), "w1": torch.tensor([[1, 0], [0, 1]])})
+    assert remaining_per_role(a, "toy") == {"input": 0.5, "output": 0.25}
+    jac = jaccard_across_seeds({1: {0: a, 1: b}, 2: {0: a}})
+    assert list(jac) == [1]
+    assert jac[1]["w0"] == pytest.approx(2 / 4) and jac[1]["w1"] == pytest.approx(1 / 2)
+    assert jac[1]["(all)"] == pytest.approx(3 / 6)
+    name, dead = pruned_inputs({1: {0: a, 1: b}})
+    assert name == ["w0"] and dead == {1: {0: [2], 1: [2]}}
+    assert random_jaccard(1.0) == 1.0 and random_jaccard(0.5) == pytest.approx(1 / 3)
+    assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
