@@ -13,10 +13,10 @@ Data: inputs ~ N(0, I); labels are the argmax of a fixed random two-layer "teach
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from multiticket.adapters.base import DomainAdapter, TrainHooks
@@ -32,13 +32,19 @@ class ToySection(Strict):
     n_test: int = Field(2048, gt=0)
     teacher_hidden: int = Field(64, gt=0)
     data_seed: int = 1234
-    hidden: list[int] = Field(default_factory=lambda: [128, 64])
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [128, 64])
     batch_size: int = Field(64, gt=0)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "cosine", "linear"] = "constant"
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ToySection:
+        if self.batch_size > self.n_train:
+            raise ValueError(f"batch_size ({self.batch_size}) exceeds n_train ({self.n_train})")
+        return self
 
 
 def make_dataset(cfg: ToySection) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

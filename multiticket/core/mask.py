@@ -6,11 +6,13 @@ Masks are values: set operations return new masks, and nothing here touches a mo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -57,11 +59,18 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @classmethod
     def load(cls, path: Path | str) -> Mask:
-        return cls(load_file(str(path)))
+        """Read a mask; parameter order (model order) is restored from the file's metadata."""
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        order = json.loads(meta["order"]) if "order" in meta else list(tensors)
+        return cls({n: tensors[n] for n in order})
 
     def save(self, path: Path | str) -> None:
-        """Write as safetensors (uint8). Callers wanting atomicity write to a temp name first."""
-        save_file({n: t.to(torch.uint8).contiguous().cpu() for n, t in self._data.items()}, str(path))
+        """Write as safetensors (uint8), keeping the parameter order in the metadata (safetensors
+        itself sorts keys). Callers wanting atomicity write to a temp name first."""
+        save_file({n: t.to(torch.uint8).contiguous().cpu() for n, t in self._data.items()}, str(path),
+                  metadata={"order": json.dumps(list(self._data))})
 
     # -- mapping ----------------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:

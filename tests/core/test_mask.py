@@ -22,6 +22,9 @@ def test_safetensors_round_trip(tmp_path):
     m.save(tmp_path / "m.safetensors")
     back = Mask.load(tmp_path / "m.safetensors")
     assert back == m and back["a"].dtype == torch.bool
+    ordered = Mask({"z": m["a"], "a": m["b"]})
+    ordered.save(tmp_path / "o.safetensors")
+    assert list(Mask.load(tmp_path / "o.safetensors")) == ["z", "a"]  # model order, not sorted
 
 
 def test_set_algebra():

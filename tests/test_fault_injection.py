@@ -1,0 +1,66 @@
+"""Kill ``multiticket run`` with SIGKILL at random moments, rerun, and compare with a clean run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+ARGS = ["run", "toy-mlp", "--quiet", "--levels", "5", "--set", "train.steps=300", "--set", "toy.n_train=512",
+        "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]", "--set", "controls=[random_reinit,one_shot,random_mask]"]
+
+
+def _cmd(out: Path) -> list[str]:
+    return [sys.executable, "-m", "multiticket", *ARGS, "--out", str(out)]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _snapshot(out: Path) -> dict[str, object]:
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    snap: dict[str, object] = {"summary": (run / "summary.csv").read_text()}
+    for f in sorted(run.rglob("*.safetensors")):
+        snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
+    for f in sorted(run.rglob("metrics.json")):
+        record = json.loads(f.read_text())
+        record.pop("train_seconds")
+        snap[str(f.relative_to(run))] = record
+    return snap
+
+
+def test_sigkill_at_random_moments_never_corrupts_results(tmp_path):
+    clean = tmp_path / "clean"
+    subprocess.run(_cmd(clean), check=True, env=_env(), capture_output=True)
+    reference = _snapshot(clean)
+
+    out = tmp_path / "killed"
+    rng = random.Random(1234)
+    kills = 0
+    progress = []
+    for _ in range(14):
+        before = len(list(out.rglob("DONE")))
+        proc = subprocess.Popen(_cmd(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # wait until this process has finished a unit (start-up time varies with load), then kill
+        # it a random moment later: inside a unit's training, its writes, or between units
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and len(list(out.rglob("DONE"))) <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        progress.append(len(list(out.rglob("DONE"))))
+    assert kills >= 10
+    # the kills landed at different stages of the run, not all during start-up
+    assert len({p for p in progress if p > 0}) >= 3, progress
+    done = subprocess.run(_cmd(out), env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _snapshot(out) == reference
