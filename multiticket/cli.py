@@ -1,4 +1,4 @@
-"""The ``multiticket`` command line: run, report, tasks.
+"""The ``multiticket`` command line: run, sweep, status, report, tasks.
 
 Every failure the user can fix (bad task file, unknown env, missing file) prints one line on
 stderr and exits 2 without writing anything; a run that fails while training exits 1. A
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from multiticket.errors import RunFailure, UserError
+
+if TYPE_CHECKING:
+    from multiticket.launch.backends import LaunchOptions
 
 
 def _seeds(text: str) -> list[int]:
@@ -37,14 +40,63 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--levels", type=int, help="number of pruning levels")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a task key, e.g. --set rl.env=Acrobot-v1 (repeatable)")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_launch_args(run)
 
-    report = sub.add_parser("report", help="write summary.csv for a run directory and print its table")
+    sweep = sub.add_parser("sweep", help="run every task x override combination of a sweep file")
+    sweep.add_argument("sweep", help="sweep file (YAML: tasks, seeds, set, variants, grid; docs/scale.md)")
+    sweep.add_argument("--out", help="parent of the run directories (default: the file's 'out', else runs)")
+    _add_launch_args(sweep)
+
+    status = sub.add_parser("status", help="done / running / missing units of a run directory or a sweep")
+    status.add_argument("target", help="a run directory, or a sweep file")
+    status.add_argument("--out", help="where the sweep's runs are (default: the file's 'out', else runs)")
+    status.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+    report = sub.add_parser("report", help="write report.html (plots embedded), plots/ and summary.csv into a run directory")
     report.add_argument("run_dir")
+
+    compare = sub.add_parser("compare", help="compare runs side by side (e.g. an RL and an NLP ticket search)")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="output directory (default: <parent of the first run>/comparison)")
 
     sub.add_parser("tasks", help="list the shipped task files")
     return parser
+
+
+def _add_launch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    g = p.add_argument_group("where units run (docs/scale.md)")
+    g.add_argument("--backend", choices=("local", "ray", "slurm"), default="local",
+                   help="local process pool (default), a Ray cluster, or Slurm via submitit")
+    g.add_argument("--workers", type=int, default=1,
+                   help="units at once: local pool size (1 = in this process), CPUs of a local Ray "
+                        "instance, Slurm array parallelism")
+    g.add_argument("--granularity", choices=("unit", "chain"),
+                   help="one job per unit (default; slurm: per seed chain) or per seed chain")
+    g.add_argument("--threads", type=int,
+                   help="torch threads per worker (default 1; in-process runs keep torch's default)")
+    g.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
+    g.add_argument("--cpus-per-unit", type=float, default=1.0, help="ray/slurm: CPUs per unit")
+    g.add_argument("--gpus-per-unit", type=float, default=0.0, help="ray/slurm: GPUs per unit")
+    g.add_argument("--slurm-partition")
+    g.add_argument("--slurm-time", type=int, default=240, help="minutes per job; a timed-out job requeues")
+    g.add_argument("--slurm-mem-gb", type=float)
+    g.add_argument("--slurm-folder", help="submitit logs (default: OUT/.submitit; must be shared)")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
+                   help="'local'/'debug' run the submitit jobs on this machine (testing without Slurm)")
+
+
+def launch_options(args: argparse.Namespace) -> LaunchOptions:
+    from multiticket.launch.backends import LaunchOptions
+
+    return LaunchOptions(
+        backend=args.backend, workers=args.workers, granularity=args.granularity, device=args.device,
+        threads=args.threads or 1, in_process_threads=args.threads, address=args.address,
+        cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, slurm_cluster=args.slurm_cluster,
+        slurm_partition=args.slurm_partition,
+        slurm_time=args.slurm_time, slurm_mem_gb=args.slurm_mem_gb, slurm_folder=args.slurm_folder,
+    )
 
 
 def resolve_device(choice: str) -> str:
@@ -68,52 +120,81 @@ def library_versions() -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from multiticket.adapters import adapter_class
-    from multiticket.analysis.summary import write_summary
     from multiticket.config import load_task
-    from multiticket.core.imp import IMPRunner, NullReporter
-    from multiticket.core.store import RunStore, write_text_if_changed
     from multiticket.paths import resolve_task_path
-    from multiticket.progress import RichReporter
 
     task = load_task(resolve_task_path(args.task), args.set, seeds=args.seeds, levels=args.levels)
-    device = resolve_device(args.device)
-    run_dir = Path(args.out) / task.run_name
-    existed = run_dir.exists()
-    cls = adapter_class(task.config.domain)
-    try:
-        adapter = cls(task.config, task.section, run_dir / "cache", device)
-        runner = IMPRunner(task, adapter, RunStore(run_dir))
-        runner.prepare()
-    except UserError as exc:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        msg = str(exc)
-        raise UserError(msg if msg.startswith(str(task.source)) else f"{task.source}: {msg}") from None
-    except BaseException:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    return _launch([task], Path(args.out), args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from multiticket.launch.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else (sweep.out or Path("runs"))
+    return _launch(sweep.tasks, out, args)
+
+
+def _launch(tasks: list, out: Path, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from rich.console import Console
+
+    from multiticket.analysis.summary import write_summary
+    from multiticket.core.imp import NullReporter
+    from multiticket.launch.driver import run_tasks
+    from multiticket.progress import RichReporter
+
+    opts = launch_options(args)
     console = Console(stderr=True)
-    store = RunStore(run_dir)
-    with store.locked():
-        config_text = yaml.safe_dump({**task.resolved, "versions": library_versions()}, sort_keys=False)
-        write_text_if_changed(run_dir / "config.yaml", config_text)
-        reporter = NullReporter() if args.quiet else RichReporter(console)
-        runner.reporter = reporter
-        try:
-            if isinstance(reporter, RichReporter):
-                with reporter:
-                    runner.run()
-            else:
-                runner.run()
-        finally:
-            adapter.close()
-            summary, records = write_summary(run_dir)
-    _print_table(console, records)
-    print(run_dir)
+    reporter = NullReporter() if args.quiet else RichReporter(console)
+    run_dirs = [out / t.run_name for t in tasks]
+    try:
+        if isinstance(reporter, RichReporter):
+            with reporter:
+                run_tasks(tasks, out, opts, reporter)
+        else:
+            run_tasks(tasks, out, opts, reporter)
+    finally:
+        results = [write_summary(d) for d in run_dirs if (d / "config.yaml").is_file()]
+    for _, records in results:
+        _print_table(console, records)
+    for d in run_dirs:
+        print(d)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from multiticket.launch.status import counts, run_status, status_table
+    from multiticket.launch.sweep import is_sweep_file, load_sweep
+
+    target = Path(args.target)
+    if target.is_dir():
+        run_dirs = [target]
+    elif target.is_file() and is_sweep_file(target):
+        sweep = load_sweep(target)
+        out = Path(args.out) if args.out else (sweep.out or Path("runs"))
+        run_dirs = [out / t.run_name for t in sweep.tasks]
+    else:
+        raise UserError(f"{target}: neither a run directory nor a sweep file")
+    console = Console()
+    report = {}
+    for d in run_dirs:
+        if not (d / "config.yaml").is_file():
+            if target.is_dir():
+                raise UserError(f"{d}: not a run directory (no config.yaml)")
+            report[str(d)] = None
+            if not args.json:
+                console.print(f"{d.name}: not started")
+            continue
+        states = run_status(d)
+        report[str(d)] = counts(states)
+        if not args.json:
+            console.print(status_table(d, states))
+    if args.json:
+        print(json.dumps(report, indent=1))
     return 0
 
 
@@ -136,14 +217,21 @@ def _print_table(console, records) -> None:  # noqa: ANN001
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from multiticket.analysis.summary import write_summary
+    from multiticket.analysis.report import write_report
+    from multiticket.core.store import RunStore
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
-    path, records = write_summary(run_dir)
-    _print_table(Console(), records)
-    print(path)
+    html = write_report(run_dir)  # raises UserError for a directory that is no run
+    _print_table(Console(), list(RunStore(run_dir).finished_metrics()))
+    print(html)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from multiticket.analysis.compare import write_comparison
+
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "comparison"
+    print(write_comparison([Path(d) for d in args.run_dirs], out))
     return 0
 
 
@@ -166,7 +254,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks}
+    handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
+                "tasks": cmd_tasks}
     try:
         return handlers[args.command](args)
     except (UserError, RunFailure) as exc:

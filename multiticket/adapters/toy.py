@@ -111,6 +111,8 @@ class ToyAdapter(DomainAdapter):
 
     def build(self, seed: int, init_seed: int | None = None) -> None:
         self.seed = seed
+        if self.device == "cpu":
+            torch.set_num_threads(1)  # small MLP: one thread is as fast, and leaves cores to other jobs
         torch.manual_seed(seed if init_seed is None else init_seed)
         cfg = self.section
         self.model = make_mlp(cfg.n_features, cfg.hidden, cfg.n_classes).to(self.device)

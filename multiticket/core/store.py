@@ -8,6 +8,12 @@ Layout (DESIGN.md §6)::
       seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
       summary.csv
 
+Locks: the driver of a run holds ``.lock`` (one driver per run directory); every unit is trained
+under its own lock file ``.locks/seed_<s>.<control>.level_<L>.lock`` (``fcntl.flock``), so
+workers on several processes or nodes write different units concurrently, and a unit that two
+processes are asked to run (a duplicated array task) is trained once: the second waits, then
+finds it finished.
+
 Every file is written to a temporary name in its own directory, fsynced and renamed, so a crash
 or a kill never leaves a truncated file under a final name. ``DONE`` is written last and holds
 the SHA-256 of every artifact of its unit; a unit counts as finished only if its ``DONE`` exists
@@ -144,6 +150,33 @@ class RunStore:
         yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
 
     # -- locking ----------------------------------------------------------------------------
+    def lock_path(self, unit: Unit) -> Path:
+        return self.root / ".locks" / f"seed_{unit.seed}.{unit.control}.level_{unit.level}.lock"
+
+    @contextlib.contextmanager
+    def unit_lock(self, unit: Unit) -> Iterator[None]:
+        """Exclusive lock on one unit, waiting for a process that holds it to finish."""
+        path = self.lock_path(unit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh: IO[str] = open(path, "a")  # noqa: SIM115 - held for the block
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield
+        finally:
+            fh.close()
+
+    def is_running(self, unit: Unit) -> bool:
+        """True while some process (on any node sharing the directory) holds the unit's lock."""
+        path = self.lock_path(unit)
+        if not path.is_file():
+            return False
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock on the run directory: a second process gets a clear error."""

@@ -1,0 +1,256 @@
+"""Where jobs run: a local process pool, a Ray cluster, or Slurm through submitit.
+
+Every backend runs the same worker function (:func:`multiticket.launch.jobs.execute_job`) on the
+same jobs, and every worker writes into the same run store, so the run directory that comes out
+does not depend on the backend. The local pool and submitit are driven by :func:`schedule`, which
+submits a job as soon as the units it reads are finished; Ray gets the whole graph at once, each
+task holding the object refs of the tasks it depends on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from multiticket.errors import RunFailure, UserError
+from multiticket.launch.jobs import Job, JobCall, execute_job
+
+#: called by the driver with each finished job and its per-unit results
+OnResults = Callable[[Job, list[dict[str, Any]]], None]
+
+
+@dataclass
+class LaunchOptions:
+    backend: str = "local"  # local | ray | slurm
+    workers: int = 1  # units at once: pool size (local), CPUs of a local Ray (ray), array parallelism (slurm)
+    granularity: str | None = None  # unit | chain (default: unit, chain for slurm)
+    device: str = "auto"
+    threads: int = 1  # torch threads per worker (local pool)
+    in_process_threads: int | None = None  # torch threads of an in-process run (None: torch's default)
+    address: str | None = None  # ray
+    cpus_per_unit: float = 1.0  # ray, slurm
+    gpus_per_unit: float = 0.0  # ray, slurm
+    slurm_cluster: str = "slurm"  # slurm | local | debug (submitit's local executors, for testing)
+    slurm_partition: str | None = None
+    slurm_time: int = 240  # minutes per job (a timed-out job requeues itself)
+    slurm_mem_gb: float | None = None
+    slurm_folder: str | None = None  # submitit logs and pickles (must be shared too)
+    poll_seconds: float = 1.0
+    force_pool: bool = False  # --workers 1 in a worker process, not in this one (benchmarks)
+
+    @property
+    def in_process(self) -> bool:
+        return self.backend == "local" and self.workers == 1 and not self.force_pool
+
+    @property
+    def resolved_granularity(self) -> str:
+        return self.granularity or ("chain" if self.backend == "slurm" else "unit")
+
+
+def _key(job: Job, unit: Any) -> tuple[str, Any]:
+    return (job.spec.run_dir, unit)
+
+
+def schedule(
+    jobs: Sequence[Job],
+    submit_many: Callable[[list[Job]], list[Any]],
+    wait_any: Callable[[list[Any]], list[Any]],
+    result: Callable[[Any], list[dict[str, Any]]],
+    on_results: OnResults,
+) -> None:
+    """Submit each job once every unit it depends on is finished; keep independent work going
+    after a failure, then raise the first failure (a rerun resumes from what finished)."""
+    produced = {_key(j, u) for j in jobs for u in j.units}
+    finished: set[tuple[str, Any]] = set()
+    pending = list(jobs)
+    running: dict[Any, Job] = {}
+    failure: tuple[Job, BaseException] | None = None
+    while pending or running:
+        ready = [
+            j for j in pending if all(_key(j, d) in finished or _key(j, d) not in produced for d in j.deps)
+        ]
+        if ready:
+            pending = [j for j in pending if j not in ready]
+            for handle, job in zip(submit_many(ready), ready):
+                running[handle] = job
+        if not running:
+            break  # what is left depends on a failed job
+        for handle in wait_any(list(running)):
+            job = running.pop(handle)
+            try:
+                results = result(handle)
+            except BaseException as exc:  # noqa: BLE001 - reported below, after the rest ran
+                failure = failure or (job, exc)
+                continue
+            on_results(job, results)
+            finished.update(_key(job, r["unit"]) for r in results)
+    if failure is not None:
+        raise _failure(*failure)
+
+
+def _failure(job: Job, exc: BaseException) -> RunFailure:
+    cause = getattr(exc, "cause", None) or exc  # Ray wraps the worker's exception
+    if isinstance(cause, (RunFailure, UserError)):
+        return RunFailure(f"{job.name()}: {cause}")
+    return RunFailure(f"{job.name()}: {type(cause).__name__}: {cause}")
+
+
+# -- local process pool ---------------------------------------------------------------------------
+
+
+def _init_worker(gpu_ids: Any, threads: int) -> None:
+    """Pool initializer: one GPU per worker (before CUDA is touched), ``threads`` torch threads."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _gpu_count(device: str) -> int:
+    if device == "cpu":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
+    ctx = mp.get_context("spawn")  # fork after torch ran in the driver can deadlock OpenMP/CUDA
+    n_gpus = _gpu_count(opts.device)
+    gpu_ids = None
+    if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):
+        gpu_ids = ctx.Queue()
+        for i in range(opts.workers):
+            gpu_ids.put(i % n_gpus)
+    pool = cf.ProcessPoolExecutor(
+        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads)
+    )
+    try:
+        schedule(
+            jobs,
+            lambda batch: [pool.submit(execute_job, j, probe, opts.threads) for j in batch],
+            lambda fs: list(cf.wait(fs, return_when=cf.FIRST_COMPLETED).done),
+            lambda f: f.result(),
+            on_results,
+        )
+    except BaseException:
+        # Ctrl-C or a failure: stop at once; a unit killed half-way has no DONE and is redone on resume
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        raise
+    pool.shutdown()
+
+
+# -- Ray -----------------------------------------------------------------------------------------
+
+
+def run_ray(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise UserError("--backend ray: needs the package 'ray' (pip install 'ray[default]')") from None
+    started = False
+    if not ray.is_initialized():
+        if opts.address:
+            ray.init(address=opts.address, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=max(1, math.ceil(opts.workers * opts.cpus_per_unit)),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        started = True
+    threads = max(1, int(opts.cpus_per_unit))
+    remote = ray.remote(execute_job).options(
+        num_cpus=opts.cpus_per_unit, num_gpus=opts.gpus_per_unit, max_retries=0
+    )
+    try:
+        refs: dict[tuple[str, Any], Any] = {}
+        pending: dict[Any, Job] = {}
+        for job in jobs:  # dependency order: the refs a job waits for exist already
+            deps = [refs[_key(job, d)] for d in job.deps if _key(job, d) in refs]
+            ref = remote.remote(job, probe, threads, *deps)
+            pending[ref] = job
+            for u in job.units:
+                refs[_key(job, u)] = ref
+        failure: tuple[Job, BaseException] | None = None
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - dependents fail the same way; first one reported
+                    failure = failure or (job, exc)
+                    continue
+                on_results(job, results)
+        if failure is not None:
+            raise _failure(*failure)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- Slurm (submitit) ----------------------------------------------------------------------------
+
+
+def slurm_executor(opts: LaunchOptions, folder: Path) -> Any:
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise UserError("--backend slurm: needs the package 'submitit' (pip install submitit)") from None
+    if opts.slurm_cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError(
+            "--backend slurm: Slurm not found (no 'sbatch' on PATH); "
+            "--slurm-cluster local runs the same jobs as local processes"
+        )
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=opts.slurm_cluster)
+    params: dict[str, Any] = {
+        "name": "multiticket",
+        "timeout_min": opts.slurm_time,
+        "cpus_per_task": max(1, math.ceil(opts.cpus_per_unit)),
+        "slurm_array_parallelism": max(1, opts.workers),
+    }
+    if opts.gpus_per_unit:
+        params["gpus_per_node"] = math.ceil(opts.gpus_per_unit)
+    if opts.slurm_partition:
+        params["slurm_partition"] = opts.slurm_partition
+    if opts.slurm_mem_gb:
+        params["mem_gb"] = opts.slurm_mem_gb
+    executor.update_parameters(**params)
+    return executor
+
+
+def run_slurm(
+    jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults, folder: Path
+) -> None:
+    executor = slurm_executor(opts, folder)
+    threads = max(1, math.ceil(opts.cpus_per_unit))
+    call = JobCall()
+
+    def submit_many(batch: list[Job]) -> list[Any]:
+        with executor.batch():  # one job array per batch of ready jobs
+            handles = [executor.submit(call, j, probe, threads) for j in batch]
+        return handles
+
+    def wait_any(handles: list[Any]) -> list[Any]:
+        if opts.slurm_cluster == "debug":
+            return handles[:1]  # the debug executor runs a job in this process when asked for its result
+        while True:
+            done = [h for h in handles if h.done()]
+            if done:
+                return done
+            time.sleep(opts.poll_seconds)
+
+    schedule(jobs, submit_many, wait_any, lambda h: h.result(), on_results)

@@ -1,0 +1,144 @@
+"""The driver of ``multiticket run`` and ``multiticket sweep``: validate, lock, dispatch, summarise.
+
+Every task is validated in the driver first (building its adapter resolves the prunable scope),
+so bad input fails before any work starts. The driver holds each run directory's lock for the
+whole run, writes ``config.yaml``, then either trains in this process (``--backend local
+--workers 1``: today's behaviour, with per-step progress) or hands jobs to a backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multiticket.core.imp import IMPRunner, NullReporter, unit_finished
+from multiticket.core.store import RunStore, write_text_if_changed
+from multiticket.errors import RunFailure, UserError
+from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm
+from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
+
+
+@dataclass
+class PreparedRun:
+    task: Any
+    run_dir: Path
+    runner: IMPRunner
+
+
+def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
+    """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
+    from multiticket.adapters import adapter_class
+    from multiticket.cli import resolve_device
+
+    run_dir = Path(out) / task.run_name
+    existed = run_dir.exists()
+    try:
+        adapter = adapter_class(task.config.domain)(
+            task.config, task.section, run_dir / "cache", resolve_device(device)
+        )
+        runner = IMPRunner(task, adapter, RunStore(run_dir))
+        runner.prepare()
+    except UserError as exc:
+        if not existed and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        msg = str(exc)
+        raise UserError(msg if msg.startswith(str(task.source)) else f"{task.source}: {msg}") from None
+    except BaseException:
+        if not existed and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return PreparedRun(task, run_dir, runner)
+
+
+def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
+    """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
+    from multiticket.cli import library_versions
+
+    if opts.backend not in ("local", "ray", "slurm"):
+        raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
+    if opts.workers < 1:
+        raise UserError("--workers: must be >= 1")
+    reporter = reporter or NullReporter()
+    runs = []
+    for task in tasks:
+        runs.append(prepare_run(task, out, opts.device))
+        if not opts.in_process:
+            runs[-1].runner.adapter.close()  # validated; the workers build their own
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            stack.enter_context(RunStore(run.run_dir).locked())
+            config = {**run.task.resolved, "versions": library_versions()}
+            write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        if opts.in_process:
+            if opts.in_process_threads:
+                import torch
+
+                torch.set_num_threads(opts.in_process_threads)
+            for run in runs:
+                stack.callback(run.runner.adapter.close)
+            for run in runs:
+                run.runner.reporter = reporter
+                run.runner.run()
+        else:
+            dispatch(runs, opts, reporter)
+    return [r.run_dir for r in runs]
+
+
+def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> None:
+    """Send every unfinished unit to the backend; check each result is visible here."""
+    jobs: list[Job] = []
+    for run in runs:
+        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device)
+        store, k = run.runner.store, run.runner.k
+        plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
+        for p in _plan(run):
+            if unit_finished(store, p.unit, k):
+                reporter.unit_finished(p.unit, store.metrics(p.unit), skipped=True)
+        jobs += make_jobs(spec, plan, opts.resolved_granularity)
+    if not jobs:
+        return
+    stores = {str(r.run_dir.resolve()): r.runner for r in runs}
+    probe = secrets.token_hex(8)
+    for run_dir in stores:
+        probe_file = Path(run_dir) / PROBE_DIR / probe
+        probe_file.parent.mkdir(parents=True, exist_ok=True)
+        probe_file.write_text("written by the multiticket driver; workers check they can see it\n")
+
+    def on_results(job: Job, results: list[dict[str, Any]]) -> None:
+        runner = stores[job.spec.run_dir]
+        for r in results:
+            unit = r["unit"]
+            if not unit_finished(runner.store, unit, runner.k):
+                raise RunFailure(
+                    f"{job.name()}: unit {unit.relpath()} finished on host {r['host']} but is not "
+                    f"finished in {job.spec.run_dir} here: {SHARED_STORAGE_HINT}"
+                )
+            if r["phases"]:
+                runner.unit_phases[unit] = r["phases"]
+            reporter.unit_finished(unit, r["record"], skipped=r["skipped"])
+
+    try:
+        if opts.backend == "local":
+            run_local(jobs, opts, probe, on_results)
+        elif opts.backend == "ray":
+            run_ray(jobs, opts, probe, on_results)
+        else:
+            folder = Path(opts.slurm_folder) if opts.slurm_folder else runs[0].run_dir.parent / ".submitit"
+            run_slurm(jobs, opts, probe, on_results, folder)
+    finally:
+        for run_dir in stores:
+            (Path(run_dir) / PROBE_DIR / probe).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (Path(run_dir) / PROBE_DIR).rmdir()  # only when empty: another driver may probe too
+
+
+def _plan(run: PreparedRun) -> list[Any]:
+    from multiticket.core.imp import unit_plan
+
+    return unit_plan(run.runner.cfg)
