@@ -1,0 +1,322 @@
+"""Stable-Baselines3 adapter: IMP on PPO, A2C, DQN, SAC and TD3 through SB3's own ``learn()``.
+
+SB3 is used unchanged. The core's hooks ride on a ``BaseCallback`` (``on_step`` after every env
+step, with ``num_timesteps`` as the step), the mask enforcer rides on SB3's own optimizers, and a
+level that starts at the rewind step k continues with ``num_timesteps = k`` and
+``learn(T - k, reset_num_timesteps=False)`` so that progress-based schedules (learning rate, clip
+range, DQN's exploration rate) continue exactly where the dense run was at step k.
+See docs/rl.md for the task-file keys and DESIGN.md §4 for the per-algorithm table.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from multiticket.adapters.base import DomainAdapter, TrainHooks
+from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
+from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
+from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.errors import UserError
+
+__all__ = ["SB3Adapter", "Section"]
+
+
+class HooksCallback(BaseCallback):
+    """Forwards SB3's per-step callback to the core: ``hooks.on_step(num_timesteps, logs)``.
+
+    Losses SB3 logged during the previous update (``train/*loss*``) ride along with the first step
+    of the next rollout, so the core can stop a run whose loss went NaN.
+    """
+
+    def __init__(self, hooks: TrainHooks, adapter: SB3Adapter) -> None:
+        super().__init__(verbose=0)
+        self.hooks = hooks
+        self.adapter = adapter
+        self._pending: dict[str, float] | None = None
+
+    def _on_rollout_start(self) -> None:
+        values = self.model.logger.name_to_value
+        losses = {k: float(v) for k, v in values.items() if k.startswith("train/") and "loss" in k}
+        self._pending = losses or None
+
+    def _on_step(self) -> bool:
+        logs, self._pending = self._pending, None
+        # SB3 calls back in the middle of its step: state() must account for the rest of it
+        self.adapter._mid_step = True
+        try:
+            self.hooks.on_step(self.num_timesteps, logs)
+        finally:
+            self.adapter._mid_step = False
+        return True
+
+
+class SB3Adapter(DomainAdapter):
+    """Lottery-ticket search on an SB3 algorithm; the prunable root module is ``model.policy``."""
+
+    domain = "rl"
+    Section = Section
+
+    def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
+        super().__init__(task, section, workdir, device)
+        self.section: Section = section
+        self.spec: AlgoSpec = ALGOS[section.algo]
+        try:
+            self.hyper: Hyper = resolve_hyper(
+                section.algo, section.env, section.hyperparams, section.overrides, section.env_kwargs
+            )
+        except ValueError as exc:
+            raise UserError(f"rl.overrides: {exc}") from None
+        self.model: BaseAlgorithm | None = None
+        self.eval_env: VecEnv | None = None
+        self.seed = 0
+        self.init_seed = 0
+        self._state_loaded = False
+        self._mid_step = False
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return "eval_return"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return True
+
+    # -- model ----------------------------------------------------------------------------------
+    def _device(self) -> str:
+        wanted = self.section.device
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise UserError("rl.device: 'cuda' asked for but no CUDA device is available")
+        if wanted == "auto":
+            # SB3's MLP policies are fastest on CPU even when a GPU exists; CNN policies are not
+            return "cuda" if self.device == "cuda" and "Cnn" in self.hyper.policy else "cpu"
+        return wanted
+
+    def _action_noise(self, venv: VecEnv) -> Any:
+        if self.hyper.noise is None:
+            return None
+        kind, std = self.hyper.noise
+        n = int(np.prod(venv.action_space.shape))
+        cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
+        return cls(mean=np.zeros(n), sigma=std * np.ones(n))
+
+    def build(self, seed: int, init_seed: int | None = None) -> None:
+        """Seeded envs and model; ``init_seed`` only changes the initial policy weights."""
+        self.close()
+        self.seed, self.init_seed = seed, seed if init_seed is None else init_seed
+        self._state_loaded = False
+        device = self._device()
+        if self.section.torch_threads is not None:
+            torch.set_num_threads(self.section.torch_threads)
+        elif device == "cpu" and "Cnn" not in self.hyper.policy:
+            # measured: one thread is as fast as two for SB3's small MLPs, and leaves a core free
+            torch.set_num_threads(1)
+        aliases = list(self.spec.cls.policy_aliases)
+        if self.hyper.policy not in aliases:
+            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases}")
+        env_id = self.section.env
+        venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True)
+        if not isinstance(venv.action_space, self.spec.action_spaces):
+            venv.close()
+            allowed = "/".join(s.__name__ for s in self.spec.action_spaces)
+            space = venv.action_space
+            raise UserError(
+                f"rl.algo: {self.spec.name} needs a {allowed} action space; '{env_id}' has {space}"
+            )
+        kwargs = dict(self.hyper.kwargs)
+        noise = self._action_noise(venv)
+        if noise is not None:
+            kwargs["action_noise"] = noise
+        try:
+            self.model = self.spec.cls(
+                self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
+            )
+        except (TypeError, ValueError, AssertionError, KeyError) as exc:
+            venv.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
+        if self.init_seed != seed:
+            self._reinitialise(self.init_seed)
+        self.eval_env = make_env(env_id, self.hyper, seed + self.section.eval_seed_offset, 1, training=False)
+
+    def _reinitialise(self, init_seed: int) -> None:
+        """Fresh policy weights drawn with ``init_seed``; the torch RNG stream that drives
+        sampling is left exactly as ``seed`` set it, so only the initialisation differs."""
+        model = self.model
+        assert model is not None
+        rng = torch.get_rng_state()
+        torch.manual_seed(init_seed)
+        extra = {"use_sde": model.use_sde} if self.spec.on_policy else {}
+        fresh = model.policy_class(
+            model.observation_space, model.action_space, model.lr_schedule, **extra, **model.policy_kwargs
+        ).to(model.device)
+        model.policy.load_state_dict(fresh.state_dict())
+        torch.set_rng_state(rng)
+
+    def _require_model(self) -> BaseAlgorithm:
+        if self.model is None:
+            raise RuntimeError("SB3Adapter: build() must be called first")
+        return self.model
+
+    @property
+    def module(self) -> nn.Module:
+        return self._require_model().policy
+
+    def default_prunable(self) -> list[str]:
+        names = prunable_names(
+            self.module, self.spec, list(self.section.roles), self.section.prune_input_layer
+        )
+        if not names:
+            raise UserError(
+                f"rl.roles: {self.section.roles} (prune_input_layer={self.section.prune_input_layer}) "
+                f"selects no Linear/Conv layer of {self.spec.name}'s {self.hyper.policy}"
+            )
+        return names
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return self.spec.optimizers(self._require_model())
+
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return self.spec.target_pairs(self._require_model())
+
+    # -- training -------------------------------------------------------------------------------
+    def _tensorboard_dir(self, start: int) -> Path | None:
+        enabled = self.section.tensorboard
+        if enabled is None:
+            enabled = importlib.util.find_spec("tensorboard") is not None
+        if not enabled:
+            return None
+        root = self.workdir / "tensorboard"
+        root.mkdir(parents=True, exist_ok=True)
+        stem = f"{self.spec.name}_seed{self.seed}_init{self.init_seed}_from{start}"
+        n = 1 + sum(1 for p in root.glob(f"{stem}_*") if p.is_dir())
+        return root / f"{stem}_{n}"
+
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        """Environment timesteps ``start`` -> ``stop``; a level with start=k continues the schedules."""
+        model = self._require_model()
+        hooks.on_optimizers(self.optimizers())
+        # pruned online entries are zero now; copying them makes polyak updates keep the
+        # target's pruned entries exactly zero too (the core does the same after a restore)
+        for online, target in self.target_pairs():
+            hard_copy(online, target)
+        if start > 0 and not self._state_loaded:
+            model.num_timesteps = start
+        if start > 0:
+            model._current_progress_remaining = 1.0 - model.num_timesteps / stop
+        tb_dir = self._tensorboard_dir(start)
+        if tb_dir is not None:
+            formats = ["stdout", "tensorboard"] if self.section.verbose else ["tensorboard"]
+            model.set_logger(configure(str(tb_dir), formats))
+        remaining = stop - (model.num_timesteps if start > 0 else 0)
+        if remaining <= 0:
+            return
+        model.learn(
+            remaining,
+            callback=HooksCallback(hooks, self),
+            reset_num_timesteps=start == 0,
+            progress_bar=self.section.progress_bar,
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """Deterministic episodes on the separately seeded eval env, plus Yu et al.'s ticket reward
+        (mean return of the last ``ticket_reward_episodes`` training episodes, when any ended)."""
+        model = self._require_model()
+        assert self.eval_env is not None
+        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
+        if train_norm is not None and eval_norm is not None:
+            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
+        self.eval_env.seed(self.seed + self.section.eval_seed_offset)
+        returns, lengths = evaluate_policy(
+            model,
+            self.eval_env,
+            n_eval_episodes=self.section.n_eval_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        metrics = {
+            "eval_return": float(np.mean(returns)),
+            "eval_return_std": float(np.std(returns)),
+            "eval_length": float(np.mean(lengths)),
+        }
+        episodes = list(model.ep_info_buffer or [])[-self.section.ticket_reward_episodes :]
+        if episodes:
+            metrics["ticket_reward"] = float(np.mean([ep["r"] for ep in episodes]))
+        return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+    # -- rewind state ---------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Counters, exploration rate, entropy coefficient, VecNormalize statistics and (with
+        ``keep_replay_buffer``) the replay buffer. Returned by reference: the core deep-copies it."""
+        model = self._require_model()
+        st: dict[str, Any] = {
+            "num_timesteps": int(model.num_timesteps),
+            "episode_num": int(model._episode_num),
+            "n_updates": int(getattr(model, "_n_updates", 0)),
+        }
+        if hasattr(model, "_n_calls"):
+            # DQN counts this step (for its target-update interval) only after the callback
+            st["n_calls"] = int(model._n_calls) + int(self._mid_step)
+        if hasattr(model, "exploration_rate"):
+            st["exploration_rate"] = float(model.exploration_rate)
+        if getattr(model, "log_ent_coef", None) is not None:
+            st["log_ent_coef"] = model.log_ent_coef.detach().cpu().clone()
+        norm = vec_normalize(model.get_env())
+        if norm is not None:
+            st["obs_rms"], st["ret_rms"] = norm.obs_rms, norm.ret_rms
+        if self.section.keep_replay_buffer and getattr(model, "replay_buffer", None) is not None:
+            st["replay_buffer"] = model.replay_buffer
+        return st
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        model = self._require_model()
+        model.num_timesteps = int(state["num_timesteps"])
+        model._episode_num = int(state.get("episode_num", 0))
+        if hasattr(model, "_n_updates"):
+            model._n_updates = int(state.get("n_updates", 0))
+        if "n_calls" in state:
+            model._n_calls = int(state["n_calls"])
+        if "exploration_rate" in state:
+            model.exploration_rate = float(state["exploration_rate"])
+        if "log_ent_coef" in state and getattr(model, "log_ent_coef", None) is not None:
+            with torch.no_grad():  # in place: the entropy optimizer keeps pointing at this tensor
+                model.log_ent_coef.copy_(state["log_ent_coef"].to(model.log_ent_coef.device))
+        norm = vec_normalize(model.get_env())
+        if norm is not None and "obs_rms" in state:
+            norm.obs_rms, norm.ret_rms = copy.deepcopy(state["obs_rms"]), copy.deepcopy(state["ret_rms"])
+        if self.section.keep_replay_buffer and state.get("replay_buffer") is not None:
+            model.replay_buffer = copy.deepcopy(state["replay_buffer"])
+        self._state_loaded = True
+
+    # -- outputs --------------------------------------------------------------------------------
+    def export(self, level_dir: Path) -> None:
+        """``ticket.zip`` (``ALGO.load`` opens it; pruned weights are exact zeros) and, with
+        ``normalize``, ``vecnormalize.pkl`` (``VecNormalize.load``)."""
+        model = self._require_model()
+        level_dir = Path(level_dir)
+        level_dir.mkdir(parents=True, exist_ok=True)
+        model.save(level_dir / "ticket.zip")
+        norm = vec_normalize(model.get_env())
+        if norm is not None:
+            norm.save(str(level_dir / "vecnormalize.pkl"))
+
+    def close(self) -> None:
+        for env in (self.model.get_env() if self.model is not None else None, self.eval_env):
+            if env is not None:
+                env.close()
+        self.model, self.eval_env = None, None

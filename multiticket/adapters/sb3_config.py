@@ -1,0 +1,308 @@
+"""The ``rl:`` section of a task file and the RL-Zoo style hyperparameter files (``agents/``).
+
+Everything that can be checked without building an environment is checked here, so a typo fails
+when the task file is loaded (one line naming the field), not minutes into a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import yaml
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.utils import LinearSchedule
+from torch import nn, optim
+
+from multiticket.adapters.sb3_algos import ALGOS, ROLES
+from multiticket.config import Strict
+from multiticket.paths import AGENTS_DIR
+
+#: keys of an agents entry that the adapter consumes itself (RL-Zoo conventions)
+ADAPTER_KEYS = (
+    "policy",
+    "n_envs",
+    "n_timesteps",
+    "normalize",
+    "frame_stack",
+    "env_wrapper",
+    "noise_type",
+    "noise_std",
+    "env_kwargs",
+)
+#: constructor arguments the adapter sets itself; a task may not override them
+RESERVED = ("env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model", "policy")
+#: hyperparameters given as RL-Zoo "lin_<start>" strings become linear schedules to 0
+SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leakyrelu": nn.LeakyReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+}
+OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
+    "adam": optim.Adam,
+    "adamw": optim.AdamW,
+    "rmsprop": optim.RMSprop,
+    "sgd": optim.SGD,
+    "rmsproptflike": RMSpropTFLike,
+}
+
+
+def _error(message: str) -> PydanticCustomError:
+    """A validation error whose message is exactly ``message`` (no "Value error," prefix)."""
+    return PydanticCustomError("value_error", "{message}", {"message": message})
+
+
+@functools.cache
+def register_atari() -> bool:
+    """Register the ALE environments with Gymnasium (``ALE/Pong-v5``); False without ale-py."""
+    try:
+        import ale_py
+    except ImportError:
+        return False
+    gym.register_envs(ale_py)
+    return True
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``; raises ``ValueError`` with a spelling hint."""
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        register_atari()  # ALE ids exist only once ale_py has registered them
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        detail = f": {exc}" if isinstance(exc, gym.error.VersionNotFound) else ""
+        raise ValueError(f"unknown Gymnasium environment '{env_id}'{hint}{detail}") from None
+
+
+def is_atari(env_id: str) -> bool:
+    return "ale_py" in str(env_spec(env_id).entry_point)
+
+
+def agents_file(algo: str) -> Path:
+    return AGENTS_DIR / f"{algo}.yaml"
+
+
+@functools.cache
+def _agents(algo: str) -> dict[str, dict[str, Any]]:
+    path = agents_file(algo)
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return {str(k): dict(v or {}) for k, v in data.items()}
+
+
+def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
+    """The hyperparameters for ``env_id``: the entry ``key`` (an error if missing), else the entry
+    named like the env id, else ``atari`` for ALE games, else {} (SB3's defaults)."""
+    entries = _agents(algo)
+    if key is not None:
+        if key not in entries:
+            close = difflib.get_close_matches(key, list(entries), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"no entry '{key}' in agents/{algo}.yaml{hint}")
+        return dict(entries[key])
+    if env_id in entries:
+        return dict(entries[env_id])
+    if is_atari(env_id) and "atari" in entries:
+        return dict(entries["atari"])
+    return {}
+
+
+@functools.cache
+def algo_parameters(algo: str) -> tuple[str, ...]:
+    """Constructor arguments of the SB3 class that a task may set."""
+    params = inspect.signature(ALGOS[algo].cls.__init__).parameters
+    return tuple(p for p in params if p not in ("self", *RESERVED))
+
+
+def check_keys(algo: str, keys: list[str]) -> None:
+    known = (*algo_parameters(algo), *ADAPTER_KEYS)
+    for k in keys:
+        if k in RESERVED and k != "policy":
+            raise ValueError(f"'{k}' is set by multiticket, not by hyperparameters")
+        if k not in known:
+            close = difflib.get_close_matches(k, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown {ALGOS[algo].name} hyperparameter '{k}'{hint}")
+
+
+class Section(Strict):
+    """The ``rl:`` section of a task file (see docs/rl.md)."""
+
+    env: str = Field(description="Gymnasium environment id, e.g. CartPole-v1 or ALE/Pong-v5")
+    algo: Literal["ppo", "a2c", "dqn", "sac", "td3"]
+    hyperparams: str | None = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="merged over the agents entry")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
+    n_eval_episodes: int = Field(10, ge=1, description="deterministic evaluation episodes per level")
+    eval_seed_offset: int = Field(10_000, ge=1, description="eval env seed = seed + this offset")
+    ticket_reward_episodes: int = Field(
+        10, ge=1, le=100, description="last training episodes averaged into ticket_reward (Yu et al.)"
+    )
+    roles: list[Literal["actor", "critic", "shared"]] = Field(
+        default_factory=lambda: list(ROLES),
+        min_length=1,
+        description="which parts of the policy are prunable",
+    )
+    prune_input_layer: bool = True
+    keep_replay_buffer: bool = Field(
+        False, description="off-policy: restore the replay buffer of the rewind point"
+    )
+    progress_bar: bool = False
+    tensorboard: bool | None = Field(None, description="per-level TensorBoard logs; default: if installed")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA for CNN policies when the run has a GPU, CPU for MLPs"
+    )
+    torch_threads: int | None = Field(None, ge=1, description="default 1 for MLP policies on CPU")
+    verbose: int = Field(0, ge=0, le=2)
+
+    @field_validator("algo", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, v: str) -> str:
+        try:
+            env_spec(v)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        return v
+
+    @field_validator("hyperparams")
+    @classmethod
+    def _known_entry(cls, v: str | None, info: ValidationInfo) -> str | None:
+        algo, env = info.data.get("algo"), info.data.get("env")
+        if algo is None or env is None:
+            return v
+        try:
+            entry = agents_entry(algo, env, v)
+            check_keys(algo, list(entry))
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_overrides(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        algo, env = info.data.get("algo"), info.data.get("env")
+        if algo is not None:
+            try:
+                check_keys(algo, list(v))
+                if env is not None and "hyperparams" in info.data:
+                    resolve_hyper(algo, env, info.data["hyperparams"], v)  # conversions fail here, not later
+            except ValueError as exc:
+                raise _error(str(exc)) from None
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_exist(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        algo = info.data.get("algo")
+        if len(set(v)) != len(v):
+            raise _error("roles are listed twice")
+        if algo is not None and not set(v) & set(ALGOS[algo].roles):
+            raise _error(f"{ALGOS[algo].name} has only the roles {list(ALGOS[algo].roles)}")
+        return v
+
+
+@dataclass
+class Hyper:
+    """An agents entry turned into SB3 objects."""
+
+    policy: str = "MlpPolicy"
+    n_envs: int = 1
+    normalize: dict[str, Any] | None = None
+    frame_stack: int | None = None
+    noise: tuple[str, float] | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+def _policy_kwargs(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError("policy_kwargs must be a mapping (RL-Zoo's dict(...) strings are not evaluated)")
+    out = dict(raw)
+    if isinstance(out.get("activation_fn"), str):
+        name = out["activation_fn"].lower().removeprefix("nn.")
+        if name not in ACTIVATIONS:
+            raise ValueError(
+                f"policy_kwargs.activation_fn: unknown '{raw['activation_fn']}' ({list(ACTIVATIONS)})"
+            )
+        out["activation_fn"] = ACTIVATIONS[name]
+    if isinstance(out.get("optimizer_class"), str):
+        name = out["optimizer_class"].lower().removeprefix("torch.optim.")
+        if name not in OPTIMIZERS:
+            raise ValueError(
+                f"policy_kwargs.optimizer_class: unknown '{raw['optimizer_class']}' ({list(OPTIMIZERS)})"
+            )
+        out["optimizer_class"] = OPTIMIZERS[name]
+    return out
+
+
+def resolve_hyper(
+    algo: str,
+    env: str,
+    hyperparams: str | None,
+    overrides: dict[str, Any],
+    env_kwargs: dict[str, Any] | None = None,
+) -> Hyper:
+    """Merge the agents entry and the overrides; convert RL-Zoo conventions to SB3 arguments."""
+    raw = agents_entry(algo, env, hyperparams)
+    raw.update(overrides)
+    hyper = Hyper()
+    hyper.policy = str(raw.pop("policy", "CnnPolicy" if is_atari(env) else "MlpPolicy"))
+    hyper.n_envs = int(raw.pop("n_envs", 1))
+    raw.pop("n_timesteps", None)  # train.steps decides the budget
+    hyper.env_kwargs = {**dict(raw.pop("env_kwargs", None) or {}), **(env_kwargs or {})}
+    wrappers = raw.pop("env_wrapper", None)
+    if wrappers is not None:
+        names = wrappers if isinstance(wrappers, list) else [wrappers]
+        if any("AtariWrapper" not in str(w) for w in names):
+            raise ValueError(f"env_wrapper: only SB3's AtariWrapper is supported, got {wrappers}")
+    norm = raw.pop("normalize", None)
+    if norm:
+        if not isinstance(norm, dict | bool):
+            raise ValueError(f"normalize: expected true/false or a mapping, got {norm!r}")
+        hyper.normalize = dict(norm) if isinstance(norm, dict) else {}
+    frame_stack = raw.pop("frame_stack", None)
+    hyper.frame_stack = int(frame_stack) if frame_stack else None
+    noise_type, noise_std = raw.pop("noise_type", None), raw.pop("noise_std", None)
+    if noise_type is not None:
+        if noise_type not in ("normal", "ornstein-uhlenbeck"):
+            raise ValueError(f"noise_type: expected 'normal' or 'ornstein-uhlenbeck', got '{noise_type}'")
+        hyper.noise = (noise_type, float(noise_std if noise_std is not None else 0.1))
+    if "policy_kwargs" in raw:
+        raw["policy_kwargs"] = _policy_kwargs(raw["policy_kwargs"])
+    if isinstance(raw.get("train_freq"), list):
+        raw["train_freq"] = tuple(raw["train_freq"])
+    for key in SCHEDULED:
+        if key in raw:
+            raw[key] = _schedule(raw[key])
+    hyper.kwargs = raw
+    return hyper

@@ -1,0 +1,100 @@
+"""Overhead of exact masks inside SB3's own training loop (a benchmark, not a test).
+
+Env-steps/s of plain SB3 PPO on CartPole-v1 (RL-Zoo settings from agents/ppo.yaml) against the
+same run with a random 80 %-sparse mask kept exact by ``MaskEnforcer`` (gradient hooks + optimizer
+step post-hooks), and against the full adapter path (enforcer + the per-step callback that feeds
+the core's hooks). Variants are interleaved within each repeat so machine noise hits all of them
+alike; the median over repeats is reported. Target: masked/plain >= 0.97.
+
+    .venv/bin/python scripts/bench_rl.py [--steps 20000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multiticket.adapters.sb3 import HooksCallback, SB3Adapter, Section
+from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.mask import Mask
+
+
+class NoHooks:
+    """What the core's hooks cost at minimum: nothing but the call."""
+
+    def on_optimizers(self, optimizers: Any) -> None:
+        pass
+
+    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+        pass
+
+
+def one_run(variant: str, steps: int, seed: int, sparsity: float) -> tuple[float, float]:
+    """Env-steps per wall-clock second and per CPU second of one ``learn(steps)``."""
+    section = Section.model_validate({"env": "CartPole-v1", "algo": "ppo", "tensorboard": False})
+    adapter = SB3Adapter(None, section, Path("/tmp/multiticket-bench"))
+    adapter.build(seed)  # also sets torch to one thread, as a real run does
+    model = adapter.model
+    assert model is not None
+    enforcer = None
+    callback = None
+    if variant != "plain":
+        gen = torch.Generator().manual_seed(seed)
+        params = dict(adapter.module.named_parameters())
+        mask = Mask(
+            {n: torch.rand(params[n].shape, generator=gen) >= sparsity for n in adapter.default_prunable()}
+        )
+        enforcer = MaskEnforcer(adapter.module, mask).attach(adapter.optimizers())
+    if variant == "adapter":
+        callback = HooksCallback(NoHooks(), adapter)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.learn(steps, callback=callback)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if enforcer is not None:
+        enforcer.detach()
+    adapter.close()
+    return model.num_timesteps / seconds, model.num_timesteps / cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000, help="env timesteps per run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sparsity", type=float, default=0.8)
+    args = parser.parse_args()
+    variants = ("plain", "masked", "adapter")
+    rates: dict[str, dict[str, list[float]]] = {c: {v: [] for v in variants} for c in ("wall", "cpu")}
+    one_run("plain", 2_000, 0, args.sparsity)  # warm-up: imports, allocator, caches
+    for rep in range(args.repeats):
+        order = variants if rep % 2 == 0 else variants[::-1]
+        for v in order:
+            wall, cpu = one_run(v, args.steps, rep, args.sparsity)
+            rates["wall"][v].append(wall)
+            rates["cpu"][v].append(cpu)
+        print(
+            f"repeat {rep + 1}/{args.repeats}: "
+            + ", ".join(f"{v} {rates['wall'][v][-1]:.0f}" for v in variants)
+        )
+    threads = torch.get_num_threads()
+    print(f"\nPPO CartPole-v1, {args.steps} steps x {args.repeats} repeats, torch threads {threads}")
+    print("(per CPU second is the fairer clock on a shared machine: other processes do not inflate it)")
+    for clock, table in rates.items():
+        med = {v: statistics.median(r) for v, r in table.items()}
+        print(f"env-steps per {clock} second:")
+        for v in variants:
+            print(f"  {v:8s} median {med[v]:8.0f}  (min {min(table[v]):.0f}, max {max(table[v]):.0f})")
+        for v in variants[1:]:
+            paired = statistics.median(a / b for a, b in zip(table[v], table["plain"]))
+            print(
+                f"  {v}/plain: ratio of medians {med[v] / med['plain']:.3f}x, median of paired ratios "
+                f"{paired:.3f}x (target >= 0.97x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
