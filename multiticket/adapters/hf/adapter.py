@@ -1,0 +1,335 @@
+"""``HFAdapter``: IMP through the Hugging Face ``Trainer``, without forking its training loop.
+
+Per ``train(start, stop, hooks)`` call a fresh ``Trainer`` runs ``stop - start`` optimizer steps:
+- the optimizer and LR scheduler are built here and handed to the Trainer (``optimizers=``);
+  the scheduler is built for ``stop`` total steps and advanced ``start`` steps first, so a level
+  that starts at the rewind step k continues the dense run's schedule exactly;
+- the training examples follow a fixed order per seed (epoch permutations of the training
+  split), and a level starting at k reads from batch k on, as the dense run did;
+- a ``TrainerCallback`` calls ``hooks.on_optimizers`` at ``on_train_begin`` (after
+  ``accelerate`` has wrapped the optimizer, before any update) and ``hooks.on_step`` after every
+  optimizer step, with the logged loss on logging steps.
+The Trainer reseeds the global RNGs in its constructor and the DataLoader draws from them; the
+adapter puts back the state ``train`` was entered with right before the first forward pass, so a
+level resumed at step k with the rewind point's RNG replays the dense run bit for bit (CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    DataCollatorForSeq2Seq,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+    get_scheduler,
+)
+
+from multiticket.adapters.base import DomainAdapter, TrainHooks
+from multiticket.adapters.hf import metrics as M
+from multiticket.adapters.hf.data import Splits, load_splits
+from multiticket.adapters.hf.models import build_model, default_prunable, resolve_pretrained
+from multiticket.adapters.hf.section import NLPSection
+from multiticket.adapters.hf.tokenization import encode, load_tokenizer
+from multiticket.errors import UserError
+
+
+def _quiet() -> None:
+    """Progress bars and load reports would flood the run log of every level."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def train_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """Example indices of the first ``steps`` batches: concatenated seeded epoch permutations.
+    Independent of where a level starts, so batch i is the same in every level of a seed."""
+    rng = np.random.default_rng(seed)
+    need = steps * batch_size
+    chunks = [rng.permutation(n) for _ in range(-(-need // n))]
+    return np.concatenate(chunks)[:need] if chunks else np.zeros(0, dtype=np.int64)
+
+
+class _Ordered(torch.utils.data.Dataset):
+    """Map-style view of ``examples`` in a fixed order (read with a SequentialSampler)."""
+
+    def __init__(self, examples: list[dict[str, Any]], order: np.ndarray) -> None:
+        self.examples, self.order = examples, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.examples[int(self.order[i])]
+
+
+class HooksCallback(TrainerCallback):
+    """Reports the Trainer's progress to the core in domain units (global optimizer steps)."""
+
+    def __init__(
+        self, hooks: TrainHooks, optimizer: torch.optim.Optimizer, offset: int, rng: tuple[Any, ...] | None = None
+    ) -> None:
+        self.hooks, self.optimizer, self.offset = hooks, optimizer, offset
+        self.pending: int | None = None
+        self.rng = rng
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.hooks.on_optimizers([self.optimizer])
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # creating the DataLoader iterator draws from the global RNG; undo that so the first
+        # forward pass (dropout) sees exactly the state train() was entered with -- the state
+        # the core restored from the rewind point, which the dense run had at that step too
+        if self.rng is not None:
+            _set_rng_state(self.rng)
+            self.rng = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = self.offset + state.global_step
+        if self.pending is not None:  # a logging step whose on_log never came
+            self.hooks.on_step(self.pending, None)
+            self.pending = None
+        if control.should_log:  # the Trainer logs this step's loss right after: report it with it
+            self.pending = step
+        else:
+            self.hooks.on_step(step, None)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.pending is None:
+            return
+        numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        self.hooks.on_step(self.pending, numeric)
+        self.pending = None
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.pending is not None:
+            self.hooks.on_step(self.pending, None)
+            self.pending = None
+
+
+def _rng_state() -> tuple[Any, ...]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return torch.get_rng_state(), np.random.get_state(), random.getstate(), cuda
+
+
+def _set_rng_state(state: tuple[Any, ...]) -> None:
+    torch.set_rng_state(state[0])
+    np.random.set_state(state[1])
+    random.setstate(state[2])
+    if state[3] is not None:
+        torch.cuda.set_rng_state_all(state[3])
+
+
+class HFAdapter(DomainAdapter):
+    """Classification, causal LM and translation with HF models (see the module docstring)."""
+
+    domain: ClassVar[str] = "nlp"
+    Section: ClassVar[type[NLPSection]] = NLPSection
+
+    def __init__(self, task: Any, section: NLPSection, workdir: Path, device: str = "cpu") -> None:
+        super().__init__(task, section, workdir, device)
+        _quiet()
+        self.section: NLPSection = section
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pretrained = resolve_pretrained(section.pretrained)
+        self._model: PreTrainedModel | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._splits: Splits | None = None
+        self._features: dict[str, list[dict[str, Any]]] = {}
+        self.tokenizer: Any = None
+        self.seed = 0
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return M.PRIMARY[self.section.task][0]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return M.PRIMARY[self.section.task][1]
+
+    # -- data and model ------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Data, tokenizer and features: once per adapter (the tokenizer is cached on disk)."""
+        if self._splits is not None:
+            return
+        s = self.section
+        self._splits = load_splits(s, self.workdir / "datasets")
+        self.tokenizer = load_tokenizer(s, self._splits, self.workdir, self.pretrained)
+        self._features = {
+            name: encode(s, self.tokenizer, self._splits.split(name)) for name in ("train", "validation", "test")
+        }
+
+    @property
+    def num_labels(self) -> int:
+        assert self._splits is not None
+        found = len(self._splits.label_names)
+        if self.section.num_labels is not None and self.section.num_labels < found:
+            raise UserError(f"nlp.num_labels: {self.section.num_labels} is fewer than the {found} labels in the data")
+        return self.section.num_labels or max(found, 2)
+
+    def build(self, seed: int, init_seed: int | None = None) -> None:
+        self._prepare()
+        fresh = (
+            self.pretrained is not None
+            and self.section.reinit_pretrained
+            and init_seed is not None
+            and init_seed != seed
+        )
+        model = build_model(
+            self.section, self.tokenizer, self.num_labels, self.pretrained,
+            seed if init_seed is None else init_seed, fresh,
+        )  # fmt: skip
+        if self.section.task == "classification" and self._splits and self._splits.label_names:
+            model.config.id2label = dict(enumerate(self._splits.label_names))
+            model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+        self._model = model.to(self.device)
+        self._optimizer = None
+        self.seed = seed
+        torch.manual_seed(seed)  # dropout etc. follow the run seed, not the init seed
+
+    @property
+    def module(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError("build() first")
+        return self._model
+
+    def default_prunable(self) -> list[str]:
+        return default_prunable(self.module, self.section, biases=bool(self.task.prune.biases))
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self._optimizer] if self._optimizer is not None else []
+
+    # -- training ------------------------------------------------------------------------------
+    def _make_optimizer(self, args: TrainingArguments, trainer: Trainer) -> torch.optim.Optimizer:
+        """AdamW (decoupled weight decay, none on biases/LayerNorm, as the Trainer does) or SGD."""
+        s = self.section
+        decay = set(trainer.get_decay_parameter_names(self.module))
+        params = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in params if n in decay], "weight_decay": s.weight_decay},
+            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        if s.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=s.learning_rate, momentum=s.momentum)
+        return torch.optim.AdamW(groups, lr=s.learning_rate)
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, start: int, total: int
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """The dense run's schedule over ``total`` steps, advanced to ``start``."""
+        s = self.section
+        sched = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=s.warmup_steps, num_training_steps=total)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for _ in range(start):
+                sched.step()
+        return sched
+
+    def collator(self) -> Any:
+        if self.section.task == "classification":
+            return DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
+        if self.section.task == "translation":
+            return DataCollatorForSeq2Seq(self.tokenizer, model=self.module, label_pad_token_id=-100)
+        return default_data_collator
+
+    def training_args(self, steps: int) -> TrainingArguments:
+        s = self.section
+        return TrainingArguments(
+            output_dir=str(self.workdir / "trainer"),
+            max_steps=steps,
+            per_device_train_batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+            max_grad_norm=s.max_grad_norm,
+            bf16=s.bf16,
+            use_cpu=not self.device.startswith("cuda"),
+            logging_strategy="steps",
+            logging_steps=s.logging_steps,
+            logging_nan_inf_filter=False,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+            remove_unused_columns=False,
+            train_sampling_strategy="sequential",
+            seed=self.seed,
+            skip_memory_metrics=True,
+        )
+
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        if stop <= start:
+            return
+        s = self.section
+        order = train_order(len(self._features["train"]), s.batch_size, stop, self.seed)
+        data = _Ordered(self._features["train"], order[start * s.batch_size : stop * s.batch_size])
+        rng = _rng_state()  # the Trainer reseeds every RNG in __init__: keep the core's state
+        args = self.training_args(stop - start)
+        trainer = Trainer(
+            model=self.module, args=args, train_dataset=data, data_collator=self.collator(),
+            processing_class=self.tokenizer,
+        )  # fmt: skip
+        self._optimizer = self._make_optimizer(args, trainer)
+        trainer.optimizer = self._optimizer
+        trainer.lr_scheduler = self.make_scheduler(self._optimizer, start, stop)
+        trainer.remove_callback(PrinterCallback)  # logs go to the core, not to stdout
+        trainer.add_callback(HooksCallback(hooks, self._optimizer, start, rng))
+        _set_rng_state(rng)
+        trainer.train()
+        self.module.eval()
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        s, model = self.section, self.module
+        model.eval()
+        out: dict[str, float] = {}
+        collate = self.collator()
+        for split, prefix in (("validation", ""), ("test", "test_")):
+            feats = self._features[split]
+            args = (model, feats, collate, s.eval_batch_size, self.device, s.bf16)
+            if s.task == "classification":
+                res = M.classification_metrics(*args)
+            elif s.task == "causal_lm":
+                res = M.lm_metrics(*args)
+            else:
+                assert self._splits is not None
+                refs = self._splits.split(split)["target"]
+                res = M.translation_metrics(
+                    model, self.tokenizer, feats, refs, collate, s.eval_batch_size, self.device, s.bf16,
+                    s.generation_max_length, s.num_beams,
+                )  # fmt: skip
+            res[f"{'test' if prefix else 'eval'}_loss"] = res.pop("loss")
+            out.update({k if k.endswith("_loss") else f"{prefix}{k}": float(v) for k, v in res.items()})
+        return out
+
+    # -- outputs -------------------------------------------------------------------------------
+    def export(self, level_dir: Path) -> None:
+        """The ticket as a transformers folder (safetensors + config + tokenizer): loads back
+        with ``from_pretrained`` with no missing keys; pruned entries are exact zeros."""
+        target = Path(level_dir) / "hf_model"
+        target.mkdir(parents=True, exist_ok=True)
+        self.module.save_pretrained(str(target))
+        self.tokenizer.save_pretrained(str(target))
+
+    def close(self) -> None:
+        self._model = None
+        self._optimizer = None
