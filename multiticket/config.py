@@ -22,29 +22,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.errors import UserError
 
 #: keys that do not change any single unit's result, so they are not part of the run hash
 UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description")
 
-CONTROLS = (
-    "random_reinit",
-    "random_mask",
-    "random_mask_global",
-    "permuted_init",
-    "permuted_mask",
-    "one_shot",
-    "rewind_init",
-)
-ControlName = Literal[
-    "random_reinit",
-    "random_mask",
-    "random_mask_global",
-    "permuted_init",
-    "permuted_mask",
-    "one_shot",
-    "rewind_init",
-]
+#: controls a task may request (every entry of the core's registry except the ticket chain itself)
+CONTROLS = tuple(name for name in CONTROL_SPECS if name != "ticket")
+ControlName = Literal[CONTROLS]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
