@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,78 +28,13 @@ from multiticket.adapters.base import DomainAdapter
 from multiticket.core import scope as scope_mod
 from multiticket.core.controls import CONTROLS
 from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.hooks import LevelHooks, NullReporter, Reporter
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import RunFailure
-
-
-class Reporter(Protocol):
-    """Receives progress; the CLI shows it with rich, tests use :class:`NullReporter`."""
-
-    def unit_started(self, unit: Unit, start: int, stop: int) -> None: ...
-    def step(self, step: int) -> None: ...
-    def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None: ...
-
-
-class NullReporter:
-    def unit_started(self, unit: Unit, start: int, stop: int) -> None:
-        pass
-
-    def step(self, step: int) -> None:
-        pass
-
-    def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None:
-        pass
-
-
-class LevelHooks:
-    """The core's side of :class:`TrainHooks` for one unit: enforcer, captures, NaN guard."""
-
-    def __init__(
-        self,
-        adapter: DomainAdapter,
-        enforcer: MaskEnforcer | None,
-        start: int,
-        captures: Sequence[int] = (),
-        restore_from: RewindPoint | None = None,
-        reporter: Reporter | None = None,
-    ) -> None:
-        self.adapter = adapter
-        self.enforcer = enforcer
-        self.start = start
-        self.pending = sorted(set(captures))
-        self.captured: dict[int, RewindPoint] = {}
-        self.restore_from = restore_from
-        self.reporter = reporter or NullReporter()
-        self.optimizers: list[torch.optim.Optimizer] = []
-        self.last_step = start
-
-    def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        self.optimizers = list(optimizers)
-        if self.restore_from is not None:
-            self.restore_from.restore_optimizers(self.optimizers)
-        if self.enforcer is not None:
-            for opt in self.optimizers:
-                self.enforcer.add_optimizer(opt)
-        self._capture(self.start)
-
-    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
-        if logs:
-            for key, value in logs.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise RunFailure(f"non-finite {key} ({value}) at step {step}")
-        self.last_step = step
-        self._capture(step)
-        self.reporter.step(step)
-
-    def _capture(self, step: int) -> None:
-        while self.pending and step >= self.pending[0]:
-            k = self.pending.pop(0)
-            opts = self.optimizers or self.adapter.optimizers()
-            self.captured[k] = RewindPoint.capture(self.adapter.module, step, opts, self.adapter.state())
 
 
 class IMPRunner:
