@@ -225,6 +225,21 @@ def validate_section(model: type[BaseModel], data: Any, source: Path | str, pref
         raise _field_error(source, exc, prefix) from None
 
 
+def read_yaml_file(source: Path, kind: str) -> Any:
+    """Parse a YAML file; a missing, unreadable or malformed file is a one-line UserError."""
+    if not source.is_file():
+        raise UserError(f"{source}: no such {kind} file")
+    try:
+        return yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{source}: YAML error{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: cannot read: {exc}") from None
+
+
 def load_task(
     path: Path | str,
     overrides: list[str] | None = None,
@@ -235,17 +250,7 @@ def load_task(
     from multiticket.adapters import adapter_class
 
     source = Path(path)
-    if not source.is_file():
-        raise UserError(f"{source}: no such task file")
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise UserError(f"{source}: YAML error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{source}: cannot read: {exc}") from None
+    data = read_yaml_file(source, "task")
     if not isinstance(data, dict):
         raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from multiticket.config import ResolvedTask, Strict, load_task, validate_section
+from multiticket.config import ResolvedTask, Strict, load_task, read_yaml_file, validate_section
 from multiticket.errors import UserError
 from multiticket.paths import shipped_tasks
 
@@ -82,12 +82,7 @@ def grid_points(grid: dict[str, list[Any]]) -> list[list[str]]:
 
 def load_sweep(path: Path | str) -> Sweep:
     source = Path(path)
-    if not source.is_file():
-        raise UserError(f"{source}: no such sweep file")
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{source}: YAML error: {getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml_file(source, "sweep")
     sweep = validate_section(SweepFile, data, source, "")
     assert isinstance(sweep, SweepFile)
     try:
