@@ -124,6 +124,9 @@ class ResolvedTask:
         data = self.config.model_dump(mode="json")
         for domain in ("toy", "rl", "nlp"):
             data.pop(domain)
+        # optional sections left out (None) are omitted, so adding a new optional feature to the
+        # schema never changes the hash (and thus the run directory) of an existing task
+        data = {k: v for k, v in data.items() if v is not None}
         data[self.config.domain] = self.section.model_dump(mode="json")
         return data
 
