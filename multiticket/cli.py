@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 
 if TYPE_CHECKING:
     from multiticket.launch.backends import LaunchOptions
@@ -60,7 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="output directory (default: <parent of the first run>/comparison)")
 
     sub.add_parser("tasks", help="list the shipped task files")
+
+    transfer = sub.add_parser("transfer", help="train a run's tickets on another task (docs/transfer-and-stability.md)")
+    transfer.add_argument("ticket_dir", help="the source run directory (<task>-<hash>) whose tickets travel")
+    transfer.add_argument("--to", required=True, metavar="TASK", help="target task file or shipped task name")
+    transfer.add_argument("--out", default="runs", help="parent of the transfer run directory (default: runs)")
+    transfer.add_argument("--seeds", type=_seeds, help="source seeds to transfer (default: all finished)")
+    transfer.add_argument("--levels", type=int, help="source levels 1..N to transfer (default: all finished)")
+    transfer.add_argument("--controls", type=_names, help="default: transfer_mask + the source's random controls")
+    transfer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a target task key")
+    _add_launch_args(transfer)
+
+    inst = sub.add_parser("instability", help="linear mode connectivity of a run's units (error barrier)")
+    inst.add_argument("run_dir")
+    inst.add_argument("--levels", type=_seeds, help="comma-separated levels (0 = dense; default: all)")
+    inst.add_argument("--controls", type=_names, help="comma-separated, e.g. ticket,random_reinit (default: ticket)")
+    inst.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the run's)")
+    inst.add_argument("--points", type=int, default=11, help="points on the path, ends included (default 11)")
+    inst.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    inst.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def _add_launch_args(p: argparse.ArgumentParser) -> None:
@@ -227,6 +250,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from multiticket.core.transfer import transfer_task
+    from multiticket.paths import resolve_task_path
+
+    task, notes = transfer_task(args.ticket_dir, resolve_task_path(args.to), args.set, args.seeds, args.levels,
+                                args.controls)
+    if not args.quiet:
+        for note in notes:
+            print(f"multiticket: note: {note}", file=sys.stderr)
+    return _launch([task], Path(args.out), args)
+
+
+def cmd_instability(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from multiticket.core.hooks import NullReporter
+    from multiticket.launch.instability import run_instability
+    from multiticket.progress import RichReporter
+
+    reporter = NullReporter() if args.quiet else RichReporter(Console(stderr=True))
+    run = lambda: run_instability(args.run_dir, args.points, args.seeds, args.levels, args.controls,  # noqa: E731
+                                  resolve_device(args.device), reporter)
+    if isinstance(reporter, RichReporter):
+        with reporter:
+            records = run()
+    else:
+        records = run()
+    for r in records:
+        unit = "dense" if r["level"] == 0 else r["control"]
+        print(f"seed {r['seed']} L{r['level']} {unit:<14} sparsity {100 * r['sparsity']:5.1f}%  {r['metric']} "
+              f"{r['values'][0]:.4g} .. {r['values'][-1]:.4g}  barrier {r['barrier']:.4g}")
+    print(Path(args.run_dir))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from multiticket.analysis.compare import write_comparison
 
@@ -255,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
-                "tasks": cmd_tasks}
+                "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability}
     try:
         return handlers[args.command](args)
     except (UserError, RunFailure) as exc:
@@ -263,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"multiticket: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        storage = storage_error(exc)
+        if storage is None or args.debug:
+            raise
+        print(f"multiticket: error: {storage}", file=sys.stderr)
+        return storage.exit_code
     except KeyboardInterrupt:
         print("multiticket: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

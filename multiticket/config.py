@@ -20,13 +20,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.errors import UserError
 
 #: keys that do not change any single unit's result, so they are not part of the run hash
-UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description")
+UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint", "transfer.source_dir")
+
+#: keys added to a section after runs existed: left out of the resolved config (and so of the
+#: hash and config.yaml) while they hold this default, so existing run directories keep their names
+OMIT_IF_DEFAULT: dict[str, Any] = {"rewind.mode": "weights", "rewind.finetune_lr": None}
 
 #: controls a task may request (every entry of the core's registry except the ticket chain itself)
 CONTROLS = tuple(name for name in CONTROL_SPECS if name != "ticket")
@@ -66,26 +70,104 @@ class PruneSection(Strict):
         return v
 
 
+def _steps_form(v: int | str) -> int | str:
+    """A step count: a non-negative integer, or a percentage string such as '1%'."""
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+    if not re.fullmatch(r"\d+(\.\d+)?%", v.strip()):
+        raise ValueError(f"must be an integer or a percentage such as '1%', got '{v}'")
+    return v.strip()
+
+
+def steps_of(value: int | str, total: int) -> int:
+    """An integer step count, or a percentage of ``total`` rounded half up."""
+    if isinstance(value, int):
+        return value
+    return math.floor(float(value[:-1]) / 100 * total + 0.5)
+
+
+#: retraining modes (Renda et al. 2020): what a pruned level starts from
+RETRAIN_MODES = ("weights", "lr", "finetune")
+
+
 class RewindSection(Strict):
     step: int | str = Field(0, description="rewind step k: an integer in domain units, or 'N%' of train.steps")
     optimizer: Literal["reset", "restore"] = "reset"
+    mode: Literal["weights", "lr", "finetune"] = Field(
+        "weights",
+        description="weights: rewind survivors to step k; lr: keep the previous level's final weights and "
+        "replay the LR schedule from k; finetune: final weights at a constant finetune_lr for T - k steps",
+    )
+    finetune_lr: float | None = Field(None, gt=0, description="constant learning rate of mode finetune")
 
-    @field_validator("step")
-    @classmethod
-    def _step_form(cls, v: int | str) -> int | str:
-        if isinstance(v, int):
-            if v < 0:
-                raise ValueError("must be >= 0")
-            return v
-        if not re.fullmatch(r"\d+(\.\d+)?%", v.strip()):
-            raise ValueError(f"must be an integer or a percentage such as '1%', got '{v}'")
-        return v.strip()
+    _step_form = field_validator("step")(classmethod(lambda cls, v: _steps_form(v)))
+
+
+class EarlyBirdSection(Strict):
+    """Early-bird search (You et al. 2020) for the ``early_bird`` control."""
+
+    interval: int | str = Field("2%", description="steps between mask checks, or 'N%' of train.steps")
+    window: int = Field(5, ge=2, le=100, description="masks compared (You et al.: 5)")
+    threshold: float = Field(0.1, gt=0, le=1, description="largest normalised Hamming distance counted as stable")
+
+    _interval_form = field_validator("interval")(classmethod(lambda cls, v: _steps_form(v)))
 
 
 class ReportSection(Strict):
     tolerance: float = Field(
         0.01, ge=0, description="a ticket 'matches' dense when within this fraction of the dense metric"
     )
+
+
+class CheckpointSection(Strict):
+    every: int = Field(
+        gt=0, description="write a mid-level checkpoint every this many steps (domain units); resume is bitwise on CPU"
+    )
+
+
+class TDRampSection(Strict):
+    """Linear ramp of γ over training (Gomez et al.: 0 -> 0.99 with α = 0.99)."""
+
+    gamma_start: float = Field(0.0, ge=0, le=1)
+    gamma_end: float = Field(0.99, ge=0, le=1)
+    start: float = Field(0.0, ge=0, lt=1, description="fraction of train.steps where the ramp starts")
+    end: float = Field(1.0, gt=0, le=1, description="fraction of train.steps where γ reaches gamma_end")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TDRampSection:
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be below end ({self.end})")
+        return self
+
+
+class TargetedDropoutSection(Strict):
+    """Targeted dropout (Gomez et al. 2019, :mod:`multiticket.core.targeted_dropout`)."""
+
+    variant: Literal["weight", "unit"] = Field(
+        "weight", description="weight: per output unit, its smallest-|w| weights; unit: whole lowest-norm units"
+    )
+    gamma: float = Field(0.5, ge=0, le=1, description="targeted fraction (of each unit's live weights, or of units)")
+    alpha: float = Field(0.5, ge=0, le=1, description="drop probability of each targeted weight or unit")
+    ramp: TDRampSection | None = Field(None, description="ramp γ over training instead of a constant gamma")
+    apply_to: Literal["experiment", "all"] = Field(
+        "experiment",
+        description="experiment: only the dense_td unit (for prune_dense_td); all: every trained unit (TD + IMP)",
+    )
+
+    @model_validator(mode="after")
+    def _gamma_or_ramp(self) -> TargetedDropoutSection:
+        if self.ramp is not None and "gamma" in self.model_fields_set:
+            raise ValueError("give either gamma (constant) or ramp, not both")
+        return self
+
+
+class TransferSection(Strict):
+    """Set by ``multiticket transfer`` (:mod:`multiticket.core.transfer`): where the tickets come from."""
+
+    source: str = Field(description="the source run directory's name (<task>-<hash>): part of the run hash")
+    source_dir: str = Field(description="path of the source run directory (not hashed: the run may move)")
 
 
 class TaskConfig(Strict):
@@ -98,16 +180,31 @@ class TaskConfig(Strict):
     rewind: RewindSection = Field(default_factory=RewindSection)
     controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit", "random_mask"])
     report: ReportSection = Field(default_factory=ReportSection)
+    checkpoint: CheckpointSection | None = None
+    early_bird: EarlyBirdSection | None = None
+    targeted_dropout: TargetedDropoutSection | None = None
+    transfer: TransferSection | None = None
     toy: dict[str, Any] | None = None
     rl: dict[str, Any] | None = None
     nlp: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _transfer_mask_needs_transfer(self) -> TaskConfig:
+        if "transfer_mask" in self.controls and self.transfer is None:
+            raise ValueError("controls: transfer_mask exists only in runs made by 'multiticket transfer'")
+        return self
+
     def rewind_step(self) -> int:
         """The rewind step k in domain units (a percentage is rounded half up)."""
-        step = self.rewind.step
-        if isinstance(step, int):
-            return step
-        return math.floor(float(step[:-1]) / 100 * self.train.steps + 0.5)
+        return steps_of(self.rewind.step, self.train.steps)
+
+    def early_bird_settings(self) -> EarlyBirdSection:
+        """The early-bird settings (the defaults when the task file has no ``early_bird:``)."""
+        return self.early_bird or EarlyBirdSection()
+
+    def early_bird_interval(self) -> int:
+        """Steps between early-bird mask checks (a percentage of train.steps rounded half up)."""
+        return steps_of(self.early_bird_settings().interval, self.train.steps)
 
 
 @dataclass
@@ -127,6 +224,14 @@ class ResolvedTask:
         # optional sections left out (None) are omitted, so adding a new optional feature to the
         # schema never changes the hash (and thus the run directory) of an existing task
         data = {k: v for k, v in data.items() if v is not None}
+        # likewise keys added to existing sections, while they hold their default
+        for dotted, default in OMIT_IF_DEFAULT.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for p in parents:
+                node = node.get(p) or {}
+            if leaf in node and node[leaf] == default:
+                del node[leaf]
         data[self.config.domain] = self.section.model_dump(mode="json")
         return data
 
@@ -198,6 +303,11 @@ def _field_error(source: Path | str, exc: ValidationError, prefix: str = "") -> 
             msg += f" (did you mean '{close[0]}'?)"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "value_error":
+        msg = str(err.get("ctx", {}).get("error", "")) or msg.removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if not loc and sep and re.fullmatch(r"[A-Za-z_][\w.]*", head):  # a cross-field check names its field
+            field, msg = f"{prefix}{head}", rest
     return UserError(f"{source}: {field}: {msg}")
 
 
@@ -243,6 +353,34 @@ def read_yaml_file(source: Path, kind: str) -> Any:
         raise UserError(f"{source}: cannot read: {exc}") from None
 
 
+def _check_retrain_and_early_bird(config: TaskConfig, source: Path) -> None:
+    """Cross-field rules of ``rewind.mode`` and ``early_bird`` (one-line errors naming the field)."""
+    rw = config.rewind
+    if rw.mode == "finetune" and rw.finetune_lr is None:
+        raise UserError(f"{source}: rewind.finetune_lr: required when rewind.mode is finetune")
+    if rw.mode != "finetune" and rw.finetune_lr is not None:
+        raise UserError(f"{source}: rewind.finetune_lr: only used with rewind.mode finetune (mode is {rw.mode})")
+    if "early_bird" in config.controls or config.early_bird is not None:
+        if config.prune.strategy == "random":
+            raise UserError(f"{source}: early_bird: needs a magnitude strategy (prune.strategy is random: "
+                            "random masks never stabilise)")
+        interval = config.early_bird_interval()
+        if not 1 <= interval < config.train.steps:
+            raise UserError(f"{source}: early_bird.interval: must be 1 to {config.train.steps - 1} steps, "
+                            f"got {interval}")
+
+
+def _check_targeted_dropout(config: TaskConfig, source: Path) -> None:
+    """A targeted-dropout control needs the section, and the section must be used by something."""
+    td_controls = [c for c in config.controls if CONTROL_SPECS[c].source == "dense_td"]
+    td = config.targeted_dropout
+    if td_controls and td is None:
+        raise UserError(f"{source}: controls: '{td_controls[0]}' needs a targeted_dropout section")
+    if td is not None and td.apply_to == "experiment" and not td_controls:
+        raise UserError(f"{source}: targeted_dropout.apply_to: 'experiment' trains only the dense_td unit of the "
+                        "control prune_dense_td, which controls does not list (add it, or use apply_to: all)")
+
+
 def load_task(
     path: Path | str,
     overrides: list[str] | None = None,
@@ -274,6 +412,8 @@ def load_task(
             raise UserError(f"{source}: {other}: section does not belong to domain '{config.domain}'")
     if config.rewind_step() >= config.train.steps:
         raise UserError(f"{source}: rewind.step: must be below train.steps ({config.train.steps})")
+    _check_retrain_and_early_bird(config, source)
+    _check_targeted_dropout(config, source)
     cls = adapter_class(config.domain)
     section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.")
     return ResolvedTask(config=config, section=section, source=source)

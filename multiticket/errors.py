@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class _OneLine(Exception):
     """An error whose message is always one line (user input may contain newlines)."""
@@ -23,3 +25,22 @@ class RunFailure(_OneLine):
     """A run that started but could not finish (NaN loss, disk full): exit code 1."""
 
     exit_code = 1
+
+
+#: storage failures that are the user's to fix, with the words used to report them
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def storage_error(exc: BaseException) -> UserError | None:
+    """A one-line :class:`UserError` naming the path for a disk-full / read-only / permission
+    failure, or None for any other error. Every write is atomic, so nothing is half-written."""
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
+        return None
+    path = exc.filename or "output directory"
+    return UserError(f"{path}: cannot write: {STORAGE_ERRNOS[exc.errno]}; fix it and rerun to resume")

@@ -57,3 +57,6 @@ class RichReporter:
             f"{100 * record['sparsity']:5.1f}%  {metric} {value:.4g}  ({tag})",
             highlight=False,
         )
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False)

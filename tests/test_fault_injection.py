@@ -9,14 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
-ARGS = ["run", "toy-mlp", "--quiet", "--levels", "5", "--set", "train.steps=300", "--set", "toy.n_train=512",
-        "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]", "--set", "controls=[random_reinit,one_shot,random_mask]"]
+CASES = {
+    # name: (arguments, kills): the toy run kills between and inside units, the SB3 run mostly
+    # inside units, where mid-level checkpoints (every 512 env steps) are what it resumes from
+    "toy": (["toy-mlp", "--levels", "5", "--set", "train.steps=300", "--set", "toy.n_train=512",
+             "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]",
+             "--set", "controls=[random_reinit,one_shot,random_mask]"], 10),
+    "sb3": (["cartpole-ppo", "--levels", "2", "--set", "train.steps=3072", "--set", "rewind.step=256",
+             "--set", "controls=[random_mask]", "--set", "rl.n_eval_episodes=2", "--set", "rl.tensorboard=false",
+             "--set", "checkpoint.every=512"], 8),
+}  # fmt: skip
 
 
-def _cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "multiticket", *ARGS, "--out", str(out)]
+def _cmd(args: list[str], out: Path) -> list[str]:
+    return [sys.executable, "-m", "multiticket", "run", *args, "--quiet", "--out", str(out)]
 
 
 def _env() -> dict[str, str]:
@@ -35,19 +44,21 @@ def _snapshot(out: Path) -> dict[str, object]:
     return snap
 
 
-def test_sigkill_at_random_moments_never_corrupts_results(tmp_path):
+@pytest.mark.parametrize("case", list(CASES))
+def test_sigkill_at_random_moments_never_corrupts_results(case, tmp_path):
+    args, min_kills = CASES[case]
     clean = tmp_path / "clean"
-    subprocess.run(_cmd(clean), check=True, env=_env(), capture_output=True)
+    subprocess.run(_cmd(args, clean), check=True, env=_env(), capture_output=True)
     reference = _snapshot(clean)
 
     rng = random.Random(1234)
     kills, attempts, progress = 0, 0, []
     finished: list[Path] = []
     out = tmp_path / "killed_0"
-    while kills < 12 and attempts < 80:
+    while kills < min_kills + 2 and attempts < 80:
         attempts += 1
         before = len(list(out.rglob("DONE"))) if out.exists() else 0
-        proc = subprocess.Popen(_cmd(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_cmd(args, out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # wait until this process has finished a unit (start-up time varies with load), then kill
         # it a random moment later: inside a unit's training, its writes, or between units
         deadline = time.monotonic() + 60
@@ -63,10 +74,10 @@ def test_sigkill_at_random_moments_never_corrupts_results(tmp_path):
             assert proc.returncode == 0
             finished.append(out)
             out = tmp_path / f"killed_{len(finished)}"
-    assert kills >= 10
+    assert kills >= min_kills
     # the kills landed at different stages of the run, not all during start-up
     assert len({p for p in progress if p > 0}) >= 3, progress
-    done = subprocess.run(_cmd(out), env=_env(), capture_output=True, text=True)
+    done = subprocess.run(_cmd(args, out), env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     finished.append(out)
     for run in finished:

@@ -30,6 +30,13 @@ from torch import nn
 class TrainHooks(Protocol):
     """What an adapter calls back into while it trains (implemented by the core)."""
 
+    #: Set by ``on_step`` when the core wants this training run to end after that step (an
+    #: early-bird search whose next mask has stabilised). Poll it after every ``on_step`` and end
+    #: the loop cleanly with no further update (SB3: the callback returns False; HF:
+    #: ``control.should_training_stop``). An adapter that does not poll is stopped by an exception
+    #: from its next ``on_step`` instead, one update late.
+    should_stop: bool
+
     def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Call once the optimizers exist, before the first update: attaches the mask enforcer
         and (if asked) restores optimizer state from the rewind point."""
@@ -38,6 +45,11 @@ class TrainHooks(Protocol):
         """Call after every update with the current step in domain units (monotone, may jump by
         more than one, e.g. SB3 counts ``n_envs`` timesteps per callback). Captures the rewind
         point the first time ``step >= k``, advances progress, checks logged losses for NaN."""
+
+    def on_resumable(self, step: int) -> None:
+        """Call where ``train(step, stop)`` after :meth:`DomainAdapter.load_resume_state` (and the
+        core's restore of weights, optimizer states and RNG) would continue bit for bit as if
+        uninterrupted: the core writes a mid-level checkpoint here when one is due."""
 
 
 class DomainAdapter(abc.ABC):
@@ -94,7 +106,24 @@ class DomainAdapter(abc.ABC):
         """``(online, target)`` pairs: the core hard-copies online into target after a restore."""
         return []
 
+    def io_layers(self) -> tuple[list[str], list[str]]:
+        """``(input layers, output layers)``: names (in ``module``) of the layers that read the
+        observation/tokens and that produce actions/classes/values -- the only layers whose shapes
+        may differ when a ticket is transferred to another task (:mod:`multiticket.core.transfer`).
+        Default: the first and the last module, in registration order, that holds parameters of
+        its own; adapters with several input or output heads override it."""
+        owners = [n for n, m in self.module.named_modules() if next(m.parameters(recurse=False), None) is not None]
+        return (owners[:1], owners[-1:]) if owners else ([], [])
+
     # -- training -----------------------------------------------------------------------------
+    def set_constant_lr(self, lr: float | None) -> None:
+        """From the next ``train`` call on, train at the constant learning rate ``lr`` instead of
+        the configured schedule (``rewind.mode: finetune``, Renda et al. 2020); None goes back to
+        the schedule. Other schedules (clip range, exploration) are untouched. Optional: the
+        core refuses fine-tuning for an adapter that does not override this."""
+        if lr is not None:
+            raise NotImplementedError(f"{type(self).__name__} cannot train at a constant learning rate")
+
     @abc.abstractmethod
     def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
         """Train from step ``start`` to ``stop`` (schedules aligned so that a level which starts
@@ -112,6 +141,22 @@ class DomainAdapter(abc.ABC):
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state`, called after ``build`` when a level starts at a rewind point."""
+
+    # -- mid-level checkpoints ------------------------------------------------------------------
+    def resume_state(self) -> dict[str, Any]:
+        """Everything beyond weights, optimizer states and global RNG that a checkpoint needs to
+        resume bit for bit at a point the adapter reported with ``hooks.on_resumable`` (for SB3:
+        environments, last observations, episode buffers). Default: :meth:`state`."""
+        return self.state()
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`resume_state`, called after ``build`` when a unit resumes from a
+        checkpoint (the core then skips the target-network hard copy: targets were saved too)."""
+        self.load_state(state)
+
+    def check_resumable(self) -> None:
+        """Raise :class:`multiticket.errors.UserError` if checkpoints cannot be taken for this task
+        (e.g. an environment that cannot be copied); called once before a run with checkpoints."""
 
     # -- outputs ------------------------------------------------------------------------------
     def export(self, level_dir: Path) -> None:

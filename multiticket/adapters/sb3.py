@@ -28,11 +28,24 @@ from torch import nn
 
 from multiticket.adapters.base import DomainAdapter, TrainHooks
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
+from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]
+
+
+def _constant_schedule(value: float) -> Any:
+    """SB3's own constant schedule (``ConstantSchedule`` since 2.6, ``constant_fn`` before), so
+    a saved ``ticket.zip`` pickles it like any other schedule."""
+    try:
+        from stable_baselines3.common.utils import ConstantSchedule
+    except ImportError:  # SB3 < 2.6
+        from stable_baselines3.common.utils import constant_fn
+
+        return constant_fn(value)
+    return ConstantSchedule(value)
 
 
 class HooksCallback(BaseCallback):
@@ -52,6 +65,9 @@ class HooksCallback(BaseCallback):
         values = self.model.logger.name_to_value
         losses = {k: float(v) for k, v in values.items() if k.startswith("train/") and "loss" in k}
         self._pending = losses or None
+        # between two rollouts (the previous update done, the rollout buffer empty) the state is
+        # weights + optimizers + RNG + resume_state(): a checkpoint here resumes bit for bit
+        self.hooks.on_resumable(self.num_timesteps)
 
     def _on_step(self) -> bool:
         logs, self._pending = self._pending, None
@@ -61,7 +77,8 @@ class HooksCallback(BaseCallback):
             self.hooks.on_step(self.num_timesteps, logs)
         finally:
             self.adapter._mid_step = False
-        return True
+        # False ends learn() cleanly before any further update (early-bird stop)
+        return not getattr(self.hooks, "should_stop", False)
 
 
 class SB3Adapter(DomainAdapter):
@@ -85,7 +102,9 @@ class SB3Adapter(DomainAdapter):
         self.seed = 0
         self.init_seed = 0
         self._state_loaded = False
+        self._resumed = False
         self._mid_step = False
+        self.constant_lr: float | None = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -119,6 +138,7 @@ class SB3Adapter(DomainAdapter):
         self.close()
         self.seed, self.init_seed = seed, seed if init_seed is None else init_seed
         self._state_loaded = False
+        self._resumed = False
         device = self._device()
         if self.section.torch_threads is not None:
             torch.set_num_threads(self.section.torch_threads)
@@ -193,6 +213,28 @@ class SB3Adapter(DomainAdapter):
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return self.spec.target_pairs(self._require_model())
 
+    def io_layers(self) -> tuple[list[str], list[str]]:
+        """Inputs: the first Linear/Conv of every actor/critic branch (both MLP heads of PPO read
+        the observation); outputs: the last layer of every branch (action, value and Q heads) and
+        ``log_std`` (its size is the action dimension)."""
+        policy = self.module
+        names = {id(m): n for n, m in policy.named_modules()}
+        inputs: list[str] = []
+        outputs: list[str] = []
+        for _, modules in self.spec.branches(policy):
+            layers = list(branch_layers(modules))
+            if layers:
+                inputs.append(names[id(layers[0])])
+                outputs.append(names[id(layers[-1])])
+        extra = [n for n, _ in policy.named_parameters() if n == "log_std" or n.startswith("log_std.")]
+        extra += [n for n in ("actor.log_std",) if n in names.values()]
+        return list(dict.fromkeys(inputs)), list(dict.fromkeys(outputs + extra))
+
+    def set_constant_lr(self, lr: float | None) -> None:
+        """Fine-tuning: ``train`` replaces ``model.lr_schedule`` (which SB3 applies to every
+        optimizer before each update) with a constant one; clip and exploration schedules stay."""
+        self.constant_lr = lr
+
     # -- training -------------------------------------------------------------------------------
     def _tensorboard_dir(self, start: int) -> Path | None:
         enabled = self.section.tensorboard
@@ -211,13 +253,17 @@ class SB3Adapter(DomainAdapter):
         model = self._require_model()
         hooks.on_optimizers(self.optimizers())
         # pruned online entries are zero now; copying them makes polyak updates keep the
-        # target's pruned entries exactly zero too (the core does the same after a restore)
-        for online, target in self.target_pairs():
-            hard_copy(online, target)
+        # target's pruned entries exactly zero too (the core does the same after a restore).
+        # A checkpoint holds the targets as they were (already masked): no copy on resume.
+        if not self._resumed:
+            for online, target in self.target_pairs():
+                hard_copy(online, target)
         if start > 0 and not self._state_loaded:
             model.num_timesteps = start
         if start > 0:
             model._current_progress_remaining = 1.0 - model.num_timesteps / stop
+        if self.constant_lr is not None:
+            model.lr_schedule = _constant_schedule(float(self.constant_lr))
         tb_dir = self._tensorboard_dir(start)
         if tb_dir is not None:
             formats = ["stdout", "tensorboard"] if self.section.verbose else ["tensorboard"]
@@ -302,6 +348,54 @@ class SB3Adapter(DomainAdapter):
         if self.section.keep_replay_buffer and state.get("replay_buffer") is not None:
             model.replay_buffer = copy.deepcopy(state["replay_buffer"])
         self._state_loaded = True
+
+    # -- mid-level checkpoints ------------------------------------------------------------------
+    #: attributes of the algorithm that change while it learns and are not in state()
+    _RESUME_ATTRS = (
+        "env", "action_space", "observation_space", "_last_obs", "_last_original_obs", "_last_episode_starts",
+        "ep_info_buffer", "ep_success_buffer", "action_noise", "_n_calls",
+    )  # fmt: skip
+
+    def resume_state(self) -> dict[str, Any]:
+        """:meth:`state` plus the training environments (physics, episode counters, their RNGs,
+        Monitor statistics), the last observations, episode buffers, action noise, the entropy
+        coefficient's optimizer and, off-policy, the replay buffer. Taken between rollouts only
+        (``on_resumable``), so the rollout buffer is empty and needs no saving."""
+        model = self._require_model()
+        st = self.state()
+        st["algo"] = {a: getattr(model, a) for a in self._RESUME_ATTRS if hasattr(model, a)}
+        if getattr(model, "replay_buffer", None) is not None:
+            st["replay_buffer"] = model.replay_buffer
+        ent_opt = getattr(model, "ent_coef_optimizer", None)
+        if ent_opt is not None:
+            st["ent_coef_optimizer"] = ent_opt.state_dict()
+        return st
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        model = self._require_model()
+        old_env = model.get_env()
+        self.load_state(state)
+        for attr, value in state["algo"].items():
+            setattr(model, attr, copy.deepcopy(value))
+        if old_env is not None and old_env is not model.env:
+            old_env.close()
+        model._vec_normalize_env = vec_normalize(model.env)
+        if state.get("replay_buffer") is not None:
+            model.replay_buffer = copy.deepcopy(state["replay_buffer"])
+        if "ent_coef_optimizer" in state and getattr(model, "ent_coef_optimizer", None) is not None:
+            model.ent_coef_optimizer.load_state_dict(copy.deepcopy(state["ent_coef_optimizer"]))
+        self._resumed = True
+
+    def check_resumable(self) -> None:
+        """Checkpoints copy the training environments; fail before training if they cannot be."""
+        model = self._require_model()
+        try:
+            copy.deepcopy(model.get_env())
+        except Exception as exc:  # noqa: BLE001 - any copy failure means no checkpoints for this env
+            raise UserError(
+                f"checkpoint: the environments of '{self.section.env}' cannot be copied for a checkpoint "
+                f"({type(exc).__name__}); remove the checkpoint section for this task"
+            ) from None
 
     # -- outputs --------------------------------------------------------------------------------
     def export(self, level_dir: Path) -> None:

@@ -100,6 +100,7 @@ class ToyAdapter(DomainAdapter):
         self.model: nn.Sequential | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.seed = 0
+        self.constant_lr: float | None = None
 
     @property
     def metric(self) -> str:
@@ -130,6 +131,9 @@ class ToyAdapter(DomainAdapter):
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer] if self.optimizer is not None else []
 
+    def set_constant_lr(self, lr: float | None) -> None:
+        self.constant_lr = lr
+
     def batch_indices(self, step: int) -> torch.Tensor:
         """Indices of the minibatch of ``step``: epoch permutations seeded by (seed, epoch)."""
         n, b = self.x.shape[0], self.section.batch_size
@@ -145,14 +149,18 @@ class ToyAdapter(DomainAdapter):
         model.train()
         loss_fn = nn.CrossEntropyLoss()
         for step in range(start, stop):
+            lr = self.constant_lr if self.constant_lr is not None else cfg.lr * lr_factor(cfg.schedule, step, stop)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.schedule, step, stop)
+                group["lr"] = lr
             idx = self.batch_indices(step)
             loss = loss_fn(model(self.x[idx]), self.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             hooks.on_step(step + 1, {"loss": loss.item()} if (step + 1) % 50 == 0 else None)
+            if getattr(hooks, "should_stop", False):
+                break
+            hooks.on_resumable(step + 1)  # LR and batch are functions of the step: resumable anywhere
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -37,6 +37,11 @@ CONTROL_COLORS = {
     "permuted_mask": "#d0508f",
     "one_shot": "#17a2b8",
     "rewind_init": "#7f7f7f",
+    "early_bird": "#b8860b",
+    "transfer_mask": "#c0392b",
+    "prune_dense": "#6c757d",
+    "prune_dense_td": "#d35400",
+    "dense_td": "#d35400",
 }
 #: one colour per run in comparisons
 RUN_COLORS = ("#1f4e9c", "#c0392b", "#2e9e44", "#8e44ad", "#e07b00", "#17a2b8", "#7f7f7f", "#b8860b")

@@ -16,9 +16,12 @@ from pathlib import Path
 
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
+from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import CSS, page
+from multiticket.analysis.instability import instability_section
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
 from multiticket.analysis.stats import better, bootstrap_diff, fmt, matches
+from multiticket.analysis.targeted import td_section
 from multiticket.core.store import atomic_write_text
 
 esc = html.escape
@@ -82,6 +85,10 @@ def header(run: RunData) -> str:
         ("primary metric", f"{run.metric or '–'} ({run.direction})" if run.records else "–"),
         ("matching tolerance", f"{run.tolerance:g} × |dense metric| (report.tolerance)"),
     ]
+    transfer = run.config.get("transfer")
+    if isinstance(transfer, dict):  # a run made by 'multiticket transfer' (docs/transfer-and-stability.md)
+        rows.insert(1, ("transferred from", f"{transfer.get('source')}: 'ticket' = source mask + source rewind "
+                        "weights, 'transfer_mask' = source mask + this task's init, level 0 = this task's dense"))
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     out = f'<table class="meta">{body}</table>'
     if run.missing:
@@ -261,7 +268,10 @@ def build_report(run: RunData) -> str:
                  "over seeds (paired by seed, 5000 resamples, fixed RNG seed); with one seed no interval is "
                  "given.</p>",
                  level_tables(run),
+                 early_bird_section(run),
+                 td_section(run, plot_dir),
                  layer_sections(run, plot_dir)]
+    body.append(instability_section(run.root, plot_dir))
     body.append(f"<p class='foot'>Numbers: <code>{esc(str(run.summary_path.name))}</code> next to this file "
                 "(one row per seed, control, level and metric). Plots also in <code>plots/</code>.</p>")
     return page(f"{run.task} — multiticket report", "".join(body), CSS)

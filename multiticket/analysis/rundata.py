@@ -19,6 +19,7 @@ import yaml
 from multiticket.analysis.stats import mean_std
 from multiticket.analysis.summary import write_summary
 from multiticket.config import config_hash
+from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.mask import Mask
 from multiticket.core.store import Unit
 from multiticket.errors import UserError
@@ -77,6 +78,8 @@ class RunData:
         units = []
         for seed in self.seeds:
             units += [Unit(seed, "ticket", level) for level in range(self.planned_levels + 1)]
+            if any(CONTROL_SPECS[c].source == "dense_td" for c in self.controls if c in CONTROL_SPECS):
+                units.append(Unit(seed, "dense_td", 0))  # the targeted-dropout dense run
             for control in self.controls:
                 units += [Unit(seed, control, level) for level in range(1, self.planned_levels + 1)]
         return units

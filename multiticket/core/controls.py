@@ -1,7 +1,8 @@
 """Controls: the experiments that show a ticket is special (DESIGN.md §1).
 
 A control at level L is derived from the ticket's mask at L (it never prunes by itself), except
-the chains: ``ticket`` (IMP with late rewinding) and ``rewind_init`` (IMP rewinding to step 0),
+the chains: ``ticket`` (IMP with late rewinding), ``rewind_init`` (IMP rewinding to step 0) and
+``early_bird`` (IMP drawing each mask as soon as it stabilises, :mod:`multiticket.core.early_bird`),
 whose masks come from their own previous level. Each entry says which mask a unit trains and
 where it starts; the level loop in :mod:`multiticket.core.imp` does the rest.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-#: where a control's training starts
-Start = Literal["rewind", "rewind_permuted", "fresh"]
+#: where a control's training starts ("none": not trained, the pruned weights are evaluated as they are)
+Start = Literal["rewind", "rewind_permuted", "fresh", "none"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class ControlSpec:
     mask: Literal["ticket", "random_layer", "random_global", "one_shot", "chain"]
     start: Start
     doc: str
+    #: the level-0 unit whose final weights a "one_shot" mask ranks: "ticket" (the dense run) or
+    #: "dense_td" (a dense run trained with targeted dropout, :mod:`multiticket.core.targeted_dropout`)
+    source: str = "ticket"
 
 
 CONTROLS: dict[str, ControlSpec] = {
@@ -43,5 +47,14 @@ CONTROLS: dict[str, ControlSpec] = {
                     "prune the dense run's final weights straight to this level's sparsity, rewind to k"),
         ControlSpec("rewind_init", "chain", "rewind",
                     "IMP like the ticket, but rewinding to step 0 instead of step k"),
+        ControlSpec("early_bird", "chain", "rewind",
+                    "IMP whose masks are drawn once they stabilise (You et al. early-bird), rewind to k"),
+        ControlSpec("transfer_mask", "ticket", "fresh",
+                    "transfer runs only: the transferred ticket's mask, the target's fresh init (mask transfer)"),
+        ControlSpec("prune_dense", "one_shot", "none",
+                    "the dense run's final weights pruned straight to this level's sparsity, not retrained"),
+        ControlSpec("prune_dense_td", "one_shot", "none",
+                    "a dense run trained with targeted dropout (unit dense_td/level_0), pruned straight to this "
+                    "level's sparsity, not retrained", source="dense_td"),
     )
 }

@@ -2,21 +2,27 @@
 
 ``LevelHooks`` is what an adapter calls while it trains one unit: it attaches the mask enforcer
 to the adapter's optimizers (restoring optimizer state from the rewind point when asked),
-captures rewind points the first time the step reaches k, and stops on a non-finite loss.
+captures rewind points the first time the step reaches k, stops on a non-finite loss or weight,
+and asks the runner for a mid-level checkpoint every ``checkpoint.every`` steps at the points the
+adapter reports as resumable. With an :class:`EarlyBirdMonitor` attached (``early_bird``) it also
+watches the next level's mask and sets ``should_stop`` once that mask has stabilised.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 
 from multiticket.adapters.base import DomainAdapter
+from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.rewind import RewindPoint
 from multiticket.core.store import Unit
+from multiticket.core.targeted_dropout import TargetedDropout
 from multiticket.errors import RunFailure
 
 
@@ -26,9 +32,11 @@ class Reporter(Protocol):
     def unit_started(self, unit: Unit, start: int, stop: int) -> None: ...
     def step(self, step: int) -> None: ...
     def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None: ...
+    def warn(self, text: str) -> None: ...
 
 
 class NullReporter:
+    """No progress display (``--quiet``); warnings still go to stderr, one line each."""
     def unit_started(self, unit: Unit, start: int, stop: int) -> None:
         pass
 
@@ -37,6 +45,14 @@ class NullReporter:
 
     def unit_finished(self, unit: Unit, record: dict[str, Any] | None, skipped: bool) -> None:
         pass
+
+    def warn(self, text: str) -> None:
+        print(f"multiticket: warning: {text}", file=sys.stderr)
+
+
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raised from ``on_step`` when an adapter keeps training after ``should_stop`` was set (it
+    does not poll the flag); the runner catches it and evaluates the weights as they are."""
 
 
 class LevelHooks:
@@ -50,6 +66,8 @@ class LevelHooks:
         captures: Sequence[int] = (),
         restore_from: RewindPoint | None = None,
         reporter: Reporter | None = None,
+        checkpoint: Callable[[int], None] | None = None,
+        checkpoint_every: int = 0,
     ) -> None:
         self.adapter = adapter
         self.enforcer = enforcer
@@ -60,6 +78,20 @@ class LevelHooks:
         self.reporter = reporter or NullReporter()
         self.optimizers: list[torch.optim.Optimizer] = []
         self.last_step = start
+        #: called with the step when a checkpoint is due (the runner writes it)
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.last_checkpoint = start
+        #: the unit's last step: no checkpoint there (the unit's results are written instead)
+        self.stop: int | None = None
+        #: watches the next level's mask (early-bird); set by the runner
+        self.early_bird: EarlyBirdMonitor | None = None
+        #: True once training should end after the current step (adapters poll it)
+        self.should_stop = False
+        self.stopped_at: int | None = None
+        #: targeted dropout of this unit (set by the runner); attached with the optimizers, its
+        #: drops are undone after every step so captures, checkpoints and checks see full weights
+        self.dropout: TargetedDropout | None = None
 
     def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self.optimizers = list(optimizers)
@@ -68,19 +100,53 @@ class LevelHooks:
         if self.enforcer is not None:
             for opt in self.optimizers:
                 self.enforcer.add_optimizer(opt)
+        if self.dropout is not None:
+            self.dropout.set_step(self.start)
+            self.dropout.attach()
         self._capture(self.start)
 
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+        if self.dropout is not None:
+            self.dropout.restore()
+            self.dropout.set_step(step)
+        if self.stopped_at is not None and step > self.stopped_at:
+            raise StopTraining(f"training went on after the early stop at step {self.stopped_at}")
         if logs:
             for key, value in logs.items():
                 if isinstance(value, float) and not math.isfinite(value):
                     raise RunFailure(f"non-finite {key} ({value}) at step {step}")
+            check_finite(self.adapter.module, step)  # a NaN gradient shows up in the weights
         self.last_step = step
         self._capture(step)
         self.reporter.step(step)
+        eb = self.early_bird
+        if eb is not None and eb.observe(step, self.adapter.module) and eb.stop:
+            self.should_stop, self.stopped_at = True, step
+
+    def on_resumable(self, step: int) -> None:
+        """The adapter could resume from here with ``train(step, stop)``: checkpoint if due.
+        Weights are checked first, so a checkpoint is always a last *good* state."""
+        if self.checkpoint is None or self.checkpoint_every <= 0:
+            return
+        if self.stop is not None and step >= self.stop:
+            return
+        if step - self.last_checkpoint >= self.checkpoint_every:
+            if self.dropout is not None:
+                self.dropout.restore()
+            check_finite(self.adapter.module, step)
+            self.checkpoint(step)
+            self.last_checkpoint = step
 
     def _capture(self, step: int) -> None:
         while self.pending and step >= self.pending[0]:
             k = self.pending.pop(0)
             opts = self.optimizers or self.adapter.optimizers()
             self.captured[k] = RewindPoint.capture(self.adapter.module, step, opts, self.adapter.state())
+
+
+@torch.no_grad()
+def check_finite(module: torch.nn.Module, step: int) -> None:
+    """Stop the unit if any parameter holds NaN or inf."""
+    for name, p in module.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise RunFailure(f"non-finite values in '{name}' at step {step}")

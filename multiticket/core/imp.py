@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +26,21 @@ from safetensors.torch import load_file, save_file
 
 from multiticket.adapters.base import DomainAdapter
 from multiticket.core import scope as scope_mod
+from multiticket.core.checkpoint import Checkpoint, CheckpointStore
 from multiticket.core.controls import CONTROLS
+from multiticket.core.early_bird import EarlyBirdMonitor, EarlyBirdSettings
 from multiticket.core.enforce import MaskEnforcer
-from multiticket.core.hooks import LevelHooks, NullReporter, Reporter
+from multiticket.core.hooks import LevelHooks, NullReporter, Reporter, StopTraining
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
-from multiticket.core.store import RunStore, Unit
-from multiticket.errors import RunFailure
+from multiticket.core.store import RunStore, Unit, atomic_write_text
+from multiticket.core.targeted_dropout import TargetedDropout, TDSpec
+from multiticket.errors import RunFailure, UserError
+
+#: written into a unit's directory when it fails (JSON: unit, error, time); removed on retry
+FAILED = "FAILED"
 
 
 class IMPRunner:
@@ -67,6 +73,11 @@ class IMPRunner:
         params = dict(module.named_parameters())
         self.shapes = {n: tuple(params[n].shape) for n in self.names}
         self.sizes = {n: params[n].numel() for n in self.names}
+        if self.cfg.checkpoint is not None:
+            self.adapter.check_resumable()
+        if self.cfg.rewind.mode == "finetune" and type(self.adapter).set_constant_lr is DomainAdapter.set_constant_lr:
+            raise UserError(f"rewind.mode: finetune needs a constant learning rate, which the "
+                            f"'{self.cfg.domain}' adapter does not offer (DomainAdapter.set_constant_lr)")
 
     def dense_mask(self) -> Mask:
         return Mask({n: torch.ones(s, dtype=torch.bool) for n, s in self.shapes.items()})
@@ -76,10 +87,29 @@ class IMPRunner:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
+        """Every unit in dependency order. A unit that fails (NaN, a check) is recorded in its
+        ``FAILED`` file; the units that need it are skipped, every other unit (other seeds, other
+        controls) still runs, and the run then fails naming what failed."""
         if not self.names:
             self.prepare()
-        for seed in self.cfg.seeds:
-            self.run_seed(seed)
+        failed: dict[Unit, str] = {}
+        blocked: list[Unit] = []
+        for planned in unit_plan(self.cfg):
+            if any(d in failed or d in blocked for d in planned.deps):
+                blocked.append(planned.unit)
+                continue
+            try:
+                self.run_unit(planned.unit)
+            except RunFailure as exc:
+                failed[planned.unit] = str(exc)
+                self.reporter.warn(f"{planned.unit.relpath()} failed: {exc}")
+        if failed:
+            first, why = next(iter(failed.items()))
+            also = f"; {len(blocked)} unit(s) that need them skipped" if blocked else ""
+            raise RunFailure(
+                f"{len(failed)} unit(s) failed{also}; first {first.relpath()}: {why} "
+                f"(see FAILED in each unit's directory; the other units finished)"
+            )
 
     def run_seed(self, seed: int) -> None:
         """Every unit of one seed, in dependency order (the whole chain in this process)."""
@@ -97,24 +127,53 @@ class IMPRunner:
                 record = self.store.metrics(unit)
                 self.reporter.unit_finished(unit, record, skipped=True)
                 return record, True
+            self._report_corrupt(unit)
             for dep in unit_dependencies(unit):
                 if not self.unit_done(dep):
                     raise RunFailure(f"{unit.relpath()}: needs {dep.relpath()}, which is not finished")
             t0 = time.perf_counter()
             self.phases = {}
-            if unit.level == 0:
-                self._dense(unit.seed)
-            elif unit.control in ("ticket", "rewind_init"):
-                step = self.k if unit.control == "ticket" else 0
-                self._chain(unit.seed, unit.control, unit.level, self._rewind(unit.seed, step))
-            else:
-                self._control(unit.seed, unit.control, unit.level)
+            failed = self.store.unit_dir(unit) / FAILED
+            failed.unlink(missing_ok=True)
+            try:
+                if unit.level == 0 and unit.control == "dense_td":
+                    self._dense_td(unit.seed)
+                elif unit.level == 0:
+                    self._dense(unit.seed)
+                elif unit.control == "early_bird":
+                    self._early_bird(unit.seed, unit.level)
+                elif unit.control in ("ticket", "rewind_init"):
+                    step = self.k if unit.control == "ticket" else 0
+                    self._chain(unit.seed, unit.control, unit.level, self._rewind(unit.seed, step))
+                elif CONTROLS[unit.control].start == "none":
+                    self._prune_only(unit)
+                else:
+                    self._control(unit.seed, unit.control, unit.level)
+            except RunFailure as exc:
+                failure = {"unit": str(unit.relpath()), "error": str(exc), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                atomic_write_text(failed, json.dumps(failure, indent=1) + "\n")
+                raise RunFailure(f"{unit.relpath()}: {exc}" if str(unit.relpath()) not in str(exc) else str(exc)) from exc
             self.phases["unit_total"] = time.perf_counter() - t0
             self.unit_phases[unit] = self.phases
             return self.store.metrics(unit), False
 
     def unit_done(self, unit: Unit) -> bool:
         return unit_finished(self.store, unit, self.k)
+
+    def _report_corrupt(self, unit: Unit) -> None:
+        """Say which artifact of a finished-looking unit (or of its rewind points) failed its
+        checksum before the unit is recomputed; a missing DONE (never finished) is not reported."""
+        dirs = [self.store.unit_dir(unit)]
+        if unit.level == 0:
+            dirs += [self.store.rewind_dir(unit.seed, s) for s in sorted({0, self.k})]
+        for d in dirs:
+            for problem in self.store.problems(d):
+                self.reporter.warn(f"{problem}; recomputing {unit.relpath()}")
+
+    def _checkpoints(self, unit: Unit) -> CheckpointStore | None:
+        if self.cfg.checkpoint is None:
+            return None
+        return CheckpointStore(self.store, self.store.unit_dir(unit), self.reporter.warn)
 
     def _rewind(self, seed: int, step: int) -> RewindPoint:
         """A rewind point from the store, cached for the seed last used (levels reuse it)."""
@@ -163,9 +222,78 @@ class IMPRunner:
         with self._phase("prune"):
             mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level))
         self._check_planned(mask, level, unit)
-        record = self._train_unit(unit, mask, start=rewind, init_seed=None)
+        record = self._retrain(unit, mask, rewind, prev_final)
         self._write_unit(unit, mask, record["__record__"])
         return mask
+
+    def _retrain(self, unit: Unit, mask: Mask, rewind: RewindPoint, source: Mapping[str, torch.Tensor],
+                 monitor: EarlyBirdMonitor | None = None) -> dict[Any, Any]:
+        """Train a level whose mask was pruned from the trained weights ``source``, by
+        ``rewind.mode`` (Renda et al. 2020): ``weights`` rewinds the survivors to the rewind point;
+        ``lr`` starts from ``source`` ⊙ mask and replays the LR schedule from the rewind step (the
+        rewind point's counters, adapter state and RNG, so the level still runs k -> T);
+        ``finetune`` starts there too but at the constant ``rewind.finetune_lr`` for the same
+        T - k steps. The mode is recorded in metrics.json."""
+        mode = self.cfg.rewind.mode
+        weights = None if mode == "weights" else source
+        lr = self.cfg.rewind.finetune_lr if mode == "finetune" else None
+        out = self._train_unit(unit, mask, start=rewind, init_seed=None, weights=weights, monitor=monitor,
+                               constant_lr=lr)
+        out["__record__"]["retrain_mode"] = mode
+        return out
+
+    def _early_bird(self, seed: int, level: int) -> None:
+        """One level of the ``early_bird`` chain: IMP whose every mask is drawn as soon as it has
+        stabilised (You et al. 2020) instead of after full training.
+
+        Level 1 first runs the dense search: train from step 0 under the dense mask and *stop*
+        once the level-1 mask has stabilised (never before k: level 1 rewinds to the run's
+        rewind point). Every level L then prunes the weights its previous search stopped at,
+        rewinds to k (or starts as ``rewind.mode`` says) and trains to T under the monitor of mask
+        L+1: the weights at the step that mask stabilised are kept (``early_bird.safetensors``)
+        for level L+1, and training goes on to T so this level's metric is the early-bird ticket's,
+        trained exactly as the IMP ticket at the same sparsity. Stopping at that step instead and
+        retraining from k would give the same masks and metrics (the run k -> e is a prefix of
+        the run k -> T), so the compute accounting counts only the steps the search needed:
+        ``search_steps`` = e_0 + sum over earlier levels of (e_i - k), against IMP's T + (L-1)(T-k)."""
+        unit = Unit(seed, "early_bird", level)
+        eb = self.cfg.early_bird_settings()
+        settings = EarlyBirdSettings(self.cfg.early_bird_interval(), eb.window, eb.threshold)
+        rewind = self._rewind(seed, self.k)
+        info: dict[str, Any] = {"interval": settings.interval, "window": settings.window,
+                                "threshold": settings.threshold}
+        if level == 1:
+            dense = self.dense_mask()
+            search = EarlyBirdMonitor(dense, self.spec, settings, start=0, min_stop=self.k, stop=True)
+            rec = self._train_unit(unit, dense, start=None, init_seed=None, monitor=search)["__record__"]
+            prev_mask = dense
+            source = search.snapshot if search.snapshot is not None else copy_state_dict(self.adapter.module)
+            searched = search.fired_at if search.fired_at is not None else self.T
+            info.update(dense_stopped_at=search.fired_at, dense_distance=search.distance,
+                        dense_trace=search.trace, dense_metrics=rec["metrics"], dense_train_seconds=rec["train_seconds"])
+        else:
+            prev = Unit(seed, "early_bird", level - 1)
+            d = self.store.unit_dir(prev)
+            with self._phase("load_inputs"):
+                prev_mask = Mask.load(d / "mask.safetensors")
+                source = load_file(str(d / "early_bird.safetensors"))
+                prev_info = json.loads((d / "metrics.json").read_text())["early_bird"]
+            searched = int(prev_info["search_steps_next"])
+        with self._phase("prune"):
+            mask = prune(source, prev_mask, self.spec, generator(seed, "early_bird", "prune", level))
+        self._check_planned(mask, level, unit)
+        monitor = EarlyBirdMonitor(mask, self.spec, settings, start=rewind.step, stop=False)
+        record = self._retrain(unit, mask, rewind, source, monitor=monitor)["__record__"]
+        stop = monitor.fired_at if monitor.fired_at is not None else self.T
+        imp = self.T + (level - 1) * (self.T - self.k)
+        info.update(
+            stopped_at=monitor.fired_at, distance=monitor.distance, trace=monitor.trace,
+            search_steps=searched, imp_search_steps=imp, compute_fraction=round(searched / imp, 6),
+            steps_saved=imp - searched, search_steps_next=searched + stop - self.k,
+        )
+        record["early_bird"] = info
+        snapshot = monitor.snapshot if monitor.snapshot is not None else copy_state_dict(self.adapter.module)
+        self._write_unit(unit, mask, record, extra={"early_bird.safetensors": snapshot})
 
     def _control(self, seed: int, control: str, level: int) -> None:
         unit = Unit(seed, control, level)
@@ -180,6 +308,7 @@ class IMPRunner:
                 mask = random_mask_like(ticket_mask, gen, per_layer=spec.mask == "random_layer")
             elif spec.mask == "one_shot":
                 _, dense_final = self._load_unit(Unit(seed, "ticket", 0))
+                source = dense_final
                 mask = self.dense_mask()
                 for _ in range(level):
                     mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level))
@@ -193,8 +322,80 @@ class IMPRunner:
         else:
             permute = gen if spec.start == "rewind_permuted" else None
             rewind = self._rewind(seed, self.k)
-            record = self._train_unit(unit, mask, start=rewind, init_seed=None, permute=permute)
+            if spec.mask == "one_shot":  # a pruned trained network: retrained as rewind.mode says
+                record = self._retrain(unit, mask, rewind, source)
+            else:
+                record = self._train_unit(unit, mask, start=rewind, init_seed=None, permute=permute)
         self._write_unit(unit, mask, record["__record__"])
+
+    # -- targeted dropout (multiticket.core.targeted_dropout, docs/targeted-dropout.md) --------
+    def _targeted_dropout(self, unit: Unit, module: torch.nn.Module, mask: Mask) -> TargetedDropout | None:
+        """Targeted dropout for this unit (unattached), or None: ``apply_to: all`` trains every
+        unit with it (TD + IMP), ``experiment`` only the dense_td unit."""
+        td = self.cfg.targeted_dropout
+        if td is None or (td.apply_to == "experiment" and unit.control != "dense_td"):
+            return None
+        ramp = None if td.ramp is None else (td.ramp.gamma_start, td.ramp.gamma_end, td.ramp.start, td.ramp.end)
+        spec = TDSpec(alpha=td.alpha, gamma=td.gamma, variant=td.variant, ramp=ramp)
+        seed = derive_seed(unit.seed, unit.control, "td", unit.level)
+        return TargetedDropout(module, self.names, spec, seed, self.T, mask)
+
+    def _prune_only_controls(self) -> bool:
+        return any(CONTROLS[c].start == "none" for c in self.cfg.controls)
+
+    def _dense_td(self, seed: int) -> None:
+        """The dense network trained with targeted dropout: same init and data as the dense run."""
+        unit = Unit(seed, "dense_td", 0)
+        mask = self.dense_mask()
+        record = self._train_unit(unit, mask, start=None, init_seed=None)
+        self._write_unit(unit, mask, record["__record__"])
+
+    def _prune_only(self, unit: Unit) -> None:
+        """Prune a dense unit's final weights straight to this level's count (the ticket's counting
+        rule, so the sparsity is the ticket's) and evaluate them without retraining."""
+        source = Unit(unit.seed, CONTROLS[unit.control].source, 0)
+        _, dense_final = self._load_unit(source)
+        with self._phase("prune"):
+            mask = self.dense_mask()
+            for _ in range(unit.level):
+                mask = prune(dense_final, mask, self.spec, generator(unit.seed, unit.control, "prune", unit.level))
+        self._check_planned(mask, unit.level, unit)
+        adapter = self.adapter
+        with self._phase("build"):
+            adapter.build(unit.seed)
+        module = adapter.module
+        with self._phase("restore"):
+            module.load_state_dict(dense_final, strict=True)
+            state_file = self.store.unit_dir(source) / "final_state.pt"
+            if state_file.is_file():
+                adapter.load_state(torch.load(state_file, weights_only=False))
+            MaskEnforcer(module, mask).zero_weights()
+            _hard_copy_targets(adapter)
+        _check_weights(module, mask, unit)
+        with self._phase("evaluate"):
+            metrics = adapter.evaluate()
+        if adapter.metric not in metrics:
+            raise RunFailure(f"adapter returned no '{adapter.metric}' metric")
+        record = {
+            "task": self.cfg.name,
+            "domain": self.cfg.domain,
+            "seed": unit.seed,
+            "control": unit.control,
+            "level": unit.level,
+            "sparsity": mask.sparsity,
+            "planned_sparsity": 1.0 - self.planned_alive(unit.level) / mask.numel,
+            "alive": mask.num_alive,
+            "prunable": mask.numel,
+            "source": str(source.relpath()),
+            "retrained": False,
+            "start_step": self.T,
+            "stop_step": self.T,
+            "train_seconds": 0.0,
+            "metric": adapter.metric,
+            "higher_is_better": adapter.higher_is_better,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+        }
+        self._write_unit(unit, mask, record)
 
     def _check_planned(self, mask: Mask, level: int, unit: Unit) -> None:
         planned = self.planned_alive(level)
@@ -209,16 +410,33 @@ class IMPRunner:
         init_seed: int | None,
         captures: Sequence[int] = (),
         permute: torch.Generator | None = None,
+        weights: Mapping[str, torch.Tensor] | None = None,
+        monitor: EarlyBirdMonitor | None = None,
+        constant_lr: float | None = None,
     ) -> dict[Any, Any]:
-        """Build, start (rewound or fresh), train to T under the mask, evaluate."""
+        """Build, start (rewound or fresh; or from the unit's latest checkpoint), train to T
+        under the mask, evaluate. ``weights`` (a state dict of the prunable root) replaces the
+        rewind point's weights while its counters, state and RNG stay (``rewind.mode`` lr and
+        finetune); ``constant_lr`` replaces the LR schedule (finetune); ``monitor`` watches the next
+        mask (early-bird) and may stop training early."""
         adapter = self.adapter
         with self._phase("build"):
             adapter.build(unit.seed, init_seed)
         module = adapter.module
         restore = None
+        # an early-bird monitor's window of masks is not in a checkpoint: such units restart whole
+        ckpts = self._checkpoints(unit) if monitor is None else None
+        resume = ckpts.latest() if ckpts is not None else None
         with self._phase("restore"):
-            if start is not None:
+            if resume is not None:
+                # everything, target networks included, is in the checkpoint: no hard copy
+                resume.point.restore_weights(module)
+                adapter.load_resume_state(resume.point.extra)
+                restore = resume.point
+            elif start is not None:
                 start.restore_weights(module)
+                if weights is not None:
+                    module.load_state_dict(dict(weights), strict=True)
                 adapter.load_state(start.extra)
                 if permute is not None:
                     _permute_within_layers(module, self.names, permute)
@@ -226,19 +444,51 @@ class IMPRunner:
                     restore = start
             dense = mask.num_alive == mask.numel
             enforcer = None if dense else MaskEnforcer(module, mask).attach()
-            _hard_copy_targets(adapter)
-            if start is not None:
+            if resume is None:
+                _hard_copy_targets(adapter)
+            if resume is not None:
+                resume.point.restore_rng()
+            elif start is not None:
                 start.restore_rng()
         begin = start.step if start is not None else 0
-        hooks = LevelHooks(adapter, enforcer, begin, captures, restore, self.reporter)
-        self.reporter.unit_started(unit, begin, self.T)
+        train_from = resume.step if resume is not None else begin
+        done_before = resume.captured if resume is not None else {}
+        hooks = LevelHooks(adapter, enforcer, train_from, [c for c in captures if c not in done_before], restore,
+                           self.reporter)
+        hooks.captured.update(done_before)
+        prior_seconds = resume.train_seconds if resume is not None else 0.0
         t0 = time.perf_counter()
+        if ckpts is not None:
+            assert self.cfg.checkpoint is not None
+            hooks.checkpoint_every, hooks.stop = self.cfg.checkpoint.every, self.T
+
+            def save_checkpoint(step: int) -> None:
+                opts = hooks.optimizers or adapter.optimizers()
+                point = RewindPoint.capture(module, step, opts, adapter.resume_state())
+                seconds = prior_seconds + time.perf_counter() - t0
+                core = {"targeted_dropout": hooks.dropout.generator_states()} if hooks.dropout is not None else {}
+                with self._phase("checkpoint"):
+                    ckpts.save(Checkpoint(point, dict(hooks.captured), seconds, core))
+
+            hooks.checkpoint = save_checkpoint
+            ckpts.clear_temporaries()
+        hooks.early_bird = monitor
+        td = self._targeted_dropout(unit, module, mask)
+        hooks.dropout = td
+        if td is not None and resume is not None and "targeted_dropout" in resume.core:
+            td.load_generator_states(resume.core["targeted_dropout"])
+        adapter.set_constant_lr(constant_lr)
+        self.reporter.unit_started(unit, train_from, self.T)
         try:
-            adapter.train(begin, self.T, hooks)
+            adapter.train(train_from, self.T, hooks)
+        except StopTraining:
+            pass  # the adapter did not poll hooks.should_stop: evaluate the weights as they are
         finally:
+            if td is not None:
+                td.detach()  # full weights back before anything reads them
             if enforcer is not None:
                 enforcer.detach()
-        seconds = time.perf_counter() - t0
+        seconds = prior_seconds + time.perf_counter() - t0
         self.phases["train"] = self.phases.get("train", 0.0) + seconds
         if hooks.pending:
             raise RunFailure(f"{unit.relpath()}: training ended before the rewind step {hooks.pending[0]}")
@@ -259,7 +509,7 @@ class IMPRunner:
             "alive": mask.num_alive,
             "prunable": mask.numel,
             "start_step": begin,
-            "stop_step": self.T,
+            "stop_step": hooks.stopped_at if hooks.stopped_at is not None else self.T,
             "train_seconds": round(seconds, 3),
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
@@ -267,17 +517,26 @@ class IMPRunner:
         }
         return out
 
-    def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any]) -> None:
+    def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
+                    extra: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
         with self._phase("save"):
-            self._save_unit(unit, mask, record)
+            self._save_unit(unit, mask, record, extra or {})
         self.reporter.unit_finished(unit, record, skipped=False)
 
-    def _save_unit(self, unit: Unit, mask: Mask, record: dict[str, Any]) -> None:
+    def _save_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
+                   extra: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
+        """``extra``: more state dicts to save next to ``final.safetensors`` (file name -> tensors)."""
         d = self.store.unit_dir(unit)
         self.store.begin(d)
         weights = copy_state_dict(self.adapter.module)
         self.store.write_file(d, "mask.safetensors", mask.save)
         self.store.write_file(d, "final.safetensors", lambda p: save_file(weights, str(p)))
+        for name, tensors in (extra or {}).items():
+            self.store.write_file(d, name, lambda p, t=tensors: save_file(t, str(p)))
+        if unit.level == 0 and (unit.control == "dense_td" or self._prune_only_controls()):
+            # what evaluating the dense weights needs besides them (e.g. VecNormalize statistics)
+            state = self.adapter.state()
+            self.store.write_file(d, "final_state.pt", lambda p: torch.save(state, p))
         self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -297,13 +556,18 @@ class PlannedUnit:
 
 def unit_dependencies(unit: Unit) -> tuple[Unit, ...]:
     """What a unit reads: the dense level 0 needs nothing; a chain level (``ticket``,
-    ``rewind_init``) needs its previous level (level 1 starts from the dense run); every other
-    control at level L needs the ticket at L (``one_shot`` also reads the dense final weights).
-    Rewind points are written with the dense unit, so depending on it covers them."""
+    ``rewind_init``, ``early_bird``) needs its previous level (level 1 starts from the dense run;
+    early_bird's level 1 runs its own dense search and needs the dense unit for the rewind point);
+    every other control at level L needs the ticket at L (``one_shot`` also reads the dense final
+    weights). ``prune_dense``/``prune_dense_td`` need only the dense unit they prune (``ticket`` or
+    ``dense_td`` level 0). Rewind points are written with the dense unit, so depending on it covers them."""
     dense = Unit(unit.seed, "ticket", 0)
     if unit.level == 0:
         return ()
-    if unit.control in ("ticket", "rewind_init"):
+    spec = CONTROLS.get(unit.control)
+    if spec is not None and spec.start == "none":  # prune_dense*: only the dense unit they prune
+        return (Unit(unit.seed, spec.source, 0),)
+    if spec is not None and spec.mask == "chain":
         return (Unit(unit.seed, unit.control if unit.level > 1 else "ticket", unit.level - 1),)
     ticket = Unit(unit.seed, "ticket", unit.level)
     return (ticket, dense) if unit.control == "one_shot" else (ticket,)
@@ -313,7 +577,7 @@ def unit_finished(store: RunStore, unit: Unit, k: int) -> bool:
     """Finished: DONE with valid checksums (and, for level 0, both rewind points 0 and k too)."""
     if not store.is_done(store.unit_dir(unit)):
         return False
-    if unit.level == 0:
+    if unit.level == 0 and unit.control == "ticket":
         return all(store.is_done(store.rewind_dir(unit.seed, s)) for s in sorted({0, k}))
     return True
 
@@ -323,6 +587,8 @@ def unit_plan(cfg: Any, seeds: Sequence[int] | None = None) -> list[PlannedUnit]
     out = []
     for seed in cfg.seeds if seeds is None else seeds:
         out.append(PlannedUnit(Unit(seed, "ticket", 0), ()))
+        if any(CONTROLS[c].source == "dense_td" for c in cfg.controls):
+            out.append(PlannedUnit(Unit(seed, "dense_td", 0), ()))
         for level in range(1, cfg.prune.levels + 1):
             for control in ["ticket", *cfg.controls]:
                 unit = Unit(seed, control, level)

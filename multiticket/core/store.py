@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,26 @@ class RunStore:
             return False
         return all((directory / f).is_file() and sha256(directory / f) == digest for f, digest in files.items())
 
+    def problems(self, directory: Path) -> list[str]:
+        """Why a unit that has a ``DONE`` is not finished: unreadable ``DONE``, or an artifact
+        missing or failing its checksum (one line each). Empty when ``DONE`` is absent."""
+        done = directory / DONE
+        if not done.is_file():
+            return []
+        try:
+            files = json.loads(done.read_text())["files"]
+            assert isinstance(files, dict)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return [f"{done}: unreadable or truncated"]
+        out = []
+        for name, digest in files.items():
+            path = directory / name
+            if not path.is_file():
+                out.append(f"{path}: missing")
+            elif sha256(path) != digest:
+                out.append(f"{path}: corrupt (checksum mismatch)")
+        return out
+
     def begin(self, directory: Path) -> None:
         """Clear a directory that holds an unfinished or corrupt unit before recomputing it."""
         if directory.exists():
@@ -148,6 +169,16 @@ class RunStore:
             if self.is_done(metrics_file.parent):
                 found.append(json.loads(metrics_file.read_text()))
         yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
+
+    def clear_temporaries(self) -> None:
+        """Remove the temporaries a killed process left in the run directory itself (unit
+        directories are cleared whole before a unit is recomputed). Call under :meth:`locked`;
+        files younger than a minute are left alone, as a ``report`` may be writing right now."""
+        now = time.time()
+        for tmp in self.root.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.is_file() and now - tmp.stat().st_mtime > 60:
+                    tmp.unlink()
 
     # -- locking ----------------------------------------------------------------------------
     def lock_path(self, unit: Unit) -> Path:

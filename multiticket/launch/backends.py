@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.launch.jobs import Job, JobCall, execute_job
 
 #: called by the driver with each finished job and its per-unit results
@@ -96,9 +96,12 @@ def schedule(
         raise _failure(*failure)
 
 
-def _failure(job: Job, exc: BaseException) -> RunFailure:
+def _failure(job: Job, exc: BaseException) -> RunFailure | UserError:
     cause = getattr(exc, "cause", None) or exc  # Ray wraps the worker's exception
-    if isinstance(cause, (RunFailure, UserError)):
+    cause = storage_error(cause) or cause
+    if isinstance(cause, UserError):  # bad input or a full/read-only disk: still exit code 2
+        return UserError(f"{job.name()}: {cause}")
+    if isinstance(cause, RunFailure):
         return RunFailure(f"{job.name()}: {cause}")
     return RunFailure(f"{job.name()}: {type(cause).__name__}: {cause}")
 

@@ -35,6 +35,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
     from multiticket.adapters import adapter_class
     from multiticket.cli import resolve_device
+    from multiticket.core.transfer import runner_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -42,7 +43,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
         adapter = adapter_class(task.config.domain)(
             task.config, task.section, run_dir / "cache", resolve_device(device)
         )
-        runner = IMPRunner(task, adapter, RunStore(run_dir))
+        runner = runner_class(task)(task, adapter, RunStore(run_dir))
         runner.prepare()
     except UserError as exc:
         if not existed and run_dir.exists():
@@ -73,6 +74,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     with contextlib.ExitStack() as stack:
         for run in runs:
             stack.enter_context(RunStore(run.run_dir).locked())
+            RunStore(run.run_dir).clear_temporaries()
             config = {**run.task.resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         if opts.in_process:

@@ -1,4 +1,5 @@
-"""``multiticket status``: which units of a run are done, running (lock held) or missing."""
+"""``multiticket status``: which units of a run are done, running (lock held), failed (a ``FAILED``
+record in the unit's directory, see :meth:`IMPRunner.run`) or missing."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from typing import Any
 
 import yaml
 
-from multiticket.core.imp import unit_finished, unit_plan
+from multiticket.core.imp import FAILED, unit_finished, unit_plan
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
 from multiticket.launch.jobs import task_from_resolved
 
-STATES = ("done", "running", "missing")
+STATES = ("done", "running", "failed", "missing")
 
 
 def read_resolved(run_dir: Path) -> dict[str, Any]:
@@ -37,6 +38,8 @@ def run_status(run_dir: Path) -> dict[Unit, str]:
             out[unit] = "done"
         elif store.is_running(unit):
             out[unit] = "running"
+        elif (store.unit_dir(unit) / FAILED).is_file():
+            out[unit] = "failed"
         else:
             out[unit] = "missing"
     return out
@@ -61,7 +64,7 @@ def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
     t = summary["total"]
     table = Table(
         title=Path(run_dir).name,
-        caption=f"{t['done']} done · {t['running']} running · {t['missing']} missing",
+        caption=f"{t['done']} done · {t['running']} running · {t['failed']} failed · {t['missing']} missing",
         min_width=48,
     )
     table.add_column("control")
@@ -77,6 +80,7 @@ def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
             n = sum(c.values())
             style = "green" if c["done"] == n else ("yellow" if c["running"] else "red")
             text = f"{c['done']}/{n}" + (f" ▶{c['running']}" if c["running"] else "")
+            text += f" ✗{c['failed']}" if c["failed"] else ""
             row.append(f"[{style}]{text}[/{style}]")
         table.add_row(*row)
     return table

@@ -92,6 +92,17 @@ class HooksCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.hooks.on_optimizers([self.optimizer])
+        sched = kwargs.get("lr_scheduler")
+        if sched is not None:  # a restored optimizer state carries its own step's LR: the schedule's wins
+            for group, lr in zip(self.optimizer.param_groups, sched.get_last_lr()):
+                group["lr"] = lr
+
+    def _stop_requested(self, control: Any) -> bool:
+        """Early-bird stop: the Trainer leaves its loop after this step, with no further update."""
+        if getattr(self.hooks, "should_stop", False):
+            control.should_training_stop = True
+            return True
+        return False
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # creating the DataLoader iterator draws from the global RNG; undo that so the first
@@ -101,26 +112,36 @@ class HooksCallback(TrainerCallback):
             _set_rng_state(self.rng)
             self.rng = None
 
+    def _step_done(self, step: int, logs: dict[str, float] | None) -> None:
+        # after an optimizer step (and its scheduler step) nothing else is pending: the next
+        # step's batch and LR are functions of the step, so a checkpoint here resumes exactly
+        self.hooks.on_step(step, logs)
+        self.hooks.on_resumable(step)
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = self.offset + state.global_step
         if self.pending is not None:  # a logging step whose on_log never came
-            self.hooks.on_step(self.pending, None)
+            self._step_done(self.pending, None)
             self.pending = None
+            if self._stop_requested(control):
+                return
         if control.should_log:  # the Trainer logs this step's loss right after: report it with it
             self.pending = step
         else:
-            self.hooks.on_step(step, None)
+            self._step_done(step, None)
+            self._stop_requested(control)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.pending is None:
             return
         numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        self.hooks.on_step(self.pending, numeric)
+        self._step_done(self.pending, numeric)
         self.pending = None
+        self._stop_requested(control)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.pending is not None:
-            self.hooks.on_step(self.pending, None)
+            self._step_done(self.pending, None)
             self.pending = None
 
 
@@ -155,6 +176,7 @@ class HFAdapter(DomainAdapter):
         self._features: dict[str, list[dict[str, Any]]] = {}
         self.tokenizer: Any = None
         self.seed = 0
+        self.constant_lr: float | None = None
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -232,11 +254,19 @@ class HFAdapter(DomainAdapter):
             return torch.optim.SGD(groups, lr=s.learning_rate, momentum=s.momentum)
         return torch.optim.AdamW(groups, lr=s.learning_rate)
 
+    def set_constant_lr(self, lr: float | None) -> None:
+        self.constant_lr = lr
+
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, start: int, total: int
     ) -> torch.optim.lr_scheduler.LRScheduler:
-        """The dense run's schedule over ``total`` steps, advanced to ``start``."""
+        """The dense run's schedule over ``total`` steps, advanced to ``start``; with
+        :meth:`set_constant_lr`, a constant schedule at that rate (fine-tuning)."""
         s = self.section
+        if self.constant_lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = self.constant_lr
+            return get_scheduler("constant", optimizer)
         sched = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=s.warmup_steps, num_training_steps=total)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"

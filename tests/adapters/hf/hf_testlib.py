@@ -62,6 +62,9 @@ class FakeHooks:
         self.logs: list[dict[str, float]] = []
         self.lrs: list[float] = []
 
+    def on_resumable(self, step: int) -> None:
+        pass
+
     def on_optimizers(self, optimizers: list[torch.optim.Optimizer]) -> None:
         self.optimizers = list(optimizers)
         if self.on_first is not None:

@@ -144,3 +144,6 @@ class _Recorder:
     def on_step(self, step, logs=None):
         self.inner.on_step(step, logs)
         self.lrs.append(self.inner.optimizers[0].param_groups[0]["lr"])
+
+    def on_resumable(self, step):
+        self.inner.on_resumable(step)

@@ -1,0 +1,243 @@
+"""Instability analysis (linear mode connectivity, Frankle et al. 2020) of a finished run's units.
+
+For one unit (seed s, control c, level L) the starting point is exactly the unit's own: the
+rewind point θ_k ⊙ mask for the ticket (and θ_k for the dense network, level 0), the control's
+own start for a control (fresh init, or shuffled θ_k). Masks and starts are re-derived by the same
+:class:`IMPRunner` code that made the unit (and checked against the stored mask). From there two
+copies train to T under the mask; they differ only in the data-order / environment seed given to
+``adapter.build``: copy 1 uses s itself, copy 2 ``derive_seed(s, "instability", c, L)``. The
+start's RNG state and init are identical. The metric is then evaluated at ``points`` values of α
+evenly spaced in [0, 1] on θ(α) = (1 − α)·θ₁ + α·θ₂ over the whole ``state_dict`` (pruned entries
+are zero in both copies, so they stay zero; integer buffers must agree and are copied). α = 0
+and α = 1 give θ₁ and θ₂ bit for bit (no ``lerp``, whose a + α(b − a) need not round to b).
+
+Every point is evaluated the same way: a fresh ``adapter.build(s)`` with copy 1's adapter state
+(counters, normalisation statistics) loaded, then the interpolated weights. For RL the metric is
+the deterministic evaluation return on the eval env seeded ``s + eval_seed_offset``.
+
+Error barrier (Frankle et al.: the largest increase in error along the path over the mean of the
+endpoints' errors), with error = −metric when higher is better and = metric otherwise, reported
+in the metric's own units::
+
+    barrier        = max_α E(α) − (E(0) + E(1)) / 2            (≥ 0; ≈ 0 means linearly connected)
+    barrier_linear = max_α [E(α) − ((1 − α) E(0) + α E(1))]    (vs the straight line between them)
+
+So for accuracy or return the barrier is mean(m(0), m(1)) − min_α m(α); for a loss or perplexity
+it is max_α m(α) − mean(m(0), m(1)). A positive barrier means the path dips (unstable).
+
+Storage: ``seed_<s>/instability/<control>/level_<L>/`` holds ``instability.json``,
+``endpoint_1.safetensors``, ``endpoint_2.safetensors``, ``state.pt`` (copy 1's adapter state),
+``mask.safetensors`` and ``DONE`` (checksums, written last), under the unit's own lock. A rerun
+skips finished units; asking for another number of points re-evaluates the path from the stored
+endpoints without training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from multiticket.core.imp import IMPRunner
+from multiticket.core.mask import Mask
+from multiticket.core.rewind import RewindPoint, copy_state_dict
+from multiticket.core.seeding import derive_seed
+from multiticket.core.store import Unit
+from multiticket.errors import RunFailure, UserError
+
+RESULT = "instability.json"
+ENDPOINTS = ("endpoint_1.safetensors", "endpoint_2.safetensors")
+
+
+def alphas(points: int) -> list[float]:
+    """``points`` values evenly spaced in [0, 1], with exact 0.0 and 1.0 at the ends."""
+    if points < 2:
+        raise UserError("--points: needs at least 2 (11 or more for a barrier worth reading)")
+    return [i / (points - 1) for i in range(points)]
+
+
+def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """(1 − α)·a + α·b for floating tensors; non-floating tensors (integer buffers) must agree."""
+    out = {}
+    for name, ta in a.items():
+        tb = b[name]
+        if ta.dtype.is_floating_point:
+            out[name] = (1.0 - alpha) * ta + alpha * tb
+        else:
+            if not torch.equal(ta, tb):
+                raise RunFailure(f"instability: the copies disagree on the non-float tensor '{name}'")
+            out[name] = ta.clone()
+    return out
+
+
+def error_barrier(values: Sequence[float], alpha: Sequence[float], higher_is_better: bool) -> tuple[float, float]:
+    """``(barrier, barrier_linear)`` of a metric along the path (see the module docstring)."""
+    err = [-v if higher_is_better else v for v in values]
+    e0, e1 = err[0], err[-1]
+    barrier = max(err) - (e0 + e1) / 2
+    linear = max(e - ((1 - a) * e0 + a * e1) for e, a in zip(err, alpha))
+    return barrier, linear
+
+
+def instability_dir(unit: Unit) -> str:
+    return f"seed_{unit.seed}/instability/{unit.control}/level_{unit.level}"
+
+
+class InstabilityMixin:
+    """Turns an :class:`IMPRunner` (or a subclass such as the transfer runner) into one that, for
+    a unit, trains two copies from the unit's start and evaluates the linear path between them,
+    instead of training the unit. It overrides the three seams where the runner trains and saves
+    (``_dense``, ``_train_unit``, ``_write_unit``), so masks and starts come from the same code."""
+
+    points: int = 11
+
+    def instability(self: Any, unit: Unit, points: int) -> dict[str, Any]:
+        """Run (or resume, or re-evaluate) the instability analysis of one finished unit."""
+        self.points = points
+        d = self.store.root / instability_dir(unit)
+        lock = Unit(unit.seed, f"instability.{unit.control}", unit.level)
+        with self.store.unit_lock(lock):
+            if self.store.is_done(d):
+                record = json.loads((d / RESULT).read_text())
+                if record["points"] == points:
+                    self.reporter.unit_finished(unit, _as_metrics(record), skipped=True)
+                    return record
+                return self._reevaluate(unit, record)
+            if not self.unit_done(unit):
+                raise UserError(f"{unit.relpath()}: not finished in {self.store.root} (run it first)")
+            self.phases = {}
+            if unit.level == 0:
+                self._dense(unit.seed)
+            elif unit.control in ("ticket", "rewind_init"):
+                step = self.k if unit.control == "ticket" else 0
+                self._chain(unit.seed, unit.control, unit.level, self._rewind(unit.seed, step))
+            else:
+                self._control(unit.seed, unit.control, unit.level)
+            return json.loads((d / RESULT).read_text())
+
+    # -- overridden seams of IMPRunner ----------------------------------------------------------
+    def _dense(self: Any, seed: int) -> None:
+        """The dense network from its rewind point θ_k (level 0 of Frankle et al.'s analysis)."""
+        unit = Unit(seed, "ticket", 0)
+        start = IMPRunner._rewind(self, seed, self.k)
+        record = self._train_unit(unit, self.dense_mask(), start=start, init_seed=None)
+        self._write_unit(unit, self.dense_mask(), record["__record__"])
+
+    def _checkpoints(self: Any, unit: Unit) -> None:
+        """No mid-level checkpoints: a copy is not the unit, and must not resume from its files."""
+        return None
+
+    def _train_unit(
+        self: Any,
+        unit: Unit,
+        mask: Mask,
+        start: RewindPoint | None,
+        init_seed: int | None,
+        captures: Sequence[int] = (),
+        permute: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> dict[Any, Any]:
+        """Train the two copies (no rewind captures), keep their weights and copy 1's adapter
+        state for :meth:`_write_unit`; returns ``{"__record__": result}``."""
+        seeds = (unit.seed, derive_seed(unit.seed, "instability", unit.control, unit.level))
+        state = permute.get_state() if permute is not None else None
+        endpoints: list[dict[str, torch.Tensor]] = []
+        copies: list[dict[str, Any]] = []
+        state_1: dict[str, Any] = {}
+        for i, data_seed in enumerate(seeds):
+            gen = None
+            if state is not None:  # both copies get the same shuffled start
+                gen = torch.Generator()
+                gen.set_state(state)
+            copy_unit = Unit(data_seed, unit.control, unit.level)
+            rec = IMPRunner._train_unit(self, copy_unit, mask, start=start, init_seed=init_seed, permute=gen,
+                                        **kwargs)["__record__"]
+            endpoints.append(copy_state_dict(self.adapter.module))
+            if i == 0:
+                state_1 = copy.deepcopy(self.adapter.state())
+            copies.append({"data_seed": data_seed, "own_metric": rec["metrics"][rec["metric"]],
+                           "train_seconds": rec["train_seconds"]})
+        begin = start.step if start is not None else 0
+        result = {
+            "task": self.cfg.name, "domain": self.cfg.domain, "seed": unit.seed, "control": unit.control,
+            "level": unit.level, "sparsity": mask.sparsity, "alive": mask.num_alive, "prunable": mask.numel,
+            "start_step": begin, "stop_step": self.T, "init_seed": init_seed, "copies": copies,
+        }
+        self._pending = (endpoints, state_1)
+        return {"__record__": result}
+
+    def _write_unit(self: Any, unit: Unit, mask: Mask, record: dict[str, Any]) -> None:
+        """Check the re-derived mask against the unit's stored one, evaluate the path, save."""
+        stored = self.store.unit_dir(unit) / "mask.safetensors"
+        if unit.level > 0 and stored.is_file() and Mask.load(stored) != mask:
+            raise RunFailure(f"{unit.relpath()}: the re-derived mask differs from the stored one")
+        endpoints, extra = self._pending
+        record.update(self._evaluate_path(unit, endpoints, extra))
+        d = self.store.root / instability_dir(unit)
+        self.store.begin(d)
+        for name, weights in zip(ENDPOINTS, endpoints):
+            self.store.write_file(d, name, lambda p, w=weights: save_file(_contiguous(w), str(p)))
+        self.store.write_file(d, "state.pt", lambda p: torch.save(extra, p))
+        self.store.write_file(d, "mask.safetensors", mask.save)
+        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
+        self._pending = None
+        self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
+
+    # -- the path ---------------------------------------------------------------------------------
+    def _evaluate_path(
+        self: Any, unit: Unit, endpoints: list[dict[str, torch.Tensor]], extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Evaluate θ(α) at every α with one evaluator: fresh build of seed s + copy 1's state."""
+        t0 = time.perf_counter()
+        adapter = self.adapter
+        adapter.build(unit.seed)
+        adapter.load_state(extra)
+        module = adapter.module
+        grid = alphas(self.points)
+        values = []
+        for a in grid:
+            with torch.no_grad():
+                module.load_state_dict(interpolate(endpoints[0], endpoints[1], a), strict=True)
+            metrics = adapter.evaluate()
+            if adapter.metric not in metrics or not math.isfinite(metrics[adapter.metric]):
+                raise RunFailure(f"{unit.relpath()}: no finite '{adapter.metric}' at alpha {a:g}")
+            values.append(float(metrics[adapter.metric]))
+        barrier, linear = error_barrier(values, grid, adapter.higher_is_better)
+        return {
+            "metric": adapter.metric, "higher_is_better": adapter.higher_is_better, "points": self.points,
+            "alphas": grid, "values": values, "endpoint_metrics": [values[0], values[-1]],
+            "barrier": barrier, "barrier_linear": linear, "eval_seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    def _reevaluate(self: Any, unit: Unit, record: dict[str, Any]) -> dict[str, Any]:
+        """Another number of points: evaluate the path again from the stored endpoints."""
+        d = self.store.root / instability_dir(unit)
+        endpoints = [load_file(str(d / name)) for name in ENDPOINTS]
+        extra = torch.load(d / "state.pt", weights_only=False)
+        record = {**record, **self._evaluate_path(unit, endpoints, extra)}
+        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
+        self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
+        return record
+
+
+def _as_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """A unit record shaped like ``metrics.json`` for progress reporters (barrier as the metric)."""
+    return {**record, "metric": "barrier", "metrics": {"barrier": record["barrier"]},
+            "train_seconds": sum(c["train_seconds"] for c in record["copies"])}
+
+
+def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in weights.items()}
+
+
+def instability_runner(base: type[IMPRunner]) -> type[IMPRunner]:
+    """``base`` (``IMPRunner`` or the transfer runner) with :class:`InstabilityMixin` in front."""
+    return type(f"Instability{base.__name__}", (InstabilityMixin, base), {})

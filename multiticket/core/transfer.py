@@ -1,0 +1,367 @@
+"""Ticket transfer: train a ticket found on one task (the *source* run) on another task (the target).
+
+A transfer run is an ordinary run directory (``config.yaml`` with a ``transfer:`` section, units
+under ``seed_<s>/<control>/level_<L>/``), so ``multiticket report``, ``compare`` and ``status``
+read it unchanged. Its units, for each seed s and source level L:
+
+- ``ticket/level_0``: the target's own dense network (its own init, trained 0 -> T; it also writes
+  the target's rewind points, so ``multiticket instability`` works on a transfer run);
+- ``ticket/level_L``: **ticket transfer**: the source's level-L mask and the source's rewind
+  weights θ_k (seed s), trained on the target from step 0 to T;
+- ``transfer_mask/level_L``: **mask transfer**: the same mask, the target's fresh init, 0 -> T;
+- the source run's random controls (``random_mask``, ``random_mask_global``, ``permuted_init``,
+  ``permuted_mask``) at the same per-layer counts, built from the transferred mask exactly as in
+  a normal run (``permuted_*`` shuffle the transferred θ_k).
+
+Every unit trains the target's whole budget from step 0: only weights travel from the source;
+its step counter, optimizer state, RNG and adapter state (counters, normalisation statistics) do
+not, so transfer works across optimizers (Adam <-> SGD/RMSprop) and algorithms (PPO <-> A2C).
+
+Shape rule. Parameters are matched by name over the prunable root's ``state_dict``; the two
+sides must have the same names. A tensor whose shape differs is allowed only inside an *edge
+layer* of the target -- a layer that reads the input or produces an output, as declared by
+:meth:`DomainAdapter.io_layers` (toy/HF: the first and the last layer holding parameters; SB3:
+the first and last Linear/Conv of every actor/critic branch, and ``log_std``). Such a layer is
+re-initialised as a whole (every tensor under its name keeps the target's fresh init, in the
+ticket unit as in every other), and each of its prunable tensors gets a random mask that keeps
+the source layer's alive fraction (``floor(fraction * numel + 0.5)`` entries, drawn with
+``generator(seed, "transfer-edge", level, name)``). Any other mismatch is a :class:`UserError`
+naming the parameter and both shapes, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from multiticket.core.imp import IMPRunner
+from multiticket.core.mask import Mask
+from multiticket.core.rewind import RewindPoint, copy_state_dict
+from multiticket.core.seeding import generator
+from multiticket.core.store import RunStore, Unit
+from multiticket.errors import RunFailure, UserError
+
+#: source controls a transfer run keeps: those built from the ticket's mask at the same counts.
+#: ``random_reinit`` (the ticket's mask, fresh init) *is* mask transfer here, so it becomes
+#: ``transfer_mask``; ``one_shot`` and ``rewind_init`` need the target's own IMP chain: dropped.
+TRANSFERABLE = ("random_mask", "random_mask_global", "permuted_init", "permuted_mask")
+TRANSFER_CONTROLS = ("transfer_mask", *TRANSFERABLE)
+
+
+# -- the source run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """A finished (part of a) run directory whose tickets are transferred."""
+
+    root: Path
+    config: dict[str, Any]
+    k: int
+    #: seeds with finished rewind point k, and for each the finished ticket levels 1..n
+    levels: dict[int, int]
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def rewind_dir(self, seed: int) -> Path:
+        return RunStore(self.root).rewind_dir(seed, self.k)
+
+    def mask_path(self, seed: int, level: int) -> Path:
+        return RunStore(self.root).unit_dir(Unit(seed, "ticket", level)) / "mask.safetensors"
+
+    def rewind_weights(self, seed: int) -> dict[str, torch.Tensor]:
+        return load_file(str(self.rewind_dir(seed) / "weights.safetensors"))
+
+    def mask(self, seed: int, level: int) -> Mask:
+        return Mask.load(self.mask_path(seed, level))
+
+
+def read_source(run_dir: Path | str) -> SourceRun:
+    """Read a source run directory: its config, rewind step k and finished ticket levels per seed.
+
+    UserError if it is not a run directory or has no seed with rewind point k and ticket level 1."""
+    from multiticket.config import TaskConfig
+
+    root = Path(run_dir)
+    config_file = root / "config.yaml"
+    if not config_file.is_file():
+        raise UserError(f"{root}: not a run directory (no config.yaml)")
+    try:
+        resolved = yaml.safe_load(config_file.read_text()) or {}
+        resolved.pop("versions", None)
+        k = TaskConfig.model_validate(resolved).rewind_step()
+    except Exception as exc:  # noqa: BLE001 - YAML or validation problems: the user's to fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{config_file}: cannot be read as a run config: {first}") from None
+    if resolved.get("transfer") is not None:
+        raise UserError(f"{root}: is itself a transfer run; transfer from the run that found the tickets")
+    store = RunStore(root)
+    levels: dict[int, int] = {}
+    for seed_dir in sorted(root.glob("seed_*")):
+        try:
+            seed = int(seed_dir.name.removeprefix("seed_"))
+        except ValueError:
+            continue
+        if not store.is_done(store.rewind_dir(seed, k)):
+            continue
+        n = 0
+        while store.is_done(store.unit_dir(Unit(seed, "ticket", n + 1))):
+            n += 1
+        if n:
+            levels[seed] = n
+    if not levels:
+        raise UserError(f"{root}: no seed has a finished rewind point (step {k}) and ticket level 1")
+    return SourceRun(root, resolved, k, levels)
+
+
+# -- the shape rule ---------------------------------------------------------------------------------
+
+
+def in_layers(name: str, prefixes: Sequence[str]) -> str | None:
+    """The prefix (a module name) whose layer holds the tensor ``name``, or None."""
+    for p in prefixes:
+        if name == p or name.startswith(p + "."):
+            return p
+    return None
+
+
+def reinit_layers(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], edges: Sequence[str], where: str = "transfer"
+) -> list[str]:
+    """The edge layers (module names from ``edges``) that must be re-initialised because one of
+    their tensors differs in shape; raises UserError for a name on one side only or a shape
+    mismatch outside the edge layers."""
+    only_source = [n for n in source if n not in target]
+    only_target = [n for n in target if n not in source]
+    if only_source or only_target:
+        name, side = (only_source[0], "source") if only_source else (only_target[0], "target")
+        raise UserError(
+            f"{where}: parameter '{name}' exists only in the {side} network "
+            f"({len(only_source)} source-only, {len(only_target)} target-only names); the architectures differ"
+        )
+    out: list[str] = []
+    for name, t in target.items():
+        s = source[name]
+        if tuple(s.shape) == tuple(t.shape):
+            continue
+        layer = in_layers(name, edges)
+        if layer is None:
+            raise UserError(
+                f"{where}: parameter '{name}' has shape {tuple(s.shape)} in the source and {tuple(t.shape)} in "
+                f"the target; only the input/output layers ({', '.join(edges) or 'none'}) may differ"
+            )
+        if layer not in out:
+            out.append(layer)
+    return out
+
+
+def merge_weights(
+    source: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], reinit: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """The target's start: every tensor from the source, except the re-initialised layers'
+    tensors, which keep the target's fresh values (copies; dtypes follow the target)."""
+    return {
+        n: (t.clone() if in_layers(n, reinit) else source[n].to(dtype=t.dtype).clone()) for n, t in fresh.items()
+    }
+
+
+def transfer_mask(
+    source: Mask, target_shapes: dict[str, tuple[int, ...]], reinit: Sequence[str], gen_parts: tuple[Any, ...]
+) -> Mask:
+    """The source mask on the target: copied where shapes match; in a re-initialised layer whose
+    shape differs, random positions keeping the source tensor's alive fraction (rounded half up),
+    drawn from ``generator(*gen_parts, name)``."""
+    out: dict[str, torch.Tensor] = {}
+    for name, m in source.items():
+        if name not in target_shapes:
+            raise UserError(f"transfer: the source mask names '{name}', which the target network does not have")
+        shape = target_shapes[name]
+        if tuple(m.shape) == shape:
+            out[name] = m.clone()
+            continue
+        if in_layers(name, reinit) is None:
+            raise UserError(
+                f"transfer: mask '{name}' has shape {tuple(m.shape)} in the source and {shape} in the target"
+            )
+        numel = math.prod(shape)
+        alive = min(numel, math.floor(float(m.float().mean()) * numel + 0.5))
+        perm = torch.randperm(numel, generator=generator(*gen_parts, name))
+        flat = torch.zeros(numel, dtype=torch.bool)
+        flat[perm[:alive]] = True
+        out[name] = flat.reshape(shape)
+    return Mask(out)
+
+
+def mask_names(path: Path) -> list[str]:
+    """Parameter names of a mask file, in model order, without reading the tensors."""
+    import json
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+        return json.loads(meta["order"]) if "order" in meta else list(fh.keys())
+
+
+# -- the runner -------------------------------------------------------------------------------------
+
+
+class TransferRunner(IMPRunner):
+    """:class:`IMPRunner` for a task with a ``transfer:`` section: the ticket chain takes the
+    source's masks and rewind weights instead of pruning, and every "rewind" start is the
+    transferred θ_k at step 0 (so ``permuted_*`` controls shuffle the transferred weights)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        section = self.cfg.transfer
+        assert section is not None, "TransferRunner needs a task with a transfer section"
+        self.source = read_source(section.source_dir)
+        if self.source.name != section.source:
+            raise UserError(
+                f"transfer.source_dir: '{section.source_dir}' holds the run '{self.source.name}', "
+                f"not '{section.source}'"
+            )
+        self.reinit: list[str] = []
+        self._starts: dict[int, RewindPoint] = {}
+        self._alive: dict[int, int] = {}
+
+    def prepare(self, seed: int | None = None) -> None:
+        """Resolve the target, then check the source against it (the shape rule); the scope is the
+        source mask's parameters. UserError before anything is written on any mismatch."""
+        super().prepare(seed)
+        seeds = list(self.cfg.seeds)
+        missing = [s for s in seeds if s not in self.source.levels]
+        if missing:
+            raise UserError(
+                f"seeds: source run {self.source.name} has no finished ticket for seed {missing[0]} "
+                f"(it has {sorted(self.source.levels)})"
+            )
+        short = [s for s in seeds if self.source.levels[s] < self.cfg.prune.levels]
+        if short:
+            raise UserError(
+                f"prune.levels: {self.cfg.prune.levels} asked for, but seed {short[0]} of {self.source.name} "
+                f"has ticket levels 1-{self.source.levels[short[0]]} only"
+            )
+        module = self.adapter.module
+        fresh = copy_state_dict(module)
+        inputs, outputs = self.adapter.io_layers()
+        src = self.source.rewind_weights(seeds[0])
+        self.reinit = reinit_layers(src, fresh, [*inputs, *outputs])
+        params = dict(module.named_parameters())
+        names = mask_names(self.source.mask_path(seeds[0], 1))
+        shapes = {n: tuple(params[n].shape) for n in names if n in params}
+        for s in seeds:  # every seed's files must be readable and fit (checked, not trained)
+            if s != seeds[0]:
+                reinit_layers(self.source.rewind_weights(s), fresh, [*inputs, *outputs])
+            for level in range(1, self.cfg.prune.levels + 1):
+                transfer_mask(self.source.mask(s, level), shapes, self.reinit, (s, "transfer-edge", level))
+        self.names = names
+        self.shapes = {n: shapes[n] for n in names}
+        self.sizes = {n: math.prod(s) for n, s in self.shapes.items()}
+
+    def planned_alive(self, level: int) -> int:
+        """Alive count of the transferred mask at ``level`` (what the ticket unit trains)."""
+        if level == 0:
+            return sum(self.sizes.values())
+        if level not in self._alive:
+            self._alive[level] = self.transferred_mask(self.cfg.seeds[0], level).num_alive
+        return self._alive[level]
+
+    def transferred_mask(self, seed: int, level: int) -> Mask:
+        return transfer_mask(self.source.mask(seed, level), self.shapes, self.reinit, (seed, "transfer-edge", level))
+
+    def _rewind(self, seed: int, step: int) -> RewindPoint:
+        """The transferred start of ``seed``: source θ_k merged into the target's fresh build,
+        at step 0 with the RNG and adapter state a fresh build has (so nothing else travels)."""
+        if seed not in self._starts:
+            with self._phase("load_inputs"):
+                self.adapter.build(seed)
+                module = self.adapter.module
+                weights = merge_weights(self.source.rewind_weights(seed), copy_state_dict(module), self.reinit)
+                point = RewindPoint.capture(module, 0, (), self.adapter.state())  # copies state and RNG
+                point.weights = weights
+                self._starts = {seed: point}
+        return self._starts[seed]
+
+    def _chain(self, seed: int, chain: str, level: int, rewind: RewindPoint) -> Mask:
+        """The transferred ticket: the source's level-L mask (edge rule applied) from θ_k."""
+        if chain != "ticket":
+            raise RunFailure(f"control '{chain}' has no meaning in a transfer run")
+        unit = Unit(seed, "ticket", level)
+        with self._phase("load_inputs"):
+            mask = self.transferred_mask(seed, level)
+        record = self._train_unit(unit, mask, start=self._rewind(seed, self.k), init_seed=None)
+        self._write_unit(unit, mask, record["__record__"])
+        return mask
+
+
+def runner_class(task: Any) -> type[IMPRunner]:
+    """The runner for a task: :class:`TransferRunner` for a transfer task, else :class:`IMPRunner`."""
+    return TransferRunner if getattr(task.config, "transfer", None) is not None else IMPRunner
+
+
+# -- building the transfer task ---------------------------------------------------------------------
+
+
+def transfer_task(
+    source_dir: Path | str,
+    target_path: Path | str,
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    levels: int | None = None,
+    controls: Sequence[str] | None = None,
+) -> tuple[Any, list[str]]:
+    """The target task (``TASK.yaml`` with ``--set`` overrides) turned into a transfer task; returns
+    it and notes about source controls that were replaced or dropped."""
+    from multiticket.config import ResolvedTask, TaskConfig, _field_error, load_task
+
+    source = read_source(source_dir)
+    target = load_task(target_path, list(overrides))
+    seeds = list(seeds) if seeds is not None else sorted(source.levels)
+    found = [s for s in seeds if s in source.levels]
+    if not found:
+        raise UserError(f"--seeds: source run {source.name} has finished tickets for seeds {sorted(source.levels)}")
+    n_levels = min(source.levels[s] for s in found) if levels is None else levels
+    if n_levels < 1:
+        raise UserError("--levels: must be >= 1")
+    notes: list[str] = []
+    if controls is None:
+        wanted: list[str] = []
+        for c in source.config.get("controls", []):
+            if c == "random_reinit":
+                notes.append("random_reinit (the ticket's mask, fresh init) is mask transfer here: transfer_mask")
+            elif c in TRANSFERABLE:
+                wanted.append(c)
+            else:
+                notes.append(f"{c} is not run in a transfer (it needs the target's own dense run or IMP chain)")
+        controls = ["transfer_mask", *wanted]
+    bad = [c for c in controls if c not in TRANSFER_CONTROLS]
+    if bad:
+        raise UserError(f"--controls: '{bad[0]}' cannot run in a transfer (choose from {', '.join(TRANSFER_CONTROLS)})")
+    data = target.resolved
+    data["name"] = f"{target.config.name}-from-{source.name}"
+    data["seeds"] = seeds
+    data["controls"] = list(dict.fromkeys(controls))
+    data["prune"] = {**data["prune"], "levels": n_levels}
+    data["transfer"] = {"source": source.name, "source_dir": str(source.root.resolve())}
+    domain = data.pop(target.config.domain)
+    if source.config.get("domain") != target.config.domain:
+        raise UserError(f"{target_path}: domain '{target.config.domain}' differs from the source's "
+                        f"'{source.config.get('domain')}'")
+    try:
+        config = TaskConfig.model_validate({**data, target.config.domain: domain})
+    except Exception as exc:  # pydantic ValidationError -> one line naming the field
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise _field_error(target_path, exc) from None
+        raise
+    return ResolvedTask(config=config, section=target.section, source=Path(target_path)), notes
