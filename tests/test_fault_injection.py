@@ -1,6 +1,5 @@
 """Kill ``multiticket run`` with SIGKILL at random moments, rerun, and compare with a clean run."""
 
-import json
 import os
 import random
 import signal
@@ -10,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
+
+from tests.runsnap import only_run, snapshot
 
 CASES = {
     # name: (arguments, kills): the toy run kills between and inside units, the SB3 run mostly
@@ -32,24 +32,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def _snapshot(out: Path) -> dict[str, object]:
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
-    snap: dict[str, object] = {"summary": (run / "summary.csv").read_text()}
-    for f in sorted(run.rglob("*.safetensors")):
-        snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
-    for f in sorted(run.rglob("metrics.json")):
-        record = json.loads(f.read_text())
-        record.pop("train_seconds")
-        snap[str(f.relative_to(run))] = record
-    return snap
-
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_sigkill_at_random_moments_never_corrupts_results(case, tmp_path):
     args, min_kills = CASES[case]
     clean = tmp_path / "clean"
     subprocess.run(_cmd(args, clean), check=True, env=_env(), capture_output=True)
-    reference = _snapshot(clean)
+    reference = snapshot(only_run(clean))
 
     rng = random.Random(1234)
     kills, attempts, progress = 0, 0, []
@@ -81,4 +70,4 @@ def test_sigkill_at_random_moments_never_corrupts_results(case, tmp_path):
     assert done.returncode == 0, done.stderr
     finished.append(out)
     for run in finished:
-        assert _snapshot(run) == reference, run
+        assert snapshot(only_run(run)) == reference, run

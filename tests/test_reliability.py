@@ -15,31 +15,16 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from multiticket.adapters.toy import ToyAdapter
 from multiticket.cli import main
 from multiticket.core import store as store_mod
 from multiticket.launch.status import counts, run_status
+from tests.runsnap import only_run, snapshot
 
 TOY = ["run", "toy-mlp", "--quiet", "--levels", "2", "--set", "train.steps=150", "--set", "toy.n_train=512",
        "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]", "--set", "controls=[random_mask,one_shot]"]  # fmt: skip
 
-
-def _run_dir(out: Path) -> Path:
-    (d,) = [p for p in out.iterdir() if p.is_dir()]
-    return d
-
-
-def _snapshot(run: Path) -> dict[str, Any]:
-    snap: dict[str, Any] = {"summary": (run / "summary.csv").read_text()}
-    for f in sorted(run.rglob("*.safetensors")):
-        snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
-    for f in sorted(run.rglob("metrics.json")):
-        record = json.loads(f.read_text())
-        record.pop("train_seconds")
-        snap[str(f.relative_to(run))] = record
-    return snap
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-seed toy run, copied by the tests that damage it."""
     out = tmp_path_factory.mktemp("reference")
     assert main([*TOY, "--seeds", "0,1", "--out", str(out)]) == 0
-    return _run_dir(out)
+    return only_run(out)
 
 
 def _copy(reference: Path, tmp_path: Path) -> Path:
@@ -93,7 +78,7 @@ def test_nan_unit_is_recorded_keeps_last_good_checkpoint_and_other_seeds_finish(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("multiticket: error")]
     assert len(lines) == 1 and "seed_1/ticket/level_0" in lines[0] and "non-finite" in lines[0], err
-    run = _run_dir(out)
+    run = only_run(out)
     failed = json.loads((run / "seed_1/ticket/level_0/FAILED").read_text())
     assert "non-finite values in '0.weight' at step 100" in failed["error"]
     # the last good state is kept: the checkpoint before the NaN, never one after it
@@ -109,7 +94,7 @@ def test_nan_unit_is_recorded_keeps_last_good_checkpoint_and_other_seeds_finish(
     monkeypatch.undo()
     assert main(args) == 0
     assert not (run / "seed_1/ticket/level_0/FAILED").exists()
-    assert _snapshot(run) == _snapshot(reference)
+    assert snapshot(run) == snapshot(reference)
 
 
 # -- corrupt artifacts --------------------------------------------------------------------------
@@ -143,7 +128,7 @@ def test_corrupt_artifact_is_detected_reported_and_recomputed(
     kind: str, damage: Callable[[Path], None], reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = _copy(reference, tmp_path)
-    run = _run_dir(out)
+    run = only_run(out)
     rel, words = ARTIFACTS[kind]
     damage(run / rel)
     assert main([*TOY, "--seeds", "0,1", "--out", str(out)]) == 0
@@ -151,7 +136,7 @@ def test_corrupt_artifact_is_detected_reported_and_recomputed(
     if words is not None:
         warnings = [line for line in err.splitlines() if "warning" in line and words in line]
         assert warnings and "recomputing" in warnings[0], err
-    assert _snapshot(run) == _snapshot(reference)
+    assert snapshot(run) == snapshot(reference)
 
 
 def test_corrupt_exports_are_recomputed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,12 +146,12 @@ def test_corrupt_exports_are_recomputed(tmp_path: Path, capsys: pytest.CaptureFi
             "--set", "rewind.step=128", "--set", "controls=[]", "--set", "rl.n_eval_episodes=2",
             "--set", "rl.tensorboard=false"]  # fmt: skip
     assert main(args) == 0
-    run = _run_dir(tmp_path)
-    before = _snapshot(run)
+    run = only_run(tmp_path)
+    before = snapshot(run)
     _truncate(run / "seed_0/ticket/level_1/ticket.zip")
     assert main(args) == 0
     assert "ticket.zip: corrupt" in capsys.readouterr().err
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
     pytest.importorskip("transformers")
     sys.path.insert(0, str(Path(__file__).parent / "adapters" / "hf"))
@@ -179,11 +164,11 @@ def test_corrupt_exports_are_recomputed(tmp_path: Path, capsys: pytest.CaptureFi
     hf_args = ["run", str(tmp_path / "bert.yaml"), "--quiet", "--out", str(hf_out)]
     assert main(hf_args) == 0
     run = next(p for p in hf_out.iterdir() if p.name.startswith("tiny-bert"))
-    before = _snapshot(run)
+    before = snapshot(run)
     _flip(run / "seed_0/ticket/level_1/hf_model/model.safetensors")
     assert main(hf_args) == 0
     assert "model.safetensors: corrupt" in capsys.readouterr().err
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
 
 # -- full or read-only disk -----------------------------------------------------------------------
@@ -222,13 +207,13 @@ def test_disk_full_or_read_only_is_one_line_exit_2_and_nothing_half_written(
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0] and os.strerror(code).lower() in err[0].lower(), err
-    run = _run_dir(out)
+    run = only_run(out)
     assert not [p for p in run.rglob("*.tmp")], "a temporary file was left behind"
     for done in run.rglob("DONE"):
         assert store_mod.RunStore(run).is_done(done.parent), done
     monkeypatch.undo()
     assert main(args) == 0
-    assert _snapshot(run) == _snapshot(reference)
+    assert snapshot(run) == snapshot(reference)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -371,30 +371,7 @@ class IMPRunner:
                 adapter.load_state(torch.load(state_file, weights_only=False))
             MaskEnforcer(module, mask).zero_weights()
             _hard_copy_targets(adapter)
-        _check_weights(module, mask, unit)
-        with self._phase("evaluate"):
-            metrics = adapter.evaluate()
-        if adapter.metric not in metrics:
-            raise RunFailure(f"adapter returned no '{adapter.metric}' metric")
-        record = {
-            "task": self.cfg.name,
-            "domain": self.cfg.domain,
-            "seed": unit.seed,
-            "control": unit.control,
-            "level": unit.level,
-            "sparsity": mask.sparsity,
-            "planned_sparsity": 1.0 - self.planned_alive(unit.level) / mask.numel,
-            "alive": mask.num_alive,
-            "prunable": mask.numel,
-            "source": str(source.relpath()),
-            "retrained": False,
-            "start_step": self.T,
-            "stop_step": self.T,
-            "train_seconds": 0.0,
-            "metric": adapter.metric,
-            "higher_is_better": adapter.higher_is_better,
-            "metrics": {k: float(v) for k, v in metrics.items()},
-        }
+        record = self._evaluated_record(unit, mask, self.T, self.T, 0.0, source=str(source.relpath()), retrained=False)
         self._write_unit(unit, mask, record)
 
     def _check_planned(self, mask: Mask, level: int, unit: Unit) -> None:
@@ -492,13 +469,22 @@ class IMPRunner:
         self.phases["train"] = self.phases.get("train", 0.0) + seconds
         if hooks.pending:
             raise RunFailure(f"{unit.relpath()}: training ended before the rewind step {hooks.pending[0]}")
-        _check_weights(module, mask, unit)
+        out: dict[Any, Any] = dict(hooks.captured)
+        stop = hooks.stopped_at if hooks.stopped_at is not None else self.T
+        out["__record__"] = self._evaluated_record(unit, mask, begin, stop, round(seconds, 3))
+        return out
+
+    def _evaluated_record(
+        self, unit: Unit, mask: Mask, start_step: int, stop_step: int, seconds: float, **extra: Any
+    ) -> dict[str, Any]:
+        """Check the weights (exact zeros, finite), evaluate, and build the unit's metrics.json."""
+        adapter = self.adapter
+        _check_weights(adapter.module, mask, unit)
         with self._phase("evaluate"):
             metrics = adapter.evaluate()
         if adapter.metric not in metrics:
             raise RunFailure(f"adapter returned no '{adapter.metric}' metric")
-        out: dict[Any, Any] = dict(hooks.captured)
-        out["__record__"] = {
+        return {
             "task": self.cfg.name,
             "domain": self.cfg.domain,
             "seed": unit.seed,
@@ -508,14 +494,14 @@ class IMPRunner:
             "planned_sparsity": 1.0 - self.planned_alive(unit.level) / mask.numel,
             "alive": mask.num_alive,
             "prunable": mask.numel,
-            "start_step": begin,
-            "stop_step": hooks.stopped_at if hooks.stopped_at is not None else self.T,
-            "train_seconds": round(seconds, 3),
+            **extra,
+            "start_step": start_step,
+            "stop_step": stop_step,
+            "train_seconds": seconds,
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
         }
-        return out
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
                     extra: dict[str, dict[str, torch.Tensor]] | None = None) -> None:

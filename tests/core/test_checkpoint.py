@@ -9,30 +9,18 @@ from typing import Any
 
 import pytest
 import yaml
-from safetensors.torch import load_file
 
 from multiticket.cli import main
 from multiticket.core.checkpoint import Checkpoint, CheckpointStore
 from multiticket.core.hooks import LevelHooks
 from multiticket.core.rewind import RewindPoint
 from multiticket.core.store import RunStore
+from tests.runsnap import only_run, snapshot
 
 
 class Crash(BaseException):
     """Stands in for a kill: nothing in multiticket catches it."""
 
-
-def _snapshot(out: Path) -> dict[str, Any]:
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
-    snap: dict[str, Any] = {"summary": (run / "summary.csv").read_text()}
-    for f in sorted(run.rglob("*.safetensors")):
-        if "checkpoint" not in f.parts:
-            snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
-    for f in sorted(run.rglob("metrics.json")):
-        record = json.loads(f.read_text())
-        record.pop("train_seconds")
-        snap[str(f.relative_to(run))] = record
-    return snap
 
 
 def _crash_after_checkpoints(monkeypatch: pytest.MonkeyPatch, numbers: set[int]) -> list[int]:
@@ -103,7 +91,7 @@ def test_crash_mid_level_resumes_bit_identical(case: str, tmp_path: Path, monkey
         task = str(_hf_task(tmp_path))
     args = ["run", task, "--quiet", "--levels", "1", *[x for s in sets for x in ("--set", s)]]
     assert main([*args, "--out", str(tmp_path / "clean")]) == 0
-    reference = _snapshot(tmp_path / "clean")
+    reference = snapshot(only_run(tmp_path / "clean"))
 
     out = tmp_path / "crashed"
     ckpt_args = [*args, "--out", str(out), "--set", f"checkpoint.every={every}"]
@@ -115,7 +103,7 @@ def test_crash_mid_level_resumes_bit_identical(case: str, tmp_path: Path, monkey
     assert main(ckpt_args) == 0
     k = json.loads(next(out.rglob("ticket/level_1/metrics.json")).read_text())["start_step"]
     assert set(starts) - {0, k}, f"no unit resumed mid-level: {starts}"
-    assert _snapshot(out) == reference
+    assert snapshot(only_run(out)) == reference
     assert not list(out.rglob("checkpoint")), "checkpoints are removed once their unit is finished"
 
 

@@ -1,0 +1,29 @@
+"""What must be identical between two runs of one task: summary, masks and weights, metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+
+def only_run(out: Path) -> Path:
+    """The single run directory under an ``--out`` directory."""
+    (run,) = [p for p in Path(out).iterdir() if p.is_dir()]
+    return run
+
+
+def snapshot(run: Path) -> dict[str, Any]:
+    """summary.csv, every safetensors file (masks, weights, rewind points; checkpoints aside) and
+    every metrics.json without its wall time."""
+    snap: dict[str, Any] = {"summary": (run / "summary.csv").read_text()}
+    for f in sorted(run.rglob("*.safetensors")):
+        if "checkpoint" not in f.relative_to(run).parts:
+            snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
+    for f in sorted(run.rglob("metrics.json")):
+        record = json.loads(f.read_text())
+        record.pop("train_seconds")
+        snap[str(f.relative_to(run))] = record
+    return snap
