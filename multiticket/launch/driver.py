@@ -20,7 +20,7 @@ import yaml
 from multiticket.core.imp import IMPRunner, NullReporter, unit_finished
 from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.errors import RunFailure, UserError
-from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm
+from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
 
 
@@ -66,6 +66,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
+    warm_up_workers(opts)
     runs = []
     for task in tasks:
         runs.append(prepare_run(task, out, opts.device))
