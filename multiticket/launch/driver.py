@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from multiticket.core.imp import IMPRunner, NullReporter, unit_finished
+from multiticket.core.imp import IMPRunner, NullReporter
 from multiticket.core.store import RunStore, write_text_if_changed
+from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
@@ -142,6 +143,6 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
 
 
 def _plan(run: PreparedRun) -> list[Any]:
-    from multiticket.core.imp import unit_plan
+    from multiticket.core.units import unit_plan
 
     return unit_plan(run.runner.cfg)

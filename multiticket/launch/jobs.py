@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multiticket.core.imp import PlannedUnit, unit_plan
 from multiticket.core.store import Unit
+from multiticket.core.units import PlannedUnit, unit_plan
 from multiticket.errors import RunFailure
 
 PROBE_DIR = ".probes"

@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from multiticket.core.imp import FAILED, unit_finished, unit_plan
+from multiticket.core.imp import FAILED
 from multiticket.core.store import RunStore, Unit
+from multiticket.core.units import unit_finished, unit_plan
 from multiticket.errors import UserError
 from multiticket.launch.jobs import task_from_resolved
 

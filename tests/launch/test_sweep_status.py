@@ -10,8 +10,8 @@ import pytest
 
 from multiticket.cli import main
 from multiticket.config import load_task
-from multiticket.core.imp import unit_dependencies, unit_plan
 from multiticket.core.store import RunStore, Unit
+from multiticket.core.units import unit_dependencies, unit_plan
 from multiticket.errors import UserError
 from multiticket.launch.jobs import Job, RunSpec, execute_job, make_jobs
 from multiticket.launch.status import counts, run_status
