@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from multiticket.core.controls import CONTROLS
 from multiticket.core.hooks import NullReporter
 from multiticket.core.instability import instability_runner
 from multiticket.core.store import RunStore, Unit
@@ -28,6 +29,9 @@ def plan_instability(
     for c in controls:
         if c not in known:
             raise UserError(f"--controls: '{c}' is not a control of this run ({', '.join(known)})")
+        if c == "early_bird" or CONTROLS[c].start == "none":
+            raise UserError(f"--controls: '{c}' has no training run of its own to repeat (early-bird levels "
+                            "stop early; prune-only controls are not trained)")
     for lv in levels:
         if not 0 <= lv <= cfg.prune.levels:
             raise UserError(f"--levels: {lv} is outside this run's levels 0-{cfg.prune.levels}")
