@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -387,10 +388,16 @@ class SB3Adapter(DomainAdapter):
         self._resumed = True
 
     def check_resumable(self) -> None:
-        """Checkpoints copy the training environments; fail before training if they cannot be."""
+        """Checkpoints pickle the training environments; fail before training if a pickled copy
+        cannot go on stepping (Box2D's LunarLander pickles, but its copy has lost its world)."""
         model = self._require_model()
         try:
-            copy.deepcopy(model.get_env())
+            probe = copy.deepcopy(model.get_env())  # before its first reset: a plain copy
+            probe.reset()  # simulators such as Box2D build their world here
+            restored = pickle.loads(pickle.dumps(probe))
+            restored.step(np.array([restored.action_space.sample() for _ in range(restored.num_envs)]))
+            probe.close()
+            restored.close()
         except Exception as exc:  # noqa: BLE001 - any copy failure means no checkpoints for this env
             raise UserError(
                 f"checkpoint: the environments of '{self.section.env}' cannot be copied for a checkpoint "

@@ -133,3 +133,15 @@ def test_corrupt_checkpoint_is_reported_and_skipped(tmp_path: Path) -> None:
     latest = ckpts.latest()
     assert latest is not None and latest.step == 10 and latest.train_seconds == 1.5
     assert len(warnings) == 1 and "step_20" in warnings[0] and "corrupt" in warnings[0]
+
+
+def test_env_that_cannot_be_checkpointed_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LunarLander's Box2D world is lost when pickled: say so up front, exit 2, write nothing."""
+    pytest.importorskip("Box2D")
+    args = ["run", "lunarlander-ppo", "--quiet", "--out", str(tmp_path / "runs"), "--set", "checkpoint.every=1000"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint: the environments of 'LunarLander-v3' cannot be copied" in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
