@@ -1,4 +1,4 @@
-"""The ``multiticket`` command line: run, sweep, status, report, tasks.
+"""The ``multiticket`` command line: run, sweep, status, report, compare, tasks, transfer, instability.
 
 Every failure the user can fix (bad task file, unknown env, missing file) prints one line on
 stderr and exits 2 without writing anything; a run that fails while training exits 1. A
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", help="parent of the run directories (default: the file's 'out', else runs)")
     _add_launch_args(sweep)
 
-    status = sub.add_parser("status", help="done / running / missing units of a run directory or a sweep")
+    status = sub.add_parser("status", help="done / running / failed / missing units of a run directory or a sweep")
     status.add_argument("target", help="a run directory, or a sweep file")
     status.add_argument("--out", help="where the sweep's runs are (default: the file's 'out', else runs)")
     status.add_argument("--json", action="store_true", help="print the counts as JSON")
