@@ -35,7 +35,7 @@ from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
 from multiticket.core.store import RunStore, Unit, atomic_write_text
-from multiticket.core.targeted_dropout import TargetedDropout, TDSpec
+from multiticket.core.td_units import TargetedDropoutUnits, hard_copy_targets
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
 from multiticket.errors import RunFailure, UserError
 
@@ -43,7 +43,7 @@ from multiticket.errors import RunFailure, UserError
 FAILED = "FAILED"
 
 
-class IMPRunner:
+class IMPRunner(TargetedDropoutUnits):
     """Runs (or resumes) every unit of one task in one run directory."""
 
     def __init__(self, task: Any, adapter: DomainAdapter, store: RunStore, reporter: Reporter | None = None) -> None:
@@ -328,52 +328,6 @@ class IMPRunner:
                 record = self._train_unit(unit, mask, start=rewind, init_seed=None, permute=permute)
         self._write_unit(unit, mask, record["__record__"])
 
-    # -- targeted dropout (multiticket.core.targeted_dropout, docs/targeted-dropout.md) --------
-    def _targeted_dropout(self, unit: Unit, module: torch.nn.Module, mask: Mask) -> TargetedDropout | None:
-        """Targeted dropout for this unit (unattached), or None: ``apply_to: all`` trains every
-        unit with it (TD + IMP), ``experiment`` only the dense_td unit."""
-        td = self.cfg.targeted_dropout
-        if td is None or (td.apply_to == "experiment" and unit.control != "dense_td"):
-            return None
-        ramp = None if td.ramp is None else (td.ramp.gamma_start, td.ramp.gamma_end, td.ramp.start, td.ramp.end)
-        spec = TDSpec(alpha=td.alpha, gamma=td.gamma, variant=td.variant, ramp=ramp)
-        seed = derive_seed(unit.seed, unit.control, "td", unit.level)
-        return TargetedDropout(module, self.names, spec, seed, self.T, mask)
-
-    def _prune_only_controls(self) -> bool:
-        return any(CONTROLS[c].start == "none" for c in self.cfg.controls)
-
-    def _dense_td(self, seed: int) -> None:
-        """The dense network trained with targeted dropout: same init and data as the dense run."""
-        unit = Unit(seed, "dense_td", 0)
-        mask = self.dense_mask()
-        record = self._train_unit(unit, mask, start=None, init_seed=None)
-        self._write_unit(unit, mask, record["__record__"])
-
-    def _prune_only(self, unit: Unit) -> None:
-        """Prune a dense unit's final weights straight to this level's count (the ticket's counting
-        rule, so the sparsity is the ticket's) and evaluate them without retraining."""
-        source = Unit(unit.seed, CONTROLS[unit.control].source, 0)
-        _, dense_final = self._load_unit(source)
-        with self._phase("prune"):
-            mask = self.dense_mask()
-            for _ in range(unit.level):
-                mask = prune(dense_final, mask, self.spec, generator(unit.seed, unit.control, "prune", unit.level))
-        self._check_planned(mask, unit.level, unit)
-        adapter = self.adapter
-        with self._phase("build"):
-            adapter.build(unit.seed)
-        module = adapter.module
-        with self._phase("restore"):
-            module.load_state_dict(dense_final, strict=True)
-            state_file = self.store.unit_dir(source) / "final_state.pt"
-            if state_file.is_file():
-                adapter.load_state(torch.load(state_file, weights_only=False))
-            MaskEnforcer(module, mask).zero_weights()
-            _hard_copy_targets(adapter)
-        record = self._evaluated_record(unit, mask, self.T, self.T, 0.0, source=str(source.relpath()), retrained=False)
-        self._write_unit(unit, mask, record)
-
     def _check_planned(self, mask: Mask, level: int, unit: Unit) -> None:
         planned = self.planned_alive(level)
         if mask.num_alive != planned:
@@ -422,7 +376,7 @@ class IMPRunner:
             dense = mask.num_alive == mask.numel
             enforcer = None if dense else MaskEnforcer(module, mask).attach()
             if resume is None:
-                _hard_copy_targets(adapter)
+                hard_copy_targets(adapter)
             if resume is not None:
                 resume.point.restore_rng()
             elif start is not None:
@@ -537,12 +491,6 @@ def _permute_within_layers(module: torch.nn.Module, names: list[str], gen: torch
         flat = p.detach().reshape(-1)
         perm = torch.randperm(flat.numel(), generator=gen).to(flat.device)
         p.copy_(flat[perm].reshape(p.shape))
-
-
-@torch.no_grad()
-def _hard_copy_targets(adapter: DomainAdapter) -> None:
-    for online, target in adapter.target_pairs():
-        target.load_state_dict(online.state_dict())
 
 
 def _check_weights(module: torch.nn.Module, mask: Mask, unit: Unit) -> None:
