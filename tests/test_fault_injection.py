@@ -28,6 +28,16 @@ def _cmd(args: list[str], out: Path) -> list[str]:
     return [sys.executable, "-m", "multiticket", "run", *args, "--quiet", "--out", str(out)]
 
 
+def _done_count(out: Path) -> int:
+    """DONE files under ``out``; the run being watched deletes directories (old checkpoints,
+    units it recomputes) while we walk, so retry a walk that lost a directory under it."""
+    while True:
+        try:
+            return len(list(out.rglob("DONE"))) if out.exists() else 0
+        except FileNotFoundError:
+            continue
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -46,19 +56,19 @@ def test_sigkill_at_random_moments_never_corrupts_results(case, tmp_path):
     out = tmp_path / "killed_0"
     while kills < min_kills + 2 and attempts < 80:
         attempts += 1
-        before = len(list(out.rglob("DONE"))) if out.exists() else 0
+        before = _done_count(out)
         proc = subprocess.Popen(_cmd(args, out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # wait until this process has finished a unit (start-up time varies with load), then kill
         # it a random moment later: inside a unit's training, its writes, or between units
         deadline = time.monotonic() + 60
-        while proc.poll() is None and len(list(out.rglob("DONE"))) <= before and time.monotonic() < deadline:
+        while proc.poll() is None and _done_count(out) <= before and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
             proc.wait()
-            progress.append(len(list(out.rglob("DONE"))))
+            progress.append(_done_count(out))
         else:  # the run completed between kills: check it later, go on in a fresh directory
             assert proc.returncode == 0
             finished.append(out)
