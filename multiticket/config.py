@@ -30,7 +30,7 @@ UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint
 
 #: keys added to a section after runs existed: left out of the resolved config (and so of the
 #: hash and config.yaml) while they hold this default, so existing run directories keep their names
-OMIT_IF_DEFAULT: dict[str, Any] = {"rewind.mode": "weights", "rewind.finetune_lr": None}
+OMIT_IF_DEFAULT: dict[str, Any] = {"rewind.mode": "weights", "rewind.finetune_lr": None, "rl.env_attrs": {}}
 
 #: controls a task may request (every entry of the core's registry except the ticket chain itself)
 CONTROLS = tuple(name for name in CONTROL_SPECS if name != "ticket")
@@ -224,6 +224,7 @@ class ResolvedTask:
         # optional sections left out (None) are omitted, so adding a new optional feature to the
         # schema never changes the hash (and thus the run directory) of an existing task
         data = {k: v for k, v in data.items() if v is not None}
+        data[self.config.domain] = self.section.model_dump(mode="json")
         # likewise keys added to existing sections, while they hold their default
         for dotted, default in OMIT_IF_DEFAULT.items():
             *parents, leaf = dotted.split(".")
@@ -232,7 +233,6 @@ class ResolvedTask:
                 node = node.get(p) or {}
             if leaf in node and node[leaf] == default:
                 del node[leaf]
-        data[self.config.domain] = self.section.model_dump(mode="json")
         return data
 
     @property

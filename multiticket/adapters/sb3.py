@@ -94,7 +94,8 @@ class SB3Adapter(DomainAdapter):
         self.spec: AlgoSpec = ALGOS[section.algo]
         try:
             self.hyper: Hyper = resolve_hyper(
-                section.algo, section.env, section.hyperparams, section.overrides, section.env_kwargs
+                section.algo, section.env, section.hyperparams, section.overrides, section.env_kwargs,
+                section.env_attrs,
             )
         except ValueError as exc:
             raise UserError(f"rl.overrides: {exc}") from None

@@ -152,6 +152,11 @@ class Section(Strict):
     hyperparams: str | None = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
     overrides: dict[str, Any] = Field(default_factory=dict, description="merged over the agents entry")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
+    env_attrs: dict[str, float | int | bool] = Field(
+        default_factory=dict,
+        description="constants set on every environment after gymnasium.make, for changed physics "
+        "(CartPole: length, masspole, masscart, gravity, force_mag, tau); derived ones are recomputed",
+    )
     n_eval_episodes: int = Field(10, ge=1, description="deterministic evaluation episodes per level")
     eval_seed_offset: int = Field(10_000, ge=1, description="eval env seed = seed + this offset")
     ticket_reward_episodes: int = Field(
@@ -235,6 +240,7 @@ class Hyper:
     frame_stack: int | None = None
     noise: tuple[str, float] | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_attrs: dict[str, float | int | bool] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -271,6 +277,7 @@ def resolve_hyper(
     hyperparams: str | None,
     overrides: dict[str, Any],
     env_kwargs: dict[str, Any] | None = None,
+    env_attrs: dict[str, float | int | bool] | None = None,
 ) -> Hyper:
     """Merge the agents entry and the overrides; convert RL-Zoo conventions to SB3 arguments."""
     raw = agents_entry(algo, env, hyperparams)
@@ -280,6 +287,7 @@ def resolve_hyper(
     hyper.n_envs = int(raw.pop("n_envs", 1))
     raw.pop("n_timesteps", None)  # train.steps decides the budget
     hyper.env_kwargs = {**dict(raw.pop("env_kwargs", None) or {}), **(env_kwargs or {})}
+    hyper.env_attrs = dict(env_attrs or {})
     wrappers = raw.pop("env_wrapper", None)
     if wrappers is not None:
         names = wrappers if isinstance(wrappers, list) else [wrappers]

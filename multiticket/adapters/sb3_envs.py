@@ -2,17 +2,21 @@
 
 Every env is a seeded ``DummyVecEnv`` of ``Monitor``-wrapped Gymnasium envs (sequential, so runs
 are reproducible and cheap on small machines); Atari games get SB3's ``AtariWrapper`` through
-``make_atari_env``, then ``VecFrameStack``; ``normalize`` adds ``VecNormalize``.
+``make_atari_env``, then ``VecFrameStack``; ``normalize`` adds ``VecNormalize``. ``rl.env_attrs``
+changes an environment's physics after ``gymnasium.make`` (most classic-control environments take
+no physics arguments), on training and evaluation environments alike.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 from multiticket.adapters.sb3_config import Hyper, is_atari, register_atari
 from multiticket.errors import UserError
@@ -23,6 +27,39 @@ def _missing_dependency(env_id: str, exc: BaseException) -> UserError:
     if "pip install" not in text:
         text += " (pip install it, e.g. 'gymnasium[box2d]' or 'gymnasium[mujoco]')"
     return UserError(f"rl.env: '{env_id}' needs a package that is not installed: {text}")
+
+
+def _cartpole_derived(env: Any) -> None:
+    env.total_mass = env.masspole + env.masscart
+    env.polemass_length = env.masspole * env.length
+
+
+#: environments that derive constants from others in ``__init__``: class name -> (derived names,
+#: recompute); the derived ones are recomputed after ``env_attrs`` and cannot be set directly
+DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Any], None]]] = {
+    "CartPoleEnv": (("total_mass", "polemass_length"), _cartpole_derived),
+}
+
+
+def set_env_attrs(env_id: str, env: gym.Env, attrs: dict[str, Any]) -> None:
+    """Set physics constants on the unwrapped ``env`` (``rl.env_attrs``), checking each name and type."""
+    base = env.unwrapped
+    derived, recompute = DERIVED.get(type(base).__name__, ((), None))
+    for name, value in attrs.items():
+        if name in derived:
+            raise UserError(f"rl.env_attrs.{name}: {env_id} derives it from other constants; set those instead")
+        current = getattr(base, name, None)
+        if name.startswith("_") or current is None or callable(current):
+            known = sorted(k for k, v in vars(base).items() if not k.startswith("_") and k not in derived
+                           and isinstance(v, int | float) and not isinstance(v, bool))
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise UserError(f"rl.env_attrs.{name}: {env_id} has no such constant ({hint}numeric ones: {', '.join(known)})")
+        if isinstance(current, bool) != isinstance(value, bool) or not isinstance(current, int | float):
+            raise UserError(f"rl.env_attrs.{name}: {env_id} holds {current!r} there; got {value!r}")
+        setattr(base, name, type(current)(value) if isinstance(current, float) else value)
+    if recompute is not None:
+        recompute(base)
 
 
 def make_env(env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool) -> VecEnv:
@@ -42,6 +79,14 @@ def make_env(env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool) 
         raise _missing_dependency(env_id, exc) from None
     except TypeError as exc:
         raise UserError(f"rl.env_kwargs: {env_id} rejected them: {exc}") from None
+    if hyper.env_attrs:
+        assert isinstance(venv, DummyVecEnv), "env_attrs need the envs in this process"
+        try:
+            for env in venv.envs:
+                set_env_attrs(env_id, env, hyper.env_attrs)
+        except UserError:
+            venv.close()
+            raise
     if hyper.frame_stack:
         venv = VecFrameStack(venv, n_stack=hyper.frame_stack)
     if hyper.normalize is not None:

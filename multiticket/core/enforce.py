@@ -7,8 +7,17 @@ Three mechanisms (DESIGN.md §3), none of which wraps ``forward`` or renames a p
 2. a post-accumulate-grad hook on each masked parameter zeroes its pruned gradient entries, so
    gradient clipping and adaptive moments only ever see live weights;
 3. a step post-hook on each optimizer re-zeroes the pruned entries of that optimizer's masked
-   parameters with one fused ``torch._foreach_mul_`` after every step, so weight decay,
-   momentum or restored state can never revive them.
+   parameters with one fused ``torch._foreach_mul_`` after every step, so an optimizer whose
+   update can move a weight with a zero gradient (Muon's orthogonalisation, a custom rule) can
+   never revive them.
+
+The third pass is skipped for the torch optimizers in :data:`ZERO_PRESERVING` (exact types, not
+subclasses). Their update of an entry whose weight, gradient and state are all zero is exactly
+zero: every term is a product with the gradient, a moment built from it, or the weight itself
+(SGD momentum and weight decay, Adam/AdamW/RMSprop/Adagrad moments, decoupled decay), and
+mechanisms 1 and 2 guarantee those zeros. On a small policy network that pass is a few percent
+of a training step (``scripts/bench_masking.py``); ``strict=True`` keeps it for every optimizer,
+and the IMP runner still checks the pruned entries after every level.
 
 Saved weights therefore stay plain tensors with exact zeros; the mask travels as its own file.
 """
@@ -24,11 +33,27 @@ from torch.utils.hooks import RemovableHandle
 from multiticket.core.mask import Mask
 
 
-class MaskEnforcer:
-    """Attach a :class:`Mask` to a module's parameters and to the optimizers that update them."""
+#: optimizers (exact types) whose step keeps a weight with zero value, gradient and state at zero
+ZERO_PRESERVING: frozenset[type[torch.optim.Optimizer]] = frozenset({
+    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
+    torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adadelta, torch.optim.Rprop,
+})
 
-    def __init__(self, module: nn.Module, mask: Mask) -> None:
+
+def needs_rezero(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether pruned weights must be re-zeroed after this optimizer's step (see the module doc)."""
+    return type(optimizer) not in ZERO_PRESERVING
+
+
+class MaskEnforcer:
+    """Attach a :class:`Mask` to a module's parameters and to the optimizers that update them.
+
+    ``strict`` re-zeroes pruned weights after every step of every optimizer, including the
+    :data:`ZERO_PRESERVING` ones that cannot revive them."""
+
+    def __init__(self, module: nn.Module, mask: Mask, strict: bool = False) -> None:
         mask.validate_against(module)
+        self.strict = strict
         named = dict(module.named_parameters())
         self.mask = mask
         self._params: list[nn.Parameter] = [named[n] for n in mask]
@@ -70,6 +95,8 @@ class MaskEnforcer:
             return
         masks = [self._by_param[id(p)] for p in params]
         _zero_state(optimizer, params, masks)
+        if not (self.strict or needs_rezero(optimizer)):
+            return
 
         def rezero(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
             with torch.no_grad():

@@ -342,6 +342,15 @@ def test_bad_section(tmp_path: Path, rl: dict[str, Any], fragment: str) -> None:
             "rl.overrides: PPO rejected the hyperparameters",
         ),
         ({"env": "CartPole-v1", "algo": "ppo", "overrides": {"policy": "Foo"}}, "rl.overrides: policy 'Foo'"),
+        (
+            {"env": "CartPole-v1", "algo": "ppo", "env_attrs": {"lenght": 1.0}},
+            "rl.env_attrs.lenght: CartPole-v1 has no such constant (did you mean 'length'?",
+        ),
+        (
+            {"env": "CartPole-v1", "algo": "ppo", "env_attrs": {"total_mass": 2.0}},
+            "rl.env_attrs.total_mass: CartPole-v1 derives it",
+        ),
+        ({"env": "CartPole-v1", "algo": "ppo", "env_attrs": {"length": True}}, "rl.env_attrs.length: CartPole-v1 holds"),
     ],
 )
 def test_bad_build(tmp_path: Path, rl: dict[str, Any], fragment: str) -> None:
@@ -459,3 +468,38 @@ def test_missing_simulator_is_a_user_error(tmp_path: Path) -> None:
             adapter.build(0)
     else:
         pytest.skip("MuJoCo is installed")
+
+
+def test_env_attrs_change_the_physics_of_training_and_evaluation_envs(tmp_path: Path) -> None:
+    """CartPole with a longer, heavier pole: the constants and the derived ones are set on every
+    env, and the same state and action lead somewhere else than in the standard CartPole."""
+    import numpy as np
+
+    changed = make_adapter("ppo", tmp_path / "a", env_attrs={"length": 1.0, "masspole": 0.3})
+    plain = make_adapter("ppo", tmp_path / "b")
+    changed.build(0)
+    plain.build(0)
+    envs = [*changed.model.get_env().envs, *changed.eval_env.envs]
+    assert len(envs) == 3
+    for env in envs:
+        base = env.unwrapped
+        assert (base.length, base.masspole, base.masscart) == (1.0, 0.3, 1.0)
+        assert base.total_mass == pytest.approx(1.3) and base.polemass_length == pytest.approx(0.3)
+    state = np.array([0.0, 0.1, 0.05, -0.1])
+    after = []
+    for adapter in (changed, plain):
+        base = adapter.eval_env.envs[0].unwrapped
+        base.state = state.copy()
+        after.append(base.step(1)[0])
+    assert not np.allclose(after[0], after[1])
+    assert plain.eval_env.envs[0].unwrapped.length == 0.5
+
+
+def test_env_attrs_left_empty_keep_the_run_hash(tmp_path: Path) -> None:
+    rl = {"env": "CartPole-v1", "algo": "ppo"}
+    plain = load_task(_task(tmp_path, rl))
+    assert "env_attrs" not in plain.resolved["rl"]
+    empty = load_task(_task(tmp_path, {**rl, "env_attrs": {}}))
+    changed = load_task(_task(tmp_path, {**rl, "env_attrs": {"length": 1.0}}))
+    assert empty.hash == plain.hash != changed.hash
+    assert changed.resolved["rl"]["env_attrs"] == {"length": 1.0}

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.enforce import ZERO_PRESERVING, MaskEnforcer, needs_rezero
 from multiticket.core.mask import Mask
 
 OPTIMIZERS = {
@@ -106,3 +106,76 @@ def test_bf16_autocast_keeps_masks_exact():
     params = dict(net.named_parameters())
     for n, m in mask.items():
         assert torch.count_nonzero(params[n][~m]) == 0
+
+
+#: every zero-preserving optimizer with the options that touch a zero-gradient entry
+ZERO_PRESERVING_CASES = {
+    "sgd_plain": lambda p: torch.optim.SGD(p, lr=0.1),
+    "sgd_maximize_dampening": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.5, maximize=True,
+                                                        weight_decay=0.1),
+    "sgd_nesterov_for_loop": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01,
+                                                       foreach=False),
+    "adam_amsgrad_wd": lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True, weight_decay=0.1),
+    "adam_for_loop": lambda p: torch.optim.Adam(p, lr=0.01, foreach=False),
+    "adam_fused": lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
+    "adamw_amsgrad": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5, amsgrad=True),
+    "adamw_fused": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5, fused=True),
+    "rmsprop_centered": lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.9, centered=True, weight_decay=0.1),
+    "rmsprop_sb3_a2c": lambda p: torch.optim.RMSprop(p, lr=7e-4, alpha=0.99, eps=1e-5),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, weight_decay=0.1, initial_accumulator_value=0.5),
+    "adamax": lambda p: torch.optim.Adamax(p, lr=0.01, weight_decay=0.1),
+    "nadam_decoupled": lambda p: torch.optim.NAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "radam": lambda p: torch.optim.RAdam(p, lr=0.01, weight_decay=0.1),
+    "adadelta": lambda p: torch.optim.Adadelta(p, lr=1.0, weight_decay=0.1),
+    "rprop": lambda p: torch.optim.Rprop(p, lr=0.01),
+}
+
+
+def test_every_zero_preserving_optimizer_is_covered():
+    assert {type(make([torch.zeros(1, requires_grad=True)])) for make in ZERO_PRESERVING_CASES.values()} == set(
+        ZERO_PRESERVING)
+
+
+@pytest.mark.parametrize("name", list(ZERO_PRESERVING_CASES))
+def test_zero_preserving_optimizers_keep_pruned_weights_exact_without_a_step_hook(name):
+    """The enforcer trusts these optimizers' arithmetic: no step post-hook, and still exact zeros
+    after every single step (moments warm from dense training first, as after a restore)."""
+    net = _net()
+    opt = ZERO_PRESERVING_CASES[name](net.parameters())
+    _train(net, opt, steps=10)  # dense state: moments, momentum, accumulators all non-zero
+    mask = _random_mask(net)
+    MaskEnforcer(net, mask).attach([opt])
+    assert not needs_rezero(opt) and not opt._optimizer_step_post_hooks
+    params = dict(net.named_parameters())
+    for _ in range(40):
+        _train(net, opt, steps=1, clip=1.0)
+        for n, m in mask.items():
+            assert torch.count_nonzero(params[n][~m]) == 0, n
+    for n, m in mask.items():
+        assert torch.count_nonzero(params[n][m]) == int(m.sum()), "live weights must still train"
+
+
+class _NoisySGD(torch.optim.SGD):
+    """A subclass whose step moves every weight, zero gradient or not (like Muon's orthogonalised
+    update): the enforcer must not trust subclasses of zero-preserving optimizers."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        out = super().step(closure)
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.add_(0.01)
+        return out
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_other_optimizers_and_strict_mode_rezero_after_every_step(strict):
+    net = _net()
+    mask = _random_mask(net)
+    opt = _NoisySGD(net.parameters(), lr=0.1) if not strict else torch.optim.Adam(net.parameters(), lr=0.01)
+    MaskEnforcer(net, mask, strict=strict).attach([opt])
+    assert len(opt._optimizer_step_post_hooks) == 1
+    _train(net, opt, steps=20)
+    params = dict(net.named_parameters())
+    for n, m in mask.items():
+        assert torch.count_nonzero(params[n][~m]) == 0, n
