@@ -126,28 +126,46 @@ def _gpu_count(device: str) -> int:
     return torch.cuda.device_count()
 
 
-def worker_context() -> Any:
+#: imported by the fork server for every worker: the job runner, and torch._dynamo, which torch
+#: imports lazily the first time any optimizer is built (about 2 s per worker otherwise, measured)
+WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
+
+
+def worker_modules(jobs: Sequence[Job] = (), domains: Sequence[str] = ()) -> list[str]:
+    """Modules the fork server imports once for every worker: :data:`WORKER_MODULES` and the
+    adapters of the domains about to run (SB3 or transformers take seconds to import)."""
+    from multiticket.adapters import ADAPTERS
+
+    wanted = {*domains, *(j.spec.resolved.get("domain") for j in jobs)}
+    return [*WORKER_MODULES, *sorted(ADAPTERS[d][0].partition(":")[0] for d in wanted if d in ADAPTERS)]
+
+
+def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
     """How pool workers start. Forking the driver after torch ran can deadlock OpenMP/CUDA, so
-    workers fork from a clean server process that imported torch and multiticket once (Linux,
-    macOS); each worker then starts in milliseconds instead of re-importing torch (about 1.5 s).
-    Elsewhere: spawn."""
+    workers fork from a clean server process that imported torch, multiticket and ``preload``
+    once (Linux, macOS); each worker then starts in milliseconds instead of re-importing torch
+    (about 1.5 s) and its adapter's libraries. A module that fails to import there is imported
+    by the worker instead. Elsewhere: spawn."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["multiticket.launch.jobs"])
+    ctx.set_forkserver_preload(list(preload))
     return ctx
 
 
-def warm_up_workers(opts: LaunchOptions) -> None:
-    """Start the local pool's fork server now, so its imports overlap the driver's validation."""
-    if opts.backend == "local" and not opts.in_process and worker_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
+    """Start the local pool's fork server now, so its imports overlap the driver's validation.
+    (A fork server already running keeps the modules it preloaded.)"""
+    if opts.backend == "local" and not opts.in_process:
+        ctx = worker_context(worker_modules(domains=domains))
+        if ctx.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+            forkserver.ensure_running()
 
 
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
-    ctx = worker_context()
+    ctx = worker_context(worker_modules(jobs))
     n_gpus = _gpu_count(opts.device)
     gpu_ids = None
     if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):

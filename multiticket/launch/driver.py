@@ -67,7 +67,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
-    warm_up_workers(opts)
+    warm_up_workers(opts, [t.config.domain for t in tasks])
     runs = []
     for task in tasks:
         runs.append(prepare_run(task, out, opts.device))
