@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_masking import time_variant  # noqa: E402
+from bench_masking import interleaved_step_times, paired_ratio  # noqa: E402
 
 from multiticket.adapters.toy import ToySection  # noqa: E402
 from multiticket.config import load_task  # noqa: E402
@@ -64,18 +64,14 @@ def medians(times: dict[str, list[float]]) -> dict[str, float]:
 def bench_masking(repeats: int) -> dict[str, Any]:
     cfg = ToySection()
     torch.set_num_threads(1)
-    times = interleaved(
-        {v: (lambda v=v: time_variant(v, 400, cfg, 0.8)) for v in ("plain", "enforcer", "torch_prune")},
-        max(repeats, 5),
-    )
-    med = medians(times)
+    times = interleaved_step_times(cfg, 0.8, rounds=max(repeats, 5) * 12)
     return {
         "hidden": cfg.hidden,
         "sparsity": 0.8,
-        "median_step_ms": {k: 1e3 * v for k, v in med.items()},
-        "enforcer_vs_plain": med["enforcer"] / med["plain"],
-        "torch_prune_vs_plain": med["torch_prune"] / med["plain"],
-        "enforcer_vs_torch_prune": med["enforcer"] / med["torch_prune"],
+        "median_step_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
+        "enforcer_vs_plain": paired_ratio(times, "enforcer"),
+        "torch_prune_vs_plain": paired_ratio(times, "torch_prune"),
+        "enforcer_vs_torch_prune": paired_ratio(times, "enforcer", "torch_prune"),
     }
 
 
