@@ -32,7 +32,6 @@ from torch.utils.hooks import RemovableHandle
 
 from multiticket.core.mask import Mask
 
-
 #: optimizers (exact types) whose step keeps a weight with zero value, gradient and state at zero
 ZERO_PRESERVING: frozenset[type[torch.optim.Optimizer]] = frozenset({
     torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
