@@ -183,3 +183,27 @@ def test_unit_with_a_missing_dependency_fails_clearly(reference, tmp_path):
 def test_worker_that_cannot_see_the_run_directory_fails_clearly(reference, tmp_path):
     with pytest.raises(RunFailure, match="shared by the driver and every worker"):
         execute_job(Job(_spec(reference), (Unit(0, "ticket", 0),)), "no-such-probe", 1)
+
+
+def test_pool_workers_start_with_torch_dynamo_and_the_adapters_already_imported():
+    """What the fork server preloads for the local pool: without torch._dynamo every worker spends
+    ~2 s importing it when it builds its first optimizer; without the adapter, SB3/transformers."""
+
+    from multiticket.launch.backends import worker_context, worker_modules
+
+    assert worker_modules(domains=["rl", "toy"]) == [
+        "multiticket.launch.jobs", "torch._dynamo", "multiticket.adapters.sb3", "multiticket.adapters.toy"]
+    spec = RunSpec("/nonexistent", {"domain": "nlp"}, "task.yaml")
+    assert worker_modules([Job(spec, (Unit(0, "ticket", 0),))])[-1] == "multiticket.adapters.hf"
+    ctx = worker_context(["multiticket.launch.jobs", "torch._dynamo"])
+    if ctx.get_start_method() != "forkserver":
+        pytest.skip("no forkserver on this platform")
+    with ctx.Pool(1) as pool:
+        loaded = pool.apply(_loaded_modules)
+    assert {"torch", "torch._dynamo", "multiticket.launch.jobs"} <= loaded
+
+
+def _loaded_modules() -> set[str]:
+    import sys
+
+    return set(sys.modules)
