@@ -69,3 +69,23 @@ def test_missing_task_file(tmp_path, capsys):
 def test_bad_override_syntax(capsys):
     with pytest.raises(UserError):
         load_task(TOY, ["noequals"])
+
+
+@pytest.mark.parametrize(
+    ("task", "sets", "expected"),
+    [
+        ("cartpole-ppo", [], 2000),  # rl: 5 % of 40000 env steps
+        ("toy-mlp", [], 30),  # elsewhere: 2 % of 1500 steps
+        ("cartpole-ppo", ["early_bird.interval=2%"], 800),
+        ("cartpole-ppo", ["early_bird.window=3"], 2000),
+        ("toy-mlp", ["early_bird.interval=7"], 7),
+    ],
+)
+def test_early_bird_interval_defaults_per_domain(task, sets, expected):
+    cfg = load_task(TASKS_DIR / f"{task}.yaml", ["controls=[early_bird]", *sets]).config
+    assert cfg.early_bird_interval() == expected
+
+
+def test_unset_early_bird_interval_is_not_in_the_resolved_config():
+    task = load_task(TASKS_DIR / "toy-mlp.yaml", ["early_bird.window=4"])
+    assert task.resolved["early_bird"] == {"window": 4, "threshold": 0.1}
