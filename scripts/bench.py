@@ -328,8 +328,8 @@ def main() -> None:
             "bench_rl",
             args.rl_args.split(),
             {
-                "masked_vs_plain": r"ratio masked/plain = ([\d.]+)x",
-                "adapter_vs_plain": r"ratio adapter/plain = ([\d.]+)x",
+                "masked_vs_plain": r"masked/plain: ratio of medians [\d.]+x, median of paired ratios ([\d.]+)x",
+                "adapter_vs_plain": r"adapter/plain: ratio of medians [\d.]+x, median of paired ratios ([\d.]+)x",
             },
         ),
         "nlp": lambda: bench_script(

@@ -33,6 +33,8 @@ from multiticket.core.mask import Mask  # noqa: E402
 class Timer:
     """TrainHooks that attaches an optional enforcer and timestamps every step."""
 
+    should_stop = False
+
     def __init__(self, enforcer: MaskEnforcer | None) -> None:
         self.enforcer = enforcer
         self.times: list[float] = []
@@ -44,6 +46,9 @@ class Timer:
 
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
         self.times.append(time.perf_counter())
+
+    def on_resumable(self, step: int) -> None:
+        pass
 
     def steps_per_s(self) -> float:
         return (len(self.times) - 1) / (self.times[-1] - self.times[0])

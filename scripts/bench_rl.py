@@ -25,12 +25,17 @@ from multiticket.core.mask import Mask
 
 
 class NoHooks:
-    """What the core's hooks cost at minimum: nothing but the call."""
+    """What the core's hooks cost at minimum: nothing but the call (the whole TrainHooks protocol)."""
+
+    should_stop = False
 
     def on_optimizers(self, optimizers: Any) -> None:
         pass
 
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+        pass
+
+    def on_resumable(self, step: int) -> None:
         pass
 
 

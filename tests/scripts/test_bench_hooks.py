@@ -1,0 +1,31 @@
+"""The benchmark scripts drive the adapters with their own TrainHooks: they must implement the
+whole protocol, or the benchmark dies at the first hook the adapters gained since (as happened)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from multiticket.adapters.base import TrainHooks
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def _protocol_members() -> set[str]:
+    return {n for n in (*vars(TrainHooks), *TrainHooks.__annotations__) if not n.startswith("_")}
+
+
+@pytest.mark.parametrize(("module", "cls", "needs"), [
+    ("bench_rl", "NoHooks", "stable_baselines3"), ("bench_nlp", "Timer", "transformers")])
+def test_benchmark_hooks_implement_the_whole_protocol(module: str, cls: str, needs: str) -> None:
+    pytest.importorskip(needs)
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        hooks = getattr(__import__(module), cls)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    missing = sorted(m for m in _protocol_members() if not hasattr(hooks, m))
+    assert not missing, f"{module}.{cls} lacks {missing}"
+    assert {"on_optimizers", "on_step", "on_resumable", "should_stop"} <= _protocol_members()
