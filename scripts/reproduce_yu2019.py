@@ -35,6 +35,14 @@ workers. Checked through the worker pool: 6 CartPole units at the cpu budget (``
 --levels 1``) took 65 CPU s in all, start-up and reports included (~8 s per unit). A machine
 shared with other jobs takes proportionally longer.
 
+Measured since (session 3, a slower 2-core machine, shared with other jobs): the cartpole,
+acrobot and lstm parts ran in 11.2, 11.7 and 17.9 min wall as estimated; lunarlander units take
+about 60 CPU s each (~50 min for the part alone). The transformer part does not fit: its units
+took 100-130 s each with 2 workers (~2 h for 126 units), and after 300 steps the Marian model has
+not learnt to translate (dense BLEU 0.05, eval loss 6.17), so the BLEU claims are untestable at
+this budget and its verdicts fall back to eval_loss. A cpu budget that tests them needs a smaller
+model trained for longer; until then run that part with ``--budget paper`` on a GPU.
+
 Settings and the mapping of the paper's rewind points:
 
 - RL: Yu's classic-control A2C (``agents/a2c.yaml`` entries ``*-yu2019``: 32 envs x 4 steps,
