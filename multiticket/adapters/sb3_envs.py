@@ -50,7 +50,8 @@ def set_env_attrs(env_id: str, env: gym.Env, attrs: dict[str, Any]) -> None:
             raise UserError(f"rl.env_attrs.{name}: {env_id} derives it from other constants; set those instead")
         current = getattr(base, name, None)
         if name.startswith("_") or current is None or callable(current):
-            known = sorted(k for k, v in vars(base).items() if not k.startswith("_") and k not in derived
+            constants = {**vars(type(base)), **vars(base)}  # Acrobot keeps its physics on the class
+            known = sorted(k for k, v in constants.items() if not k.startswith("_") and k not in derived
                            and isinstance(v, int | float) and not isinstance(v, bool))
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
