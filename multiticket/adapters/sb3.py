@@ -94,8 +94,7 @@ class SB3Adapter(DomainAdapter):
         self.spec: AlgoSpec = ALGOS[section.algo]
         try:
             self.hyper: Hyper = resolve_hyper(
-                section.algo, section.env, section.hyperparams, section.overrides, section.env_kwargs,
-                section.env_attrs,
+                section.algo, section.env, section.hyperparams, section.overrides, section.env_kwargs
             )
         except ValueError as exc:
             raise UserError(f"rl.overrides: {exc}") from None
@@ -151,7 +150,7 @@ class SB3Adapter(DomainAdapter):
         if self.hyper.policy not in aliases:
             raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases}")
         env_id = self.section.env
-        venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True)
+        venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
         if not isinstance(venv.action_space, self.spec.action_spaces):
             venv.close()
             allowed = "/".join(s.__name__ for s in self.spec.action_spaces)
@@ -173,7 +172,9 @@ class SB3Adapter(DomainAdapter):
             raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
         if self.init_seed != seed:
             self._reinitialise(self.init_seed)
-        self.eval_env = make_env(env_id, self.hyper, seed + self.section.eval_seed_offset, 1, training=False)
+        self.eval_env = make_env(
+            env_id, self.hyper, seed + self.section.eval_seed_offset, 1, training=False, env_attrs=self.section.env_attrs
+        )
 
     def _reinitialise(self, init_seed: int) -> None:
         """Fresh policy weights drawn with ``init_seed``; the torch RNG stream that drives

@@ -240,7 +240,6 @@ class Hyper:
     frame_stack: int | None = None
     noise: tuple[str, float] | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    env_attrs: dict[str, float | int | bool] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -277,7 +276,6 @@ def resolve_hyper(
     hyperparams: str | None,
     overrides: dict[str, Any],
     env_kwargs: dict[str, Any] | None = None,
-    env_attrs: dict[str, float | int | bool] | None = None,
 ) -> Hyper:
     """Merge the agents entry and the overrides; convert RL-Zoo conventions to SB3 arguments."""
     raw = agents_entry(algo, env, hyperparams)
@@ -287,7 +285,6 @@ def resolve_hyper(
     hyper.n_envs = int(raw.pop("n_envs", 1))
     raw.pop("n_timesteps", None)  # train.steps decides the budget
     hyper.env_kwargs = {**dict(raw.pop("env_kwargs", None) or {}), **(env_kwargs or {})}
-    hyper.env_attrs = dict(env_attrs or {})
     wrappers = raw.pop("env_wrapper", None)
     if wrappers is not None:
         names = wrappers if isinstance(wrappers, list) else [wrappers]

@@ -63,8 +63,11 @@ def set_env_attrs(env_id: str, env: gym.Env, attrs: dict[str, Any]) -> None:
         recompute(base)
 
 
-def make_env(env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool) -> VecEnv:
-    """A seeded VecEnv; evaluation envs never update normalisation statistics."""
+def make_env(
+    env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool, env_attrs: dict[str, Any] | None = None
+) -> VecEnv:
+    """A seeded VecEnv; evaluation envs never update normalisation statistics; ``env_attrs`` (the
+    task's ``rl.env_attrs``) change the physics of every env in it."""
     kwargs: dict[str, Any] = dict(hyper.env_kwargs)
     if is_atari(env_id) and importlib.util.find_spec("cv2") is None:
         raise UserError(
@@ -80,11 +83,11 @@ def make_env(env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool) 
         raise _missing_dependency(env_id, exc) from None
     except TypeError as exc:
         raise UserError(f"rl.env_kwargs: {env_id} rejected them: {exc}") from None
-    if hyper.env_attrs:
+    if env_attrs:
         assert isinstance(venv, DummyVecEnv), "env_attrs need the envs in this process"
         try:
             for env in venv.envs:
-                set_env_attrs(env_id, env, hyper.env_attrs)
+                set_env_attrs(env_id, env, env_attrs)
         except UserError:
             venv.close()
             raise

@@ -131,13 +131,12 @@ def _gpu_count(device: str) -> int:
 WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
 
 
-def worker_modules(jobs: Sequence[Job] = (), domains: Sequence[str] = ()) -> list[str]:
+def worker_modules(domains: Sequence[str] = ()) -> list[str]:
     """Modules the fork server imports once for every worker: :data:`WORKER_MODULES` and the
     adapters of the domains about to run (SB3 or transformers take seconds to import)."""
     from multiticket.adapters import ADAPTERS
 
-    wanted = {*domains, *(j.spec.resolved.get("domain") for j in jobs)}
-    return [*WORKER_MODULES, *sorted(ADAPTERS[d][0].partition(":")[0] for d in wanted if d in ADAPTERS)]
+    return [*WORKER_MODULES, *sorted({ADAPTERS[d][0].partition(":")[0] for d in domains if d in ADAPTERS})]
 
 
 def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
@@ -157,7 +156,7 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
     """Start the local pool's fork server now, so its imports overlap the driver's validation.
     (A fork server already running keeps the modules it preloaded.)"""
     if opts.backend == "local" and not opts.in_process:
-        ctx = worker_context(worker_modules(domains=domains))
+        ctx = worker_context(worker_modules(domains))
         if ctx.get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
@@ -165,7 +164,7 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
 
 
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
-    ctx = worker_context(worker_modules(jobs))
+    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs]))
     n_gpus = _gpu_count(opts.device)
     gpu_ids = None
     if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):
