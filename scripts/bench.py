@@ -70,6 +70,7 @@ def bench_masking(repeats: int) -> dict[str, Any]:
         "sparsity": 0.8,
         "median_step_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
         "enforcer_vs_plain": paired_ratio(times, "enforcer"),
+        "enforcer_hook_vs_plain": paired_ratio(times, "enforcer_hook"),
         "torch_prune_vs_plain": paired_ratio(times, "torch_prune"),
         "enforcer_vs_torch_prune": paired_ratio(times, "enforcer", "torch_prune"),
     }
@@ -276,6 +277,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
     rows = [
         ("masking (toy)", "enforcer / plain step time", get("masking", "enforcer_vs_plain")),
+        ("masking (toy)", "enforcer, per-tensor hooks / plain", get("masking", "enforcer_hook_vs_plain")),
         ("masking (toy)", "torch prune / plain step time", get("masking", "torch_prune_vs_plain")),
         ("masking (toy)", "enforcer / torch prune step time", get("masking", "enforcer_vs_torch_prune")),
         ("masking (SB3 PPO)", "masked / plain env-steps/s", get("rl", "masked_vs_plain")),

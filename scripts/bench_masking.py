@@ -1,6 +1,8 @@
 """Masking overhead on the toy MLP: plain vs multiticket's enforcer vs torch.nn.utils.prune.
 
-The three variants train the same network on the same batches, side by side in one process,
+``enforcer`` masks gradients the way the toy adapter does (``ToyAdapter.grad_masking``: one fused
+op right before the step, its loop reads no gradient in between); ``enforcer_hook`` with the
+per-tensor hooks that loops the adapter does not own (SB3, the HF Trainer) need. The variants train the same network on the same batches, side by side in one process,
 taking turns every ``--block`` steps (the order alternating) so drift in machine load hits all of
 them alike; the ratios are medians of the per-round ratios to plain. Target: enforcer <= 1.03x
 plain (>= 0.97x its throughput), and faster than prune.
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from multiticket.adapters.toy import ToySection, make_dataset, make_mlp
+from multiticket.adapters.toy import ToyAdapter, ToySection, make_dataset, make_mlp
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.mask import Mask
 
@@ -30,7 +32,7 @@ def _mask(net: nn.Module, sparsity: float) -> Mask:
     return Mask({n: torch.rand(p.shape, generator=g) >= sparsity for n, p in net.named_parameters() if n.endswith("weight")})
 
 
-VARIANTS = ("plain", "enforcer", "torch_prune")
+VARIANTS = ("plain", "enforcer", "enforcer_hook", "torch_prune")
 
 
 def make_step(variant: str, cfg: ToySection, sparsity: float) -> Callable[[int], None]:
@@ -40,7 +42,9 @@ def make_step(variant: str, cfg: ToySection, sparsity: float) -> Callable[[int],
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     mask = _mask(net, sparsity)
     if variant == "enforcer":
-        MaskEnforcer(net, mask).attach([opt])
+        MaskEnforcer(net, mask, grads=ToyAdapter.grad_masking).attach([opt])
+    elif variant == "enforcer_hook":
+        MaskEnforcer(net, mask, grads="hook").attach([opt])
     elif variant == "torch_prune":
         modules = dict(net.named_modules())
         for name, m in mask.items():
@@ -99,7 +103,9 @@ def main() -> None:
     result = {
         "hidden": cfg.hidden, "sparsity": args.sparsity, "rounds": args.rounds, "block": args.block,
         "median_step_ms": {v: round(1e3 * m, 4) for v, m in med.items()},
+        "grad_masking": ToyAdapter.grad_masking,
         "enforcer_vs_plain": round(paired_ratio(times, "enforcer"), 4),
+        "enforcer_hook_vs_plain": round(paired_ratio(times, "enforcer_hook"), 4),
         "torch_prune_vs_plain": round(paired_ratio(times, "torch_prune"), 4),
         "enforcer_vs_torch_prune": round(paired_ratio(times, "enforcer", "torch_prune"), 4),
     }

@@ -26,6 +26,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from multiticket.core.enforce import GradMasking
+
 
 class TrainHooks(Protocol):
     """What an adapter calls back into while it trains (implemented by the core)."""
@@ -60,6 +62,10 @@ class DomainAdapter(abc.ABC):
     domain: ClassVar[str]
     #: pydantic model (``extra="forbid"``) validating this domain's section of the task file
     Section: ClassVar[type[BaseModel]]
+    #: where the mask enforcer zeroes pruned gradients (:class:`~multiticket.core.enforce.MaskEnforcer`):
+    #: ``"hook"`` on every backward, safe for any loop; ``"step"`` once right before each optimizer
+    #: step, cheaper, for adapters whose own loop reads no gradient between backward and step
+    grad_masking: ClassVar[GradMasking] = "hook"
 
     def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
         """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its

@@ -91,6 +91,7 @@ class ToyAdapter(DomainAdapter):
     domain = "toy"
     Section = ToySection
     section: ToySection
+    grad_masking = "step"  # train() reads no gradient between backward() and step()
 
     def __init__(self, task, section, workdir, device="cpu") -> None:  # noqa: ANN001 - see base
         super().__init__(task, section, workdir, device)

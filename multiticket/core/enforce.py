@@ -4,8 +4,14 @@ Three mechanisms (DESIGN.md §3), none of which wraps ``forward`` or renames a p
 
 1. on attach, pruned entries are zeroed in place (and so are the matching entries of any
    optimizer state, e.g. Adam moments restored from a rewind point);
-2. a post-accumulate-grad hook on each masked parameter zeroes its pruned gradient entries, so
-   gradient clipping and adaptive moments only ever see live weights;
+2. pruned gradient entries are zeroed before any optimizer uses them. By default
+   (``grads="hook"``) a post-accumulate-grad hook on each masked parameter does it as soon as
+   backward writes the gradient, so gradient clipping, grad-norm logging and adaptive moments
+   only ever see live weights: right for loops the adapter does not own (SB3, the HF Trainer),
+   which clip. ``grads="step"`` instead zeroes them in one fused ``torch._foreach_mul_`` in a
+   step pre-hook of each hooked optimizer: one Python call per step instead of one per tensor,
+   which is measurable on tiny networks (``scripts/bench_masking.py``), and exact only for loops
+   that read no gradient between ``backward()`` and ``step()`` (the toy adapter's own loop);
 3. a step post-hook on each optimizer re-zeroes the pruned entries of that optimizer's masked
    parameters with one fused ``torch._foreach_mul_`` after every step, so an optimizer whose
    update can move a weight with a zero gradient (Muon's orthogonalisation, a custom rule) can
@@ -25,12 +31,16 @@ Saved weights therefore stay plain tensors with exact zeros; the mask travels as
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from multiticket.core.mask import Mask
+
+#: where pruned gradient entries are zeroed: on every backward, or right before each step
+GradMasking = Literal["hook", "step"]
 
 #: optimizers (exact types) whose step keeps a weight with zero value, gradient and state at zero
 ZERO_PRESERVING: frozenset[type[torch.optim.Optimizer]] = frozenset({
@@ -48,11 +58,16 @@ class MaskEnforcer:
     """Attach a :class:`Mask` to a module's parameters and to the optimizers that update them.
 
     ``strict`` re-zeroes pruned weights after every step of every optimizer, including the
-    :data:`ZERO_PRESERVING` ones that cannot revive them."""
+    :data:`ZERO_PRESERVING` ones that cannot revive them. ``grads`` picks where pruned gradients
+    are zeroed (see the module doc): ``"hook"`` (default, on every backward) or ``"step"``
+    (right before each hooked optimizer's step; only for loops that read no gradient in between)."""
 
-    def __init__(self, module: nn.Module, mask: Mask, strict: bool = False) -> None:
+    def __init__(self, module: nn.Module, mask: Mask, strict: bool = False, grads: GradMasking = "hook") -> None:
+        if grads not in ("hook", "step"):
+            raise ValueError(f"grads: expected 'hook' or 'step', got {grads!r}")
         mask.validate_against(module)
         self.strict = strict
+        self.grads = grads
         named = dict(module.named_parameters())
         self.mask = mask
         self._params: list[nn.Parameter] = [named[n] for n in mask]
@@ -63,10 +78,11 @@ class MaskEnforcer:
         self._handles: list[RemovableHandle] = []
         self._optimizers: list[int] = []
         self._grad_hooks_on = False
+        self._attached = False
 
     @property
     def attached(self) -> bool:
-        return bool(self._handles)
+        return self._attached
 
     @torch.no_grad()
     def zero_weights(self) -> None:
@@ -76,7 +92,8 @@ class MaskEnforcer:
     def attach(self, optimizers: Iterable[torch.optim.Optimizer] = ()) -> MaskEnforcer:
         """Zero pruned entries, hook gradients, and hook every given optimizer."""
         self.zero_weights()
-        if not self._grad_hooks_on:
+        self._attached = True
+        if self.grads == "hook" and not self._grad_hooks_on:
             for p, m in zip(self._params, self._masks):
                 self._handles.append(p.register_post_accumulate_grad_hook(_grad_zeroer(m)))
             self._grad_hooks_on = True
@@ -94,6 +111,8 @@ class MaskEnforcer:
             return
         masks = [self._by_param[id(p)] for p in params]
         _zero_state(optimizer, params, masks)
+        if self.grads == "step":
+            self._handles.append(optimizer.register_step_pre_hook(_grads_zeroer(params, masks)))
         if not (self.strict or needs_rezero(optimizer)):
             return
 
@@ -110,12 +129,26 @@ class MaskEnforcer:
         self._handles.clear()
         self._optimizers.clear()
         self._grad_hooks_on = False
+        self._attached = False
 
     def __enter__(self) -> MaskEnforcer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
+
+
+def _grads_zeroer(params: list[nn.Parameter], masks: list[torch.Tensor]):  # noqa: ANN202 - torch hook
+    def hook(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        grads = [p.grad for p in params]
+        try:
+            torch._foreach_mul_(grads, masks)
+        except TypeError:  # a parameter this backward did not reach has no gradient
+            pairs = [(g, m) for g, m in zip(grads, masks) if g is not None]
+            if pairs:
+                torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+
+    return hook
 
 
 def _grad_zeroer(mask: torch.Tensor):  # noqa: ANN202 - torch hook signature

@@ -322,7 +322,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 if self.cfg.rewind.optimizer == "restore":
                     restore = start
             dense = mask.num_alive == mask.numel
-            enforcer = None if dense else MaskEnforcer(module, mask).attach()
+            enforcer = None if dense else MaskEnforcer(module, mask, grads=adapter.grad_masking).attach()
             if resume is None:
                 hard_copy_targets(adapter)
             if resume is not None:

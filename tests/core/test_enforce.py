@@ -179,3 +179,65 @@ def test_other_optimizers_and_strict_mode_rezero_after_every_step(strict):
     params = dict(net.named_parameters())
     for n, m in mask.items():
         assert torch.count_nonzero(params[n][~m]) == 0, n
+
+
+def _train_and_get(grads: str, opt_name: str, steps: int = 30) -> dict[str, torch.Tensor]:
+    net = _net()
+    mask = _random_mask(net)
+    opt = OPTIMIZERS[opt_name](net.parameters())
+    MaskEnforcer(net, mask, grads=grads).attach([opt])
+    _train(net, opt, steps=steps)
+    return {n: p.detach().clone() for n, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_step_mode_is_bit_identical_to_hook_mode_when_nothing_reads_gradients_in_between(name):
+    hook, step = _train_and_get("hook", name), _train_and_get("step", name)
+    mask = _random_mask(_net())
+    for n in hook:
+        assert torch.equal(hook[n], step[n]), n
+    for n, m in mask.items():
+        assert torch.count_nonzero(step[n][~m]) == 0, n
+
+
+def test_step_mode_masks_gradients_right_before_the_step_with_no_tensor_hooks():
+    net = _net()
+    mask = _random_mask(net)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    MaskEnforcer(net, mask, grads="step").attach([opt])
+    params = dict(net.named_parameters())
+    assert not any(p._post_accumulate_grad_hooks for p in params.values())
+    assert len(opt._optimizer_step_pre_hooks) == 1 and not opt._optimizer_step_post_hooks
+    net(torch.randn(4, 8)).sum().backward()
+    assert any(torch.count_nonzero(params[n].grad[~m]) > 0 for n, m in mask.items())  # not yet masked
+    opt.step()
+    for n, m in mask.items():
+        assert torch.count_nonzero(params[n].grad[~m]) == 0, n
+        assert torch.count_nonzero(params[n][~m]) == 0, n
+
+
+def test_step_mode_skips_parameters_the_backward_did_not_reach():
+    net = _net()
+    mask = _random_mask(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    MaskEnforcer(net, mask, grads="step").attach([opt])
+    for _ in range(5):
+        h = net[0](torch.randn(4, 8)).sum()  # only the first layer gets a gradient
+        opt.zero_grad(set_to_none=True)
+        h.backward()
+        opt.step()
+    w = dict(net.named_parameters())["0.weight"]
+    assert dict(net.named_parameters())["2.weight"].grad is None
+    assert torch.count_nonzero(w[~mask["0.weight"]]) == 0
+
+
+def test_step_mode_detach_and_bad_value():
+    net = _net()
+    mask = _random_mask(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    enforcer = MaskEnforcer(net, mask, grads="step").attach([opt])
+    assert enforcer.attached
+    enforcer.detach()
+    assert not enforcer.attached and not opt._optimizer_step_pre_hooks
+    with pytest.raises(ValueError, match="grads"):
+        MaskEnforcer(net, mask, grads="backward")  # type: ignore[arg-type]
