@@ -282,6 +282,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("masking (toy)", "enforcer / torch prune step time", get("masking", "enforcer_vs_torch_prune")),
         ("masking (SB3 PPO)", "masked / plain env-steps/s", get("rl", "masked_vs_plain")),
         ("masking (SB3 PPO)", "adapter / plain env-steps/s", get("rl", "adapter_vs_plain")),
+        ("masking (SB3 PPO)", "masked / plain update time, same rollout buffer", get("rl", "update_masked_vs_plain")),
+        ("masking (SB3 PPO)", "implied masked / plain env-steps/s", get("rl", "update_implied_vs_plain")),
         ("masking (HF Trainer)", "masked / plain steps/s", get("nlp", "masked_vs_plain")),
         (
             "IMP bookkeeping (toy)",
@@ -332,6 +334,8 @@ def main() -> None:
             {
                 "masked_vs_plain": r"masked/plain: ratio of medians [\d.]+x, median of paired ratios ([\d.]+)x",
                 "adapter_vs_plain": r"adapter/plain: ratio of medians [\d.]+x, median of paired ratios ([\d.]+)x",
+                "update_masked_vs_plain": r"masked/plain update time: ([\d.]+)x",
+                "update_implied_vs_plain": r"implied masked/plain env-steps/s: ([\d.]+)x",
             },
         ),
         "nlp": lambda: bench_script(

@@ -29,3 +29,15 @@ def test_benchmark_hooks_implement_the_whole_protocol(module: str, cls: str, nee
     missing = sorted(m for m in _protocol_members() if not hasattr(hooks, m))
     assert not missing, f"{module}.{cls} lacks {missing}"
     assert {"on_optimizers", "on_step", "on_resumable", "should_stop"} <= _protocol_members()
+
+
+def test_rl_update_phase_measures_both_variants_on_one_buffer() -> None:
+    pytest.importorskip("stable_baselines3")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from bench_rl import update_phase
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    u = update_phase(rounds=2, sparsity=0.8)
+    assert min(u["rollout"], u["plain"], u["masked"]) > 0
+    assert 0.5 < u["update_ratio"] < 2 and 0.5 < u["throughput_ratio"] < 2
