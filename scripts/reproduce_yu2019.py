@@ -594,9 +594,13 @@ def claim_ablation(part: str, label: str, run: Any, metric: str, ablation: str) 
         if _better(t, a, higher):
             wins.append(lv)
     share = len(wins) / len(levels)
-    claim.verdict = REPRODUCED if share > 0.5 else (PARTLY if wins else NOT_REPRODUCED)
+    # a majority of levels and a positive mean gain; neither (a minority of wins that the losses
+    # outweigh) is no reproduction, one without the other is partial
+    mean_gain = _mean(gains)
+    claim.verdict = (REPRODUCED if share > 0.5 and mean_gain > 0 else
+                     NOT_REPRODUCED if share <= 0.5 and not mean_gain > 0 else PARTLY)
     claim.detail = (f"the ticket beats {ablation} at {len(wins)} of {len(levels)} levels (up to "
-                    f"{pct(max(run.sparsity[lv] for lv in levels))}); mean gain {fmt_num(_mean(gains))} "
+                    f"{pct(max(run.sparsity[lv] for lv in levels))}); mean gain {fmt_num(mean_gain)} "
                     f"in {metric} normalised to dense (1 = dense; positive: the ticket is better)")
     return claim
 

@@ -115,3 +115,9 @@ def test_one_shot_and_ablation_verdicts(yu: Any) -> None:
     iterative = yu.claim_ablation("x", "x", run, "eval_return", "one_shot")
     assert iterative.verdict == yu.REPRODUCED and [e["level"] for e in iterative.evidence] == [2, 3, 4]
     assert yu.claim_ablation("x", "x", run, "eval_return", "rewind_init").verdict == yu.NOT_REPRODUCED
+    # one win in four that the losses outweigh is no reproduction; most wins with a negative mean
+    # (one heavy loss) is partial
+    one_win = FakeRun({"ticket": [100, 100, 90, 80, 70], "rewind_init": [None, 99, 95, 90, 85]}, SPARSITY)
+    assert yu.claim_ablation("x", "x", one_win, "eval_return", "rewind_init").verdict == yu.NOT_REPRODUCED
+    heavy_loss = FakeRun({"ticket": [100, 100, 99, 98, 10], "rewind_init": [None, 99, 98, 97, 90]}, SPARSITY)
+    assert yu.claim_ablation("x", "x", heavy_loss, "eval_return", "rewind_init").verdict == yu.PARTLY
