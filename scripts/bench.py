@@ -8,7 +8,9 @@ Sections (each can be skipped with --skip NAME,...):
   of the level's training time, on toy and (if SB3 works here) PPO CartPole
 - local: the same work with 1 vs 2 local worker processes (throughput ratio)
 - ray: the same work on a local Ray instance with 1 vs 2 CPUs
-- gpu: masked vs plain step time with bf16 autocast (skipped without CUDA)
+- gpu (skipped without CUDA): masked vs plain step time with bf16 autocast, an MLP and the HF
+  Trainer (GPT-2 small, scripts/bench_nlp.py --preset gpt2) eager and compiled; the graphs
+  dynamo compiles across 3 IMP levels (a new mask must compile nothing)
 
 Variants compared with each other run side by side, interleaved (the order alternates each
 repeat), and medians are reported; the load average before and after is recorded because the
@@ -86,7 +88,7 @@ def bench_script(name: str, args: list[str], patterns: dict[str, str]) -> dict[s
     out: dict[str, Any] = {
         "args": args,
         "seconds": round(time.perf_counter() - t0, 1),
-        "output_tail": (proc.stdout + proc.stderr)[-1500:],
+        "output_tail": (proc.stdout + proc.stderr)[-3000:],
     }
     if proc.returncode != 0:
         out["skipped"] = f"scripts/{name}.py exited with {proc.returncode}"
@@ -213,9 +215,37 @@ def bench_ray(repeats: int) -> dict[str, Any]:
     }
 
 
+#: bench_nlp.py's printed ratios (bench.py parses them)
+NLP_RATIOS = {
+    "masked_vs_plain": r"ratio ([\d.]+);",
+    "masked_vs_plain_paired": r"median of paired ratios ([\d.]+)",
+}
+
+
 def bench_gpu(repeats: int) -> dict[str, Any]:
+    """On CUDA: an MLP step with bf16 autocast, and the HF Trainer (GPT-2 small, bf16) eager and
+    compiled, masked vs plain; then the graphs compiled across 3 IMP levels."""
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device on this machine"}
+    trainer = ["--preset", "gpt2", "--device", "cuda", "--bf16", "--steps", "150", "--warmup", "10",
+               "--repeats", str(max(repeats, 3))]  # fmt: skip
+    return {
+        "device": torch.cuda.get_device_name(),
+        "mlp_bf16": _gpu_mlp(repeats),
+        "trainer_bf16": bench_script("bench_nlp", trainer, NLP_RATIOS),
+        "trainer_bf16_compile": bench_script(
+            "bench_nlp",
+            [*trainer, "--compile", "--recompile-levels", "3"],
+            {
+                **NLP_RATIOS,
+                "graphs_dense_unit": r"graphs compiled in the dense unit: (\d+)",
+                "graphs_later_units": r"in the \d+ later units: (\d+)",
+            },
+        ),
+    }
+
+
+def _gpu_mlp(repeats: int) -> dict[str, Any]:
     from torch import nn
 
     from multiticket.adapters.toy import make_mlp
@@ -235,7 +265,7 @@ def bench_gpu(repeats: int) -> dict[str, Any]:
                     if n.endswith("weight")
                 }
             )
-            MaskEnforcer(net, mask).attach([opt])
+            MaskEnforcer(net, mask, grads="step").attach([opt])  # a plain loop: no clipping
         x = torch.randn(512, 1024, device="cuda")
         y = torch.randint(0, 1000, (512,), device="cuda")
 
@@ -259,7 +289,6 @@ def bench_gpu(repeats: int) -> dict[str, Any]:
         interleaved({"plain": lambda: step_time(False), "masked": lambda: step_time(True)}, max(repeats, 5))
     )
     return {
-        "device": torch.cuda.get_device_name(),
         "median_step_ms": {k: 1e3 * v for k, v in med.items()},
         "masked_vs_plain_throughput": med["plain"] / med["masked"],
     }
@@ -284,7 +313,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("masking (SB3 PPO)", "adapter / plain env-steps/s", get("rl", "adapter_vs_plain")),
         ("masking (SB3 PPO)", "masked / plain update time, same rollout buffer", get("rl", "update_masked_vs_plain")),
         ("masking (SB3 PPO)", "implied masked / plain env-steps/s", get("rl", "update_implied_vs_plain")),
-        ("masking (HF Trainer)", "masked / plain steps/s", get("nlp", "masked_vs_plain")),
+        ("masking (HF Trainer)", "masked / plain steps/s, paired", get("nlp", "masked_vs_plain_paired")),
         (
             "IMP bookkeeping (toy)",
             "% of level training time",
@@ -298,8 +327,29 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("local scaling", "2 vs 1 workers throughput", get("local", "throughput_2_vs_1_workers")),
         ("local scaling", "2 workers vs in-process", get("local", "throughput_2_workers_vs_in_process")),
         ("Ray scaling", "2 vs 1 CPUs throughput", get("ray", "throughput_2_vs_1_cpus")),
-        ("GPU bf16", "masked / plain throughput", get("gpu", "masked_vs_plain_throughput")),
     ]
+    gpu = results.get("gpu", {})
+    if "skipped" in gpu or not gpu:
+        rows.append(("GPU", "bf16 masked / plain", get("gpu", "device")))
+        return rows
+    for key, what in (
+        ("mlp_bf16", "MLP"),
+        ("trainer_bf16", "Trainer GPT-2"),
+        ("trainer_bf16_compile", "Trainer GPT-2, compiled"),
+    ):
+        sub = gpu.get(key, {})
+        ratio = sub.get("masked_vs_plain_throughput", sub.get("masked_vs_plain_paired"))
+        value = sub.get("skipped", "n/a" if ratio is None else f"{ratio:.3f}x")
+        rows.append((f"GPU bf16 ({gpu['device']})", f"{what}: masked / plain throughput", value))
+    comp = gpu.get("trainer_bf16_compile", {})
+    if "graphs_later_units" in comp:
+        rows.append(
+            (
+                "GPU compile",
+                "graphs compiled: dense unit / 6 later units (3 levels)",
+                f"{comp['graphs_dense_unit']:.0f} / {comp['graphs_later_units']:.0f}",
+            )
+        )
     return rows
 
 
@@ -311,7 +361,7 @@ def main() -> None:
         "--skip", default="", help="comma-separated sections: masking,rl,nlp,bookkeeping,local,ray,gpu"
     )
     parser.add_argument("--rl-args", default="--steps 8000 --repeats 3")
-    parser.add_argument("--nlp-args", default="--steps 30 --repeats 3 --threads 1")
+    parser.add_argument("--nlp-args", default="--steps 100 --repeats 6 --threads 1")
     parser.add_argument(
         "--scaling-steps",
         type=int,
@@ -338,9 +388,7 @@ def main() -> None:
                 "update_implied_vs_plain": r"implied masked/plain env-steps/s: ([\d.]+)x",
             },
         ),
-        "nlp": lambda: bench_script(
-            "bench_nlp", args.nlp_args.split(), {"masked_vs_plain": r"ratio ([\d.]+)"}
-        ),
+        "nlp": lambda: bench_script("bench_nlp", args.nlp_args.split(), NLP_RATIOS),
         "bookkeeping_toy": lambda: bench_bookkeeping("toy"),
         "bookkeeping_sb3": lambda: bench_bookkeeping("sb3"),
         "local": lambda: bench_local(args.repeats),

@@ -1,24 +1,38 @@
-"""Trainer throughput with and without an attached mask (not a test).
+"""Trainer throughput with and without an attached mask, and recompiles across IMP levels (not a test).
 
-Trains the same tiny BERT (rotten_tomatoes, batch 32, length 64) through ``HFAdapter.train`` --
-the HF Trainer with the adapter's callback -- plain, and with an 80 %-sparse random mask kept
-exact by ``MaskEnforcer`` (gradient hooks + optimizer step post-hooks). Runs are interleaved
-(plain, masked, plain, ...) so drifting machine load hits both alike; steps/s is timed between
-the first and the last ``on_step`` of a run (Trainer construction excluded); the median of
-``--repeats`` runs is reported. Target: masked >= 0.97x plain.
+Trains the same model through ``HFAdapter.train`` -- the HF Trainer with the adapter's callback --
+plain, and with an 80 %-sparse random mask kept exact by ``MaskEnforcer`` (the HF adapter's
+gradient masking; weight re-zeroing only where the optimizer needs it). Runs alternate (plain,
+masked, masked, plain, ...) so drifting machine load hits both alike. Steps/s is timed from the
+end of the ``--warmup``-th step to the last one (Trainer construction and, with ``--compile``, the
+compilation excluded; on CUDA the device is synchronised at both ends). Reported: the median of
+each variant's rates, and the median of the paired ratios (masked / plain of the same repeat).
+Target: masked >= 0.97x plain.
 
-    .venv/bin/python scripts/bench_nlp.py [--steps 60] [--repeats 5] [--threads 2]
+Presets:
+- ``tiny-bert`` (default): 1.5M-parameter BERT, Rotten Tomatoes, batch 32 of 64 tokens (CPU).
+- ``gpt2``: GPT-2 small (768 wide, 12 layers; BPE 8000), Austen blocks of 128 tokens, batch 32:
+  a GPU-sized model.
+
+``--recompile-levels N`` then runs the real IMP loop (the austen-gpt2 task, at GPT-2 small size with
+the gpt2 preset; ``--steps`` per level, these device settings) for N pruned levels plus a random-mask control, and prints how many graphs dynamo
+compiled in each unit: with ``--compile`` only the dense unit should compile anything.
+
+    .venv/bin/python scripts/bench_nlp.py [--steps 100] [--repeats 5] [--threads 1]
+    python scripts/bench_nlp.py --preset gpt2 --device cuda --bf16 [--compile] [--recompile-levels 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -29,15 +43,28 @@ from multiticket.adapters.hf import HFAdapter, NLPSection  # noqa: E402
 from multiticket.core.enforce import MaskEnforcer  # noqa: E402
 from multiticket.core.mask import Mask  # noqa: E402
 
+GPT2_SMALL = {"n_embd": 768, "n_layer": 12, "n_head": 12}
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny-bert": dict(
+        task="classification", dataset="rotten_tomatoes", max_train_examples=4000, max_eval_examples=64,
+        max_length=64, vocab_size=8000, batch_size=32,
+    ),
+    "gpt2": dict(
+        task="causal_lm", dataset="austen", model="gpt2", model_args=GPT2_SMALL, tokenizer="train",
+        max_eval_examples=64, max_length=128, vocab_size=8000, batch_size=32,
+    ),
+}  # fmt: skip
+
 
 class Timer:
-    """TrainHooks that attaches an optional enforcer and timestamps every step."""
+    """TrainHooks that attaches an optional enforcer and times steps ``warmup``..``last``."""
 
     should_stop = False
 
-    def __init__(self, enforcer: MaskEnforcer | None) -> None:
+    def __init__(self, enforcer: MaskEnforcer | None, warmup: int, last: int, cuda: bool) -> None:
         self.enforcer = enforcer
-        self.times: list[float] = []
+        self.warmup, self.last, self.cuda = warmup, last, cuda
+        self.t0 = self.t1 = 0.0
 
     def on_optimizers(self, optimizers: list[torch.optim.Optimizer]) -> None:
         if self.enforcer is not None:
@@ -45,50 +72,125 @@ class Timer:
                 self.enforcer.add_optimizer(opt)
 
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
-        self.times.append(time.perf_counter())
+        if step in (self.warmup, self.last):
+            if self.cuda:
+                torch.cuda.synchronize()
+            if step == self.warmup:
+                self.t0 = time.perf_counter()
+            else:
+                self.t1 = time.perf_counter()
 
     def on_resumable(self, step: int) -> None:
         pass
 
     def steps_per_s(self) -> float:
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        return (self.last - self.warmup) / (self.t1 - self.t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sparsity", type=float, default=0.8)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    section = NLPSection(
-        task="classification", dataset="rotten_tomatoes", max_train_examples=4000, max_eval_examples=64,
-        max_length=64, vocab_size=8000, batch_size=32, logging_steps=1000,
-    )  # fmt: skip
+def device_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """This invocation's ``nlp:`` keys that do not change the model or the data."""
+    return {
+        "logging_steps": 1000, "bf16": args.bf16, "torch_compile": args.compile,
+        "torch_compile_backend": args.compile_backend,
+    }  # fmt: skip
+
+
+def throughput(args: argparse.Namespace) -> None:
+    section = NLPSection(**PRESETS[args.preset], **device_settings(args))
     task = types.SimpleNamespace(prune=types.SimpleNamespace(biases=False))
-    adapter = HFAdapter(task, section, Path(tempfile.mkdtemp(prefix="bench_nlp_")))
+    adapter = HFAdapter(task, section, Path(tempfile.mkdtemp(prefix="bench_nlp_")), args.device)
     adapter.build(0)
     names = adapter.default_prunable()
     params = dict(adapter.module.named_parameters())
     gen = torch.Generator().manual_seed(0)
     mask = Mask({n: torch.rand(params[n].shape, generator=gen) >= args.sparsity for n in names})
     n_params = sum(p.numel() for p in adapter.module.parameters())
-    print(f"tiny BERT: {n_params / 1e6:.2f}M parameters, {len(names)} masked tensors, "
-          f"sparsity {mask.sparsity:.3f}, {args.threads} threads, {args.steps} steps per run")  # fmt: skip
+    print(f"{args.preset}: {n_params / 1e6:.2f}M parameters, {len(names)} masked tensors, sparsity "
+          f"{mask.sparsity:.3f}, device {args.device}, bf16 {args.bf16}, compile {args.compile}, "
+          f"{args.threads} threads, {args.steps} steps per run ({args.warmup} untimed)")  # fmt: skip
     rates: dict[str, list[float]] = {"plain": [], "masked": []}
     for r in range(args.repeats):
-        for kind in ("plain", "masked"):
+        for kind in ("plain", "masked") if r % 2 == 0 else ("masked", "plain"):
             adapter.build(0)
-            enforcer = MaskEnforcer(adapter.module, mask).attach() if kind == "masked" else None
-            timer = Timer(enforcer)
+            enforcer = None
+            if kind == "masked":
+                enforcer = MaskEnforcer(adapter.module, mask, grads=HFAdapter.grad_masking).attach()
+            timer = Timer(enforcer, args.warmup, args.steps, args.device.startswith("cuda"))
             adapter.train(0, args.steps, timer)
             if enforcer is not None:
                 enforcer.detach()
             rates[kind].append(timer.steps_per_s())
             print(f"  repeat {r} {kind:6s} {rates[kind][-1]:.2f} steps/s", flush=True)
     plain, masked = statistics.median(rates["plain"]), statistics.median(rates["masked"])
-    print(f"median steps/s: plain {plain:.2f}, masked {masked:.2f}, ratio {masked / plain:.3f} (target >= 0.97)")
+    paired = statistics.median(m / p for m, p in zip(rates["masked"], rates["plain"]))
+    print(f"median steps/s: plain {plain:.2f}, masked {masked:.2f}, ratio {masked / plain:.3f}; "
+          f"median of paired ratios {paired:.3f} (target >= 0.97)")  # fmt: skip
+
+
+def recompiles(args: argparse.Namespace, levels: int) -> None:
+    """Graphs dynamo compiles in each unit of a real IMP run (in this process)."""
+    from torch._dynamo.utils import counters
+
+    from multiticket.config import load_task
+    from multiticket.core.imp import IMPRunner
+    from multiticket.launch import LaunchOptions, run_tasks
+    from multiticket.paths import TASKS_DIR
+
+    # the austen-gpt2 task as shipped (tiny GPT-2), or at GPT-2 small size with the gpt2 preset
+    section = {**(PRESETS["gpt2"] if args.preset == "gpt2" else {}), **device_settings(args)}
+    overrides = [f"nlp.{k}={json.dumps(v)}" for k, v in section.items()]  # JSON is YAML
+    task = load_task(
+        TASKS_DIR / "austen-gpt2.yaml",
+        [*overrides, f"train.steps={args.steps}", "rewind.step=2", "controls=[random_mask]"],
+        seeds=[0],
+        levels=levels,
+    )
+    torch._dynamo.reset()  # forget the throughput runs' graphs: the dense unit compiles afresh
+    compiled: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    train_unit = IMPRunner._train_unit
+
+    def counting(self: IMPRunner, unit: Any, *a: Any, **k: Any) -> Any:
+        before, t0 = counters["stats"]["unique_graphs"], time.perf_counter()
+        out = train_unit(self, unit, *a, **k)
+        key = f"{unit.control}/{unit.level}"
+        compiled[key] = counters["stats"]["unique_graphs"] - before
+        seconds[key] = time.perf_counter() - t0
+        print(f"  {key}: {compiled[key]} graphs compiled, {seconds[key]:.1f}s", flush=True)
+        return out
+
+    IMPRunner._train_unit = counting  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_tasks([task], Path(tmp), LaunchOptions(workers=1, device=args.device))
+    finally:
+        IMPRunner._train_unit = train_unit  # type: ignore[method-assign]
+    after_dense = sum(v for k, v in compiled.items() if k != "ticket/0")
+    print(f"graphs compiled in the dense unit: {compiled.get('ticket/0', 0)}; "
+          f"in the {len(compiled) - 1} later units: {after_dense}")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny-bert")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=5, help="steps excluded from the timing (compilation)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sparsity", type=float, default=0.8)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="torch.compile through the Trainer")
+    ap.add_argument("--compile-backend", default="inductor", help="with --compile ('aot_eager': no codegen)")
+    ap.add_argument("--recompile-levels", type=int, default=0, help="then count compiled graphs over N levels")
+    args = ap.parse_args()
+    if not 0 < args.warmup < args.steps:
+        ap.error("--warmup: must be between 0 and --steps")
+    torch.set_num_threads(args.threads)
+    if args.repeats > 0:
+        throughput(args)
+    if args.recompile_levels > 0:
+        recompiles(args, args.recompile_levels)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,21 @@ def test_rl_update_phase_measures_both_variants_on_one_buffer() -> None:
     u = update_phase(rounds=2, sparsity=0.8)
     assert min(u["rollout"], u["plain"], u["masked"]) > 0
     assert 0.5 < u["update_ratio"] < 2 and 0.5 < u["throughput_ratio"] < 2
+
+
+def test_nlp_benchmark_prints_what_bench_py_parses() -> None:
+    """bench_nlp.py end to end on a tiny budget: both ratios, and the compiled-graph counts of a
+    3-unit IMP run (aot_eager: dynamo traces, nothing is generated) -- only the dense unit compiles."""
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from bench import NLP_RATIOS, bench_script
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    args = "--steps 4 --warmup 1 --repeats 1 --compile --compile-backend aot_eager --recompile-levels 1"
+    out = bench_script("bench_nlp", args.split(), {
+        **NLP_RATIOS, "dense": r"in the dense unit: (\d+)", "later": r"in the 2 later units: (\d+)"})
+    assert "skipped" not in out, out["output_tail"]
+    # one repeat: the paired ratio is the ratio (its size means nothing at 3 timed steps)
+    assert out["masked_vs_plain"] > 0 and out["masked_vs_plain_paired"] == out["masked_vs_plain"]
+    assert out["dense"] > 0 and out["later"] == 0

@@ -290,6 +290,8 @@ class HFAdapter(DomainAdapter):
             learning_rate=s.learning_rate,
             max_grad_norm=s.max_grad_norm,
             bf16=s.bf16,
+            torch_compile=s.torch_compile,
+            torch_compile_backend=s.torch_compile_backend if s.torch_compile else None,
             use_cpu=not self.device.startswith("cuda"),
             logging_strategy="steps",
             logging_steps=s.logging_steps,

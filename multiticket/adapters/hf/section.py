@@ -84,6 +84,14 @@ class NLPSection(Strict):
     max_grad_norm: float = Field(1.0, ge=0)
     dropout: float | None = Field(None, ge=0, lt=1, description="overrides the model's dropout rates")
     bf16: bool = Field(False, description="bf16 autocast (weights and masks stay fp32)")
+    torch_compile: bool = Field(
+        False,
+        description="train through torch.compile (the Trainer's torch_compile); masks stay exact and a new "
+        "level's mask causes no recompilation",
+    )
+    torch_compile_backend: str = Field(
+        "inductor", description="torch.compile backend; 'aot_eager' traces without generating code (debugging)"
+    )
     logging_steps: int = Field(25, gt=0, description="how often the loss reaches the core (NaN checks)")
     # -- evaluation ----------------------------------------------------------------------------
     generation_max_length: int = Field(64, gt=0, description="translation: generated tokens")

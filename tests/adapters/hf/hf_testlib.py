@@ -31,6 +31,8 @@ TINY: dict[str, dict[str, Any]] = {
         model_args=dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64),
     ),
 }  # fmt: skip
+#: devices the device-aware tests run on: CUDA too where this machine has it
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 COMMON = dict(
     max_train_examples=160, max_eval_examples=16, max_length=24, vocab_size=300, batch_size=8, logging_steps=4
 )
@@ -40,9 +42,9 @@ def fake_task(biases: bool = False) -> Any:
     return types.SimpleNamespace(prune=types.SimpleNamespace(biases=biases))
 
 
-def make_adapter(workdir: Path, kind: str = "bert", **overrides: Any) -> HFAdapter:
+def make_adapter(workdir: Path, kind: str = "bert", device: str = "cpu", **overrides: Any) -> HFAdapter:
     section = NLPSection(**{**TINY[kind], **COMMON, **overrides})
-    return HFAdapter(fake_task(), section, workdir)
+    return HFAdapter(fake_task(), section, workdir, device)
 
 
 def random_mask(adapter: HFAdapter, keep: float = 0.2, seed: int = 0) -> Mask:

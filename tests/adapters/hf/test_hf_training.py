@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_testlib import FakeHooks, make_adapter, random_mask
+from hf_testlib import DEVICES, FakeHooks, make_adapter, random_mask
 
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.imp import LevelHooks
@@ -19,9 +19,10 @@ def _pruned_are_zero(adapter, mask) -> bool:
     return all(bool((params[n].detach()[~m] == 0).all()) for n, m in mask.items())
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bf16", [False, True])
-def test_pruned_entries_exactly_zero_after_training(workdir, bf16):
-    adapter = make_adapter(workdir, "bert", bf16=bf16, weight_decay=0.1)
+def test_pruned_entries_exactly_zero_after_training(workdir, bf16, device):
+    adapter = make_adapter(workdir, "bert", device=device, bf16=bf16, weight_decay=0.1)
     adapter.build(0)
     mask = random_mask(adapter, keep=0.2)
     before = {n: p.detach().clone() for n, p in adapter.module.named_parameters() if n in mask}
