@@ -61,7 +61,7 @@ def one_run(variant: str, steps: int, seed: int, sparsity: float) -> tuple[float
         mask = Mask(
             {n: torch.rand(params[n].shape, generator=gen) >= sparsity for n in adapter.default_prunable()}
         )
-        enforcer = MaskEnforcer(adapter.module, mask).attach(adapter.optimizers())
+        enforcer = MaskEnforcer(adapter.module, mask, grads=adapter.grad_masking).attach(adapter.optimizers())
     if variant == "adapter":
         callback = HooksCallback(NoHooks(), adapter)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -97,7 +97,7 @@ def update_phase(rounds: int, sparsity: float) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     params = dict(adapter.module.named_parameters())
     mask = Mask({n: torch.rand(params[n].shape, generator=gen) >= sparsity for n in adapter.default_prunable()})
-    enforcer = MaskEnforcer(adapter.module, mask)
+    enforcer = MaskEnforcer(adapter.module, mask, grads=adapter.grad_masking)
     times: dict[str, list[float]] = {"rollout": [], "plain": [], "masked": []}
     for r in range(rounds + 2):  # the first two rounds warm up
         t0 = time.perf_counter()
