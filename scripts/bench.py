@@ -313,7 +313,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("masking (SB3 PPO)", "adapter / plain env-steps/s", get("rl", "adapter_vs_plain")),
         ("masking (SB3 PPO)", "masked / plain update time, same rollout buffer", get("rl", "update_masked_vs_plain")),
         ("masking (SB3 PPO)", "implied masked / plain env-steps/s", get("rl", "update_implied_vs_plain")),
-        ("masking (HF Trainer)", "masked / plain steps/s, paired", get("nlp", "masked_vs_plain_paired")),
+        ("masking (HF Trainer)", "masked / plain steps/s, paired blocks", get("nlp", "masked_vs_plain_paired")),
         (
             "IMP bookkeeping (toy)",
             "% of level training time",
@@ -361,7 +361,7 @@ def main() -> None:
         "--skip", default="", help="comma-separated sections: masking,rl,nlp,bookkeeping,local,ray,gpu"
     )
     parser.add_argument("--rl-args", default="--steps 8000 --repeats 3")
-    parser.add_argument("--nlp-args", default="--steps 100 --repeats 6 --threads 1")
+    parser.add_argument("--nlp-args", default="--steps 205 --repeats 3 --threads 1")
     parser.add_argument(
         "--scaling-steps",
         type=int,

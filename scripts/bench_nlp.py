@@ -57,34 +57,54 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class Timer:
-    """TrainHooks that attaches an optional enforcer and times steps ``warmup``..``last``."""
+    """TrainHooks that times the steps after ``warmup`` in blocks of ``block`` steps.
+
+    With ``toggle`` it attaches the enforcer for every other block and detaches it in between, so
+    masked and plain blocks alternate within one run (drifting machine load hits both alike; the
+    attach/detach itself happens between the timed spans). Without it the whole run is one block,
+    masked if an enforcer is given (the caller attaches it)."""
 
     should_stop = False
 
-    def __init__(self, enforcer: MaskEnforcer | None, warmup: int, last: int, cuda: bool) -> None:
-        self.enforcer = enforcer
+    def __init__(self, enforcer: MaskEnforcer | None, warmup: int, last: int, cuda: bool, block: int = 0,
+                 toggle: bool = False, start_masked: bool = False) -> None:  # fmt: skip
+        self.enforcer, self.toggle = enforcer, toggle
         self.warmup, self.last, self.cuda = warmup, last, cuda
-        self.t0 = self.t1 = 0.0
+        self.block = block if toggle else last - warmup
+        self.masked = start_masked if toggle else enforcer is not None
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.per_step: dict[str, list[float]] = {"plain": [], "masked": []}  # seconds, one per block
+        self.t0: float | None = None
 
     def on_optimizers(self, optimizers: list[torch.optim.Optimizer]) -> None:
-        if self.enforcer is not None:
+        self.optimizers = list(optimizers)
+        if self.enforcer is not None and self.enforcer.attached:
             for opt in optimizers:
                 self.enforcer.add_optimizer(opt)
 
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
-        if step in (self.warmup, self.last):
-            if self.cuda:
-                torch.cuda.synchronize()
-            if step == self.warmup:
-                self.t0 = time.perf_counter()
+        if step < self.warmup or (step - self.warmup) % self.block:
+            return
+        now = self._now()
+        if self.t0 is not None:
+            self.per_step["masked" if self.masked else "plain"].append((now - self.t0) / self.block)
+            if self.toggle:
+                self.masked = not self.masked
+        if self.toggle and self.enforcer is not None and self.masked != self.enforcer.attached:
+            if self.masked:
+                self.enforcer.attach(self.optimizers)
             else:
-                self.t1 = time.perf_counter()
+                self.enforcer.detach()
+            now = self._now()
+        self.t0 = now
 
     def on_resumable(self, step: int) -> None:
         pass
-
-    def steps_per_s(self) -> float:
-        return (self.last - self.warmup) / (self.t1 - self.t0)
 
 
 def device_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,23 +128,39 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"{args.preset}: {n_params / 1e6:.2f}M parameters, {len(names)} masked tensors, sparsity "
           f"{mask.sparsity:.3f}, device {args.device}, bf16 {args.bf16}, compile {args.compile}, "
           f"{args.threads} threads, {args.steps} steps per run ({args.warmup} untimed)")  # fmt: skip
-    rates: dict[str, list[float]] = {"plain": [], "masked": []}
+    pairs: list[float] = []  # plain / masked seconds per step of neighbouring spans
+    seconds: dict[str, list[float]] = {"plain": [], "masked": []}
+    cuda = args.device.startswith("cuda")
     for r in range(args.repeats):
-        for kind in ("plain", "masked") if r % 2 == 0 else ("masked", "plain"):
+        if args.interleave == "blocks":
             adapter.build(0)
-            enforcer = None
-            if kind == "masked":
-                enforcer = MaskEnforcer(adapter.module, mask, grads=HFAdapter.grad_masking).attach()
-            timer = Timer(enforcer, args.warmup, args.steps, args.device.startswith("cuda"))
+            enforcer = MaskEnforcer(adapter.module, mask, grads=HFAdapter.grad_masking)
+            timer = Timer(enforcer, args.warmup, args.steps, cuda, args.block, toggle=True, start_masked=r % 2 == 1)
             adapter.train(0, args.steps, timer)
-            if enforcer is not None:
-                enforcer.detach()
-            rates[kind].append(timer.steps_per_s())
-            print(f"  repeat {r} {kind:6s} {rates[kind][-1]:.2f} steps/s", flush=True)
-    plain, masked = statistics.median(rates["plain"]), statistics.median(rates["masked"])
-    paired = statistics.median(m / p for m, p in zip(rates["masked"], rates["plain"]))
-    print(f"median steps/s: plain {plain:.2f}, masked {masked:.2f}, ratio {masked / plain:.3f}; "
-          f"median of paired ratios {paired:.3f} (target >= 0.97)")  # fmt: skip
+            enforcer.detach()
+            runs = [timer.per_step]
+        else:
+            runs = []
+            for kind in ("plain", "masked") if r % 2 == 0 else ("masked", "plain"):
+                adapter.build(0)
+                enforcer = None
+                if kind == "masked":
+                    enforcer = MaskEnforcer(adapter.module, mask, grads=HFAdapter.grad_masking).attach()
+                timer = Timer(enforcer, args.warmup, args.steps, cuda)
+                adapter.train(0, args.steps, timer)
+                if enforcer is not None:
+                    enforcer.detach()
+                runs.append(timer.per_step)
+            runs = [{k: runs[0][k] + runs[1][k] for k in seconds}]
+        for k in seconds:
+            seconds[k] += runs[0][k]
+        pairs += [p / m for p, m in zip(runs[0]["plain"], runs[0]["masked"])]
+        print(f"  repeat {r}: plain {1 / statistics.median(runs[0]['plain']):.2f} steps/s, masked "
+              f"{1 / statistics.median(runs[0]['masked']):.2f} steps/s", flush=True)  # fmt: skip
+    plain, masked = 1 / statistics.median(seconds["plain"]), 1 / statistics.median(seconds["masked"])
+    print(f"{len(pairs)} pairs of {'blocks' if args.interleave == 'blocks' else 'runs'}; median steps/s: plain "
+          f"{plain:.2f}, masked {masked:.2f}, ratio {masked / plain:.3f}; median of paired ratios "
+          f"{statistics.median(pairs):.3f} (target >= 0.97)")  # fmt: skip
 
 
 def recompiles(args: argparse.Namespace, levels: int) -> None:
@@ -173,9 +209,16 @@ def recompiles(args: argparse.Namespace, levels: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny-bert")
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=205)
     ap.add_argument("--warmup", type=int, default=5, help="steps excluded from the timing (compilation)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--interleave",
+        choices=("blocks", "runs"),
+        default="blocks",
+        help="alternate masked and plain every --block steps of one run, or whole runs",
+    )
+    ap.add_argument("--block", type=int, default=10, help="steps per block (--interleave blocks)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sparsity", type=float, default=0.8)
     ap.add_argument("--device", default="cpu")
@@ -186,6 +229,8 @@ def main() -> None:
     args = ap.parse_args()
     if not 0 < args.warmup < args.steps:
         ap.error("--warmup: must be between 0 and --steps")
+    if args.interleave == "blocks" and args.steps - args.warmup < 2 * args.block:
+        ap.error("--block: --steps minus --warmup must hold at least two blocks")
     torch.set_num_threads(args.threads)
     if args.repeats > 0:
         throughput(args)

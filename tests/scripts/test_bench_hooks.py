@@ -52,10 +52,37 @@ def test_nlp_benchmark_prints_what_bench_py_parses() -> None:
         from bench import NLP_RATIOS, bench_script
     finally:
         sys.path.remove(str(SCRIPTS))
-    args = "--steps 4 --warmup 1 --repeats 1 --compile --compile-backend aot_eager --recompile-levels 1"
+    args = "--steps 5 --warmup 1 --block 2 --repeats 1 --compile --compile-backend aot_eager --recompile-levels 1"
     out = bench_script("bench_nlp", args.split(), {
         **NLP_RATIOS, "dense": r"in the dense unit: (\d+)", "later": r"in the 2 later units: (\d+)"})
     assert "skipped" not in out, out["output_tail"]
-    # one repeat: the paired ratio is the ratio (its size means nothing at 3 timed steps)
+    # one pair of 2-step blocks: the paired ratio is the ratio (its size means nothing here)
     assert out["masked_vs_plain"] > 0 and out["masked_vs_plain_paired"] == out["masked_vs_plain"]
     assert out["dense"] > 0 and out["later"] == 0
+
+
+def test_nlp_timer_alternates_masked_and_plain_blocks() -> None:
+    """bench_nlp's block interleaving: the enforcer is attached exactly in the masked blocks, and
+    each block's time lands under its own variant."""
+    pytest.importorskip("transformers")
+    import torch
+    from torch import nn
+
+    from multiticket.core.enforce import MaskEnforcer
+    from multiticket.core.mask import Mask
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from bench_nlp import Timer
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    net = nn.Linear(4, 4)
+    enforcer = MaskEnforcer(net, Mask({"weight": torch.rand(4, 4) > 0.5}))
+    timer = Timer(enforcer, warmup=2, last=12, cuda=False, block=2, toggle=True)
+    timer.on_optimizers([torch.optim.SGD(net.parameters(), lr=0.1)])
+    attached = []
+    for step in range(1, 13):
+        timer.on_step(step)
+        attached.append(enforcer.attached)
+    assert attached == [False, False, False, True, True, False, False, True, True, False, False, True]
+    assert len(timer.per_step["plain"]) == 3 and len(timer.per_step["masked"]) == 2
