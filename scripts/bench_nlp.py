@@ -2,23 +2,25 @@
 
 Trains the same model through ``HFAdapter.train`` -- the HF Trainer with the adapter's callback --
 plain, and with an 80 %-sparse random mask kept exact by ``MaskEnforcer`` (the HF adapter's
-gradient masking; weight re-zeroing only where the optimizer needs it). Runs alternate (plain,
-masked, masked, plain, ...) so drifting machine load hits both alike. Steps/s is timed from the
-end of the ``--warmup``-th step to the last one (Trainer construction and, with ``--compile``, the
-compilation excluded; on CUDA the device is synchronised at both ends). Reported: the median of
-each variant's rates, and the median of the paired ratios (masked / plain of the same repeat).
-Target: masked >= 0.97x plain.
+gradient masking; weight re-zeroing only where the optimizer needs it). By default masked and
+plain alternate every ``--block`` steps within one run (the enforcer attached and detached between
+the timed spans), so the slow drifts of a shared machine hit both alike; ``--interleave runs``
+alternates whole runs instead. The first ``--warmup`` steps are untimed (Trainer start-up and,
+with ``--compile``, the compilation); on CUDA the device is synchronised before each clock read.
+Reported: the median steps/s of each variant, and the median of the paired ratios (each masked
+span against its plain neighbour). Target: masked >= 0.97x plain.
 
 Presets:
 - ``tiny-bert`` (default): 1.5M-parameter BERT, Rotten Tomatoes, batch 32 of 64 tokens (CPU).
 - ``gpt2``: GPT-2 small (768 wide, 12 layers; BPE 8000), Austen blocks of 128 tokens, batch 32:
   a GPU-sized model.
 
-``--recompile-levels N`` then runs the real IMP loop (the austen-gpt2 task, at GPT-2 small size with
-the gpt2 preset; ``--steps`` per level, these device settings) for N pruned levels plus a random-mask control, and prints how many graphs dynamo
-compiled in each unit: with ``--compile`` only the dense unit should compile anything.
+``--recompile-levels N`` then runs the real IMP loop (the austen-gpt2 task, at GPT-2 small size
+with the gpt2 preset; ``--steps`` per level, these device settings) for N pruned levels plus a
+random-mask control, and prints how many graphs dynamo compiled in each unit: with ``--compile``
+only the dense unit should compile anything.
 
-    .venv/bin/python scripts/bench_nlp.py [--steps 100] [--repeats 5] [--threads 1]
+    .venv/bin/python scripts/bench_nlp.py [--steps 205] [--block 10] [--repeats 3] [--sparsity 0.8]
     python scripts/bench_nlp.py --preset gpt2 --device cuda --bf16 [--compile] [--recompile-levels 3]
 """
 
@@ -69,7 +71,7 @@ class Timer:
     def __init__(self, enforcer: MaskEnforcer | None, warmup: int, last: int, cuda: bool, block: int = 0,
                  toggle: bool = False, start_masked: bool = False) -> None:  # fmt: skip
         self.enforcer, self.toggle = enforcer, toggle
-        self.warmup, self.last, self.cuda = warmup, last, cuda
+        self.warmup, self.cuda = warmup, cuda
         self.block = block if toggle else last - warmup
         self.masked = start_masked if toggle else enforcer is not None
         self.optimizers: list[torch.optim.Optimizer] = []
@@ -138,9 +140,9 @@ def throughput(args: argparse.Namespace) -> None:
             timer = Timer(enforcer, args.warmup, args.steps, cuda, args.block, toggle=True, start_masked=r % 2 == 1)
             adapter.train(0, args.steps, timer)
             enforcer.detach()
-            runs = [timer.per_step]
+            spans = timer.per_step
         else:
-            runs = []
+            spans = {k: [] for k in seconds}
             for kind in ("plain", "masked") if r % 2 == 0 else ("masked", "plain"):
                 adapter.build(0)
                 enforcer = None
@@ -150,13 +152,13 @@ def throughput(args: argparse.Namespace) -> None:
                 adapter.train(0, args.steps, timer)
                 if enforcer is not None:
                     enforcer.detach()
-                runs.append(timer.per_step)
-            runs = [{k: runs[0][k] + runs[1][k] for k in seconds}]
+                for k in seconds:
+                    spans[k] += timer.per_step[k]
         for k in seconds:
-            seconds[k] += runs[0][k]
-        pairs += [p / m for p, m in zip(runs[0]["plain"], runs[0]["masked"])]
-        print(f"  repeat {r}: plain {1 / statistics.median(runs[0]['plain']):.2f} steps/s, masked "
-              f"{1 / statistics.median(runs[0]['masked']):.2f} steps/s", flush=True)  # fmt: skip
+            seconds[k] += spans[k]
+        pairs += [p / m for p, m in zip(spans["plain"], spans["masked"])]
+        print(f"  repeat {r}: plain {1 / statistics.median(spans['plain']):.2f} steps/s, masked "
+              f"{1 / statistics.median(spans['masked']):.2f} steps/s", flush=True)  # fmt: skip
     plain, masked = 1 / statistics.median(seconds["plain"]), 1 / statistics.median(seconds["masked"])
     print(f"{len(pairs)} pairs of {'blocks' if args.interleave == 'blocks' else 'runs'}; median steps/s: plain "
           f"{plain:.2f}, masked {masked:.2f}, ratio {masked / plain:.3f}; median of paired ratios "
@@ -183,7 +185,6 @@ def recompiles(args: argparse.Namespace, levels: int) -> None:
     )
     torch._dynamo.reset()  # forget the throughput runs' graphs: the dense unit compiles afresh
     compiled: dict[str, int] = {}
-    seconds: dict[str, float] = {}
     train_unit = IMPRunner._train_unit
 
     def counting(self: IMPRunner, unit: Any, *a: Any, **k: Any) -> Any:
@@ -191,8 +192,7 @@ def recompiles(args: argparse.Namespace, levels: int) -> None:
         out = train_unit(self, unit, *a, **k)
         key = f"{unit.control}/{unit.level}"
         compiled[key] = counters["stats"]["unique_graphs"] - before
-        seconds[key] = time.perf_counter() - t0
-        print(f"  {key}: {compiled[key]} graphs compiled, {seconds[key]:.1f}s", flush=True)
+        print(f"  {key}: {compiled[key]} graphs compiled, {time.perf_counter() - t0:.1f}s", flush=True)
         return out
 
     IMPRunner._train_unit = counting  # type: ignore[method-assign]

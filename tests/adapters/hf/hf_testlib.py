@@ -47,6 +47,12 @@ def make_adapter(workdir: Path, kind: str = "bert", device: str = "cpu", **overr
     return HFAdapter(fake_task(), section, workdir, device)
 
 
+def pruned_are_zero(module: torch.nn.Module, mask: Mask) -> bool:
+    """Whether every pruned entry of ``module`` is exactly zero."""
+    params = dict(module.named_parameters())
+    return all(bool((params[n].detach()[~m.to(params[n].device)] == 0).all()) for n, m in mask.items())
+
+
 def random_mask(adapter: HFAdapter, keep: float = 0.2, seed: int = 0) -> Mask:
     params = dict(adapter.module.named_parameters())
     gen = torch.Generator().manual_seed(seed)

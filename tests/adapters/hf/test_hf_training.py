@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_testlib import DEVICES, FakeHooks, make_adapter, random_mask
+from hf_testlib import DEVICES, FakeHooks, make_adapter, pruned_are_zero, random_mask
 
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.imp import LevelHooks
 from multiticket.core.rewind import copy_state_dict
 
 T, K = 12, 4
-
-
-def _pruned_are_zero(adapter, mask) -> bool:
-    params = dict(adapter.module.named_parameters())
-    return all(bool((params[n].detach()[~m] == 0).all()) for n, m in mask.items())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -35,7 +30,7 @@ def test_pruned_entries_exactly_zero_after_training(workdir, bf16, device):
     handle.remove()
     enforcer.detach()
     assert hooks.steps == list(range(1, T + 1))
-    assert _pruned_are_zero(adapter, mask)
+    assert pruned_are_zero(adapter.module, mask)
     # the live weights did train, and the parameters themselves stayed fp32
     params = dict(adapter.module.named_parameters())
     assert all(params[n].dtype == torch.float32 for n in mask)
@@ -58,7 +53,7 @@ def test_lstm_and_tied_gpt2_masks_exact(workdir):
         enforcer = MaskEnforcer(adapter.module, mask).attach()
         adapter.train(0, 6, FakeHooks(enforcer))
         enforcer.detach()
-        assert _pruned_are_zero(adapter, mask)
+        assert pruned_are_zero(adapter.module, mask)
         if kind == "gpt2":
             model = adapter.module
             assert model.lm_head.weight is model.transformer.wte.weight
@@ -89,7 +84,7 @@ def test_level_starts_at_rewind_point_times_mask_and_continues_schedule(workdir)
         assert torch.equal(snapshot[name], expected), name
     assert hooks.steps == list(range(K + 1, T + 1))
     assert hooks.lrs == lrs_dense[K:]  # the dense run's LR at every step from k on
-    assert _pruned_are_zero(adapter, mask)
+    assert pruned_are_zero(adapter.module, mask)
 
 
 def test_resumed_dense_level_replays_the_dense_run_exactly(workdir):
