@@ -197,7 +197,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if target.is_dir():
         run_dirs = [target]
     elif target.is_file() and is_sweep_file(target):
-        sweep = load_sweep(target)
+        sweep = load_sweep(target, user_code=False)
         out = Path(args.out) if args.out else (sweep.out or Path("runs"))
         run_dirs = [out / t.run_name for t in sweep.tasks]
     else:
