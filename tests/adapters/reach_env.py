@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 ENV_ID = "TestReach-v0"
@@ -65,6 +65,17 @@ class Linear8(BaseFeaturesExtractor):
 
 class MyPolicy(ActorCriticPolicy):
     """A policy class by import path (an SB3 policy subclass: its roles are known)."""
+
+
+class OtherPolicy(BasePolicy):
+    """A policy that is not PPO's ActorCriticPolicy: built, but its roles are unknown."""
+
+    def __init__(self, observation_space, action_space, lr_schedule, use_sde=False, **kwargs):  # noqa: ANN001
+        super().__init__(observation_space, action_space)
+        self.net = torch.nn.Linear(observation_space.shape[0], int(action_space.n))
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return self.net(observation).argmax(dim=1)
 
 
 if ENV_ID not in gym.registry:

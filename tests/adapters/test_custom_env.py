@@ -128,4 +128,23 @@ def test_status_and_report_import_no_user_code(tmp_path: Path, capsys: pytest.Ca
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     assert cli_main(["status", str(run_dir)]) == 0
     assert cli_main(["report", str(run_dir)]) == 0
+    assert cli_main(["compare", str(run_dir), "--out", str(tmp_path / "comparison")]) == 0
     assert "module_that_must_not_be_imported" not in sys.modules
+
+
+def test_policy_outside_sb3_needs_prune_include(tmp_path: Path) -> None:
+    """A BasePolicy that is not the algorithm's own has no known roles: prune.include names its weights."""
+    from types import SimpleNamespace
+
+    from multiticket.adapters.sb3 import SB3Adapter, Section
+    from multiticket.errors import UserError
+
+    section = Section.model_validate({"env": "CartPole-v1", "algo": "ppo",
+                                      "overrides": {"policy": f"{MODULE}.OtherPolicy"}})
+    adapter = SB3Adapter(SimpleNamespace(prune=SimpleNamespace(include=[])), section, tmp_path)
+    adapter.build(0)
+    with pytest.raises(UserError, match="is not a subclass of SB3's ActorCriticPolicy.*prune.include"):
+        adapter.default_prunable()
+    adapter.task = SimpleNamespace(prune=SimpleNamespace(include=["net.*"]))
+    assert adapter.default_prunable() == []  # the scope comes from prune.include alone
+    adapter.close()
