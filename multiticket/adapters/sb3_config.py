@@ -120,7 +120,8 @@ def _agents(algo: str) -> dict[str, dict[str, Any]]:
 
 def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
     """The hyperparameters for ``env_id``: the entry ``key`` (an error if missing), else the entry
-    named like the env id, else ``atari`` for ALE games, else {} (SB3's defaults)."""
+    named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for ALE
+    games, else {} (SB3's defaults)."""
     entries = _agents(algo)
     if key is not None:
         if key not in entries:
@@ -128,8 +129,9 @@ def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"no entry '{key}' in agents/{algo}.yaml{hint}")
         return dict(entries[key])
-    if env_id in entries:
-        return dict(entries[env_id])
+    name = env_id.rpartition(":")[2]
+    if name in entries:
+        return dict(entries[name])
     if is_atari(env_id) and "atari" in entries:
         return dict(entries["atari"])
     return {}
