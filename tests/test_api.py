@@ -12,8 +12,7 @@ import torch
 import yaml
 
 import multiticket
-from multiticket.adapters.toy import make_dataset, make_mlp
-from multiticket.adapters.toy import ToySection
+from multiticket.adapters.toy import ToySection, make_dataset, make_mlp
 from multiticket.cli import main as cli_main
 from multiticket.errors import UserError
 
