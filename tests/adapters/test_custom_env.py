@@ -148,3 +148,16 @@ def test_policy_outside_sb3_needs_prune_include(tmp_path: Path) -> None:
     adapter.task = SimpleNamespace(prune=SimpleNamespace(include=["net.*"]))
     assert adapter.default_prunable() == []  # the scope comes from prune.include alone
     adapter.close()
+
+
+def test_shipped_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/custom_env/task.yaml as docs/rl.md runs it, at a tiny budget."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "custom_env"
+    monkeypatch.syspath_prepend(str(example))
+    tiny = ["--set", "train.steps=128", "--set", "rewind.step=32", "--levels", "1", "--set", "rl.overrides.n_steps=32",
+            "--set", "rl.overrides.batch_size=32", "--set", "rl.n_eval_episodes=1", "--set", "rl.tensorboard=false"]
+    out = tmp_path / "runs"
+    assert run(example / "task.yaml", out, *tiny) == 0
+    (run_dir,) = out.iterdir()
+    weights = load_file(str(run_dir / "seed_0/ticket/level_1/final.safetensors"))
+    assert tuple(weights["mlp_extractor.policy_net.0.weight"].shape) == (64, 4)  # dim 3 + the goal feature
