@@ -66,6 +66,11 @@ class DomainAdapter(abc.ABC):
     #: ``"hook"`` on every backward, safe for any loop; ``"step"`` once right before each optimizer
     #: step, cheaper, for adapters whose own loop reads no gradient between backward and step
     grad_masking: ClassVar[GradMasking] = "hook"
+    #: ways this adapter can evaluate, newest first (:mod:`multiticket.core.eval_method`); empty
+    #: when there is one way only. The core sets :attr:`eval_method` from the run directory before
+    #: ``build`` and records it in every unit's ``metrics.json``.
+    eval_methods: ClassVar[tuple[str, ...]] = ()
+    eval_method: str | None = None
 
     def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
         """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its

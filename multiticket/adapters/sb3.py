@@ -87,6 +87,11 @@ class SB3Adapter(DomainAdapter):
 
     domain = "rl"
     Section = Section
+    #: ``batched``: the N evaluation episodes run on N copies of the eval env, seeded seed+offset+i,
+    #: one batched ``predict`` per step; ``sequential``: one after another on one env (runs written
+    #: before batching; :mod:`multiticket.core.eval_method` keeps a run on the method it began with)
+    eval_methods = ("batched", "sequential")
+    eval_method = "batched"
 
     def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
@@ -173,8 +178,9 @@ class SB3Adapter(DomainAdapter):
             raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
         if self.init_seed != seed:
             self._reinitialise(self.init_seed)
+        copies = self.section.n_eval_episodes if self.eval_method == "batched" else 1
         self.eval_env = make_env(
-            env_id, self.hyper, seed + self.section.eval_seed_offset, 1, training=False, env_attrs=self.section.env_attrs
+            env_id, self.hyper, seed + self.section.eval_seed_offset, copies, training=False, env_attrs=self.section.env_attrs
         )
 
     def _reinitialise(self, init_seed: int) -> None:
@@ -299,19 +305,7 @@ class SB3Adapter(DomainAdapter):
         """Deterministic episodes on the separately seeded eval env, plus Yu et al.'s ticket reward
         (mean return of the last ``ticket_reward_episodes`` training episodes, when any ended)."""
         model = self._require_model()
-        assert self.eval_env is not None
-        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
-        if train_norm is not None and eval_norm is not None:
-            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
-        self.eval_env.seed(self.seed + self.section.eval_seed_offset)
-        returns, lengths = evaluate_policy(
-            model,
-            self.eval_env,
-            n_eval_episodes=self.section.n_eval_episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-            warn=False,
-        )
+        returns, lengths = self.eval_episodes()
         metrics = {
             "eval_return": float(np.mean(returns)),
             "eval_return_std": float(np.std(returns)),
@@ -321,6 +315,27 @@ class SB3Adapter(DomainAdapter):
         if episodes:
             metrics["ticket_reward"] = float(np.mean([ep["r"] for ep in episodes]))
         return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+    def eval_episodes(self) -> tuple[list[float], list[int]]:
+        """Return and length of each of the ``n_eval_episodes`` deterministic evaluation episodes,
+        in the order they ended. Batched, the eval env holds one copy per episode and
+        ``evaluate_policy`` runs exactly one episode on each (it splits N episodes evenly over N
+        envs), predicting for all copies at once; sequential, one env runs them in turn."""
+        model = self._require_model()
+        assert self.eval_env is not None
+        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
+        if train_norm is not None and eval_norm is not None:
+            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
+        self.eval_env.seed(self.seed + self.section.eval_seed_offset)  # copy i: seed + offset + i
+        returns, lengths = evaluate_policy(
+            model,
+            self.eval_env,
+            n_eval_episodes=self.section.n_eval_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        return [float(r) for r in returns], [int(n) for n in lengths]
 
     # -- rewind state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

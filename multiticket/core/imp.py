@@ -30,6 +30,7 @@ from multiticket.core.controls import CONTROLS
 from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.early_bird_units import EarlyBirdUnits
 from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.eval_method import run_eval_method, unit_records
 from multiticket.core.hooks import LevelHooks, NullReporter, Reporter, StopTraining
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
@@ -66,6 +67,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
     def prepare(self, seed: int | None = None) -> None:
         """Build once and resolve the prunable scope (raises UserError on a bad scope)."""
         p = self.cfg.prune
+        self.adapter.eval_method = run_eval_method(self.adapter.eval_methods, unit_records(self.store.root))
         self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
         module = self.adapter.module
         self.names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
@@ -403,6 +405,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"eval_method": adapter.eval_method} if adapter.eval_method else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
