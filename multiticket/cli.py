@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int | str:
+    from multiticket.launch.resources import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got '{text}'") from None
+
+
 def _names(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
@@ -92,9 +101,10 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where units run (docs/scale.md)")
     g.add_argument("--backend", choices=("local", "ray", "slurm"), default="local",
                    help="local process pool (default), a Ray cluster, or Slurm via submitit")
-    g.add_argument("--workers", type=int, default=1,
+    g.add_argument("--workers", type=_workers, default="auto",
                    help="units at once: local pool size (1 = in this process), CPUs of a local Ray "
-                        "instance, Slurm array parallelism")
+                        "instance, Slurm array parallelism; default 'auto': the CPUs this process may "
+                        "use, capped by memory (1 trains in this process; docs/scale.md)")
     g.add_argument("--granularity", choices=("unit", "chain"),
                    help="one job per unit (default; slurm: per seed chain) or per seed chain")
     g.add_argument("--threads", type=int,

@@ -9,6 +9,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _auto_workers_in_process(monkeypatch):
+    """``--workers auto`` (the default) resolves to one CPU here, so runs train in the test's
+    process as they did before it was the default; pool tests pass ``--workers N``, and
+    tests/launch/test_resources.py tests the resolution itself."""
+    monkeypatch.setattr("multiticket.launch.driver.allowed_cpus", lambda *a, **k: 1)
+
+
 @pytest.fixture
 def tiny_toy_args(tmp_path):
     """CLI arguments of a fast toy run (a few hundred steps per unit)."""

@@ -9,6 +9,8 @@ whole run, writes ``config.yaml``, then either trains in this process (``--backe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -23,6 +25,16 @@ from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
+from multiticket.launch.resources import (
+    AUTO,
+    SLURM_AUTO_PARALLELISM,
+    WorkerNeed,
+    allowed_cpus,
+    available_memory,
+    gpu_free_memory,
+    memory_cap,
+    worker_memory,
+)
 
 
 @dataclass
@@ -64,15 +76,26 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
 
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
-    if opts.workers < 1:
-        raise UserError("--workers: must be >= 1")
+    auto = opts.workers == AUTO
+    opts = dataclasses.replace(opts, workers=cpu_workers(opts)) if auto else opts
+    if not isinstance(opts.workers, int) or opts.workers < 1:
+        raise UserError("--workers: must be >= 1 or 'auto'")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
-    runs = []
+    runs, needs = [], []
     for task in tasks:
         runs.append(prepare_run(task, out, opts.device))
+        needs.append(worker_need(runs[-1]))
         if not opts.in_process:
             runs[-1].runner.adapter.close()  # validated; the workers build their own
+    if auto and opts.backend != "slurm" and not opts.address:
+        capped = memory_cap(opts.workers, needs, available_memory(),
+                            gpu_free_memory() if any(n.gpu for n in needs) else [])
+        if capped < opts.workers:
+            was_in_process = opts.in_process
+            opts = dataclasses.replace(opts, workers=capped)
+            if opts.in_process and not was_in_process:  # rebuild what was closed for the workers
+                runs = [prepare_run(task, out, opts.device) for task in tasks]
     with contextlib.ExitStack() as stack:
         for run in runs:
             stack.enter_context(RunStore(run.run_dir).locked())
@@ -92,6 +115,25 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         else:
             dispatch(runs, opts, reporter)
     return [r.run_dir for r in runs]
+
+
+def cpu_workers(opts: LaunchOptions) -> int:
+    """``--workers auto`` before the memory cap: the CPUs this process may use (local pool), that
+    many units of ``cpus_per_unit`` CPUs (a local Ray), or the cluster's limit (Slurm, a Ray
+    cluster)."""
+    if opts.backend == "slurm" or opts.address:
+        return SLURM_AUTO_PARALLELISM if opts.backend == "slurm" else allowed_cpus()
+    cpus = allowed_cpus()
+    if opts.backend == "ray":
+        return max(1, math.floor(cpus / max(opts.cpus_per_unit, 1e-9)))
+    return cpus
+
+
+def worker_need(run: PreparedRun) -> WorkerNeed:
+    """The memory one worker of ``run`` needs, from its built (validated) module."""
+    params = list(run.runner.adapter.module.parameters())
+    on_gpu = any(p.is_cuda for p in params)
+    return worker_memory(run.task.config.domain, sum(p.numel() for p in params), on_gpu)
 
 
 def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> None:
