@@ -309,7 +309,7 @@ def build_tasks(part: Part, budget: str, out: Path, seeds: Sequence[int], levels
 # -- running ---------------------------------------------------------------------------------------
 
 
-def run_part(pt: PartTasks, out: Path, workers: int, device: str, quiet: bool) -> str | None:
+def run_part(pt: PartTasks, out: Path, workers: int | str, device: str, quiet: bool) -> str | None:
     """Run (or resume) every task of a part; returns an error line, or None on success."""
     from multiticket.core.hooks import NullReporter
     from multiticket.errors import RunFailure, UserError
@@ -962,8 +962,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiny: seconds (tests); cpu: 2 cores, <= 3 h in all; paper: Yu's scale, for a GPU machine")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--out", default="runs/yu2019", help="output directory (default runs/yu2019)")
-    p.add_argument("--workers", type=int, help="units at once (default: 1 tiny, 2 cpu, the CPU count on paper; "
-                                                "2 for the NLP parts on paper, which share the GPU)")
+    p.add_argument("--workers", type=int, help="units at once (default: 1 tiny, else 'auto': the CPUs this process "
+                                                "may use; 2 for the NLP parts on paper, which share the GPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--levels", type=int, help="override the budget's number of pruning levels (every part)")
     p.add_argument("--results-only", action="store_true", help="train nothing; rewrite reports and results")
@@ -971,12 +971,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_workers(part: Part, budget: str) -> int:
+def default_workers(part: Part, budget: str) -> int | str:
+    """1 on the tiny budget (seconds, in-process); otherwise multiticket's ``auto`` (the CPUs this
+    process may use, capped by memory; 2 on the 2-core machine the cpu budget was measured on),
+    but the NLP parts on paper share one GPU between ``paper_workers``."""
     if budget == "tiny":
         return 1
-    if budget == "cpu":
-        return 2
-    return part.paper_workers or os.cpu_count() or 1
+    if budget == "paper" and part.paper_workers:
+        return part.paper_workers
+    return "auto"
 
 
 def main(argv: Sequence[str] | None = None, clock: Callable[[], float] = time.monotonic) -> int:
