@@ -83,12 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _workers(text: str) -> int | str:
-    from multiticket.launch.resources import parse_workers
-
+    """``auto`` (multiticket.launch.resources) or a count >= 1; parsed here without importing
+    the launch package, which imports torch (argparse converts the default on every parse)."""
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
-        return parse_workers(text)
+        count = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got '{text}'") from None
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got '{text}'")
+    return count
 
 
 def _names(text: str) -> list[str]:

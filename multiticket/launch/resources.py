@@ -141,12 +141,3 @@ def gpu_slots(workers: int, n_gpus: int) -> list[int] | None:
         return None
     return [i % n_gpus for i in range(workers)]
 
-
-def parse_workers(value: int | str) -> int | str:
-    """``--workers``: ``auto`` or a count >= 1 (ValueError otherwise)."""
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return AUTO
-    count = int(value)
-    if count < 1:
-        raise ValueError("must be >= 1 or 'auto'")
-    return count
