@@ -48,7 +48,7 @@ from multiticket.core.imp import IMPRunner
 from multiticket.core.mask import Mask
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed
-from multiticket.core.store import Unit
+from multiticket.core.store import Unit, save_torch
 from multiticket.errors import RunFailure, UserError
 
 RESULT = "instability.json"
@@ -183,7 +183,7 @@ class InstabilityMixin:
         self.store.begin(d)
         for name, weights in zip(ENDPOINTS, endpoints):
             self.store.write_file(d, name, lambda p, w=weights: save_file(_contiguous(w), str(p)))
-        self.store.write_file(d, "state.pt", lambda p: torch.save(extra, p))
+        self.store.write_file(d, "state.pt", lambda p: save_torch(extra, p))
         self.store.write_file(d, "mask.safetensors", mask.save)
         self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])

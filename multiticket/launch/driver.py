@@ -66,6 +66,8 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks])
     runs = []
