@@ -46,6 +46,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
         )
         runner = runner_class(task)(task, adapter, RunStore(run_dir))
         runner.prepare()
+        check_levels_keep_weights(runner)
     except UserError as exc:
         if not existed and run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -56,6 +57,21 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return PreparedRun(task, run_dir, runner)
+
+
+def check_levels_keep_weights(runner: IMPRunner) -> None:
+    """Refuse, before any training, a plan whose deepest level keeps no prunable weight alive
+    (``prune.rate: 0.999999`` empties the network at level 1; later levels would retrain nothing)."""
+    levels = runner.cfg.prune.levels
+    empty = next((lv for lv in range(1, levels + 1) if runner.planned_alive(lv) == 0), None)
+    if empty is None:
+        return
+    p = runner.cfg.prune
+    keeps = f"at most {empty - 1} level(s) keep a weight" if empty > 1 else "no level keeps a weight"
+    raise UserError(
+        f"prune.rate: {p.rate} (rate_of {p.rate_of}) leaves none of the {sum(runner.sizes.values())} prunable "
+        f"weights alive at level {empty} of prune.levels {levels}; {keeps}: lower prune.rate or prune.levels"
+    )
 
 
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
