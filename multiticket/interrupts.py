@@ -3,10 +3,11 @@
 The handlers are installed first thing (``python -m multiticket`` installs them before importing
 anything else of multiticket): a signal raises :class:`Interrupted` (a ``KeyboardInterrupt``, so
 every ``except BaseException`` / ``finally`` that cleans up, such as the local pool stopping its
-workers, runs as for Ctrl-C) and is remembered. A signal can land anywhere, in the middle of a
-lazy import too, after which later code may fail in odd ways (a half-initialised module, a
-``RecursionError``); so once a signal arrived, whatever exception ends the command is reported as
-the interruption. Every write is atomic, so a rerun resumes. Only stdlib imports here.
+workers, runs as for Ctrl-C) and is remembered. A signal that lands inside an import (torch
+imports lazily, e.g. ``numpy.linalg``) is held until the import has finished: raised there it
+could leave a half-initialised module (a later ``RecursionError``) or cross a C++ extension's
+initialisation (an abort). And once a signal arrived, whatever exception ends the command is
+reported as the interruption. Every write is atomic, so a rerun resumes. Only stdlib imports here.
 """
 
 from __future__ import annotations
@@ -43,7 +44,35 @@ def _raise(signum: int, frame: FrameType | None) -> None:
         os._exit(exit_code(_received[0]))
     if not _received:
         _received.append(signum)
+    if _importing(frame) and hasattr(signal, "setitimer"):
+        _defer(signum)
+        return
     raise Interrupted(signum)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """True while the main thread is inside an import: an exception raised there can leave a
+    half-initialised module behind (a later ``RecursionError``) or cross a C++ extension's
+    initialisation (an abort)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _defer(signum: int, retry_seconds: float = 0.01) -> None:
+    """Raise :class:`Interrupted` as soon as the import in progress has finished (polled by
+    SIGALRM every ``retry_seconds``)."""
+
+    def retry(_: int, frame: FrameType | None) -> None:
+        if _importing(frame):
+            signal.setitimer(signal.ITIMER_REAL, retry_seconds)
+            return
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGALRM, retry)
+    signal.setitimer(signal.ITIMER_REAL, retry_seconds)
 
 
 def received() -> int | None:
@@ -72,9 +101,13 @@ def handled() -> Iterator[None]:
         _received.clear()
         _reported.clear()
     previous = install()
+    if previous and hasattr(signal, "SIGALRM"):  # used by _defer
+        previous[signal.SIGALRM] = signal.getsignal(signal.SIGALRM)
     try:
         yield
     finally:
+        if previous and hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if outermost:
@@ -103,9 +136,19 @@ def entry() -> int:
     try:
         from multiticket.cli import main
 
-        return main()
+        code = main()
+        if received() is not None:  # held during an import that main's last lines ran
+            code = report(lambda line: print(line, file=sys.stderr))
     except BaseException as exc:  # noqa: BLE001 - a signal during the imports above
         code = None if isinstance(exc, SystemExit) else report(lambda line: print(line, file=sys.stderr), exc)
         if code is None:
             raise
-        return code
+    for sig in SIGNALS:  # the command is over: a signal during the interpreter's shutdown ends it at once
+        signal.signal(sig, _after_the_command)
+    return code
+
+
+def _after_the_command(signum: int, frame: FrameType | None) -> None:
+    if not _reported:
+        os.write(2, f"multiticket: {SIGNALS[signal.Signals(signum)]}\n".encode())
+    os._exit(exit_code(signum))

@@ -93,3 +93,40 @@ def test_signal_is_one_line_exit_130_143_and_a_rerun_resumes(case: str, referenc
     again = subprocess.run(_cmd(out, workers), env=_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert snapshot(only_run(out)) == snapshot(reference)
+
+
+def test_a_signal_inside_an_import_waits_for_the_import_to_finish(tmp_path: Path) -> None:
+    """Raised inside an import, the interrupt could leave a half-initialised module behind (the
+    RecursionError once seen when Ctrl-C hit torch's lazy import of numpy.linalg)."""
+    (tmp_path / "interrupted_module.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nfor _ in range(200000):\n    pass\nCOMPLETE = True\n"
+    )
+    script = (
+        "import sys, time\nfrom multiticket import interrupts\ninterrupts.install()\n"
+        "try:\n    import interrupted_module\n    time.sleep(5)\n    print('not interrupted')\n"
+        "except KeyboardInterrupt:\n    print('interrupted after import:', sys.modules['interrupted_module'].COMPLETE)\n"
+    )
+    env = {**_env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "interrupted after import: True", done.stdout + done.stderr
+
+
+def test_any_exception_after_a_signal_is_reported_as_the_interruption(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Code that a signal interrupted may fail afterwards in odd ways: still one line, exit 143."""
+    import multiticket.cli as cli
+
+    def broken_by_the_signal(args: object) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RecursionError("maximum recursion depth exceeded") from None
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_tasks", broken_by_the_signal)
+    assert cli.main(["tasks"]) == 143
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["multiticket: terminated (SIGTERM); rerun the same command to resume"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the test process gets its handlers back
