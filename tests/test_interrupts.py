@@ -18,7 +18,7 @@ from multiticket.cli import main
 from tests.proctree import alive, descendants
 from tests.runsnap import only_run, snapshot
 
-TOY = ["run", "toy-mlp", "--quiet", "--levels", "2", "--set", "train.steps=400", "--set", "toy.n_train=512",
+TOY = ["run", "toy-mlp", "--quiet", "--levels", "2", "--set", "train.steps=200", "--set", "toy.n_train=512",
        "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]", "--set", "controls=[random_mask]"]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from multiticket.launch.lifeline import exit_if_gone
 from tests.proctree import alive, descendants
 
 RUN = ["run", "toy-mlp", "--quiet", "--workers", "2", "--seeds", "0,1", "--levels", "2", "--set", "train.steps=3000",
@@ -45,11 +46,17 @@ def test_sigkill_of_the_driver_leaves_no_process_of_its_run(tmp_path: Path) -> N
             driver.kill()
 
 
+def _exit_status_of_child(driver: int) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: a "worker" checking on its driver
+        exit_if_gone(driver)
+        os._exit(7)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def test_a_worker_that_finds_its_driver_gone_exits() -> None:
     """The race the kernel cannot cover: the driver died before the worker was tied to it."""
-    code = "from multiticket.launch.lifeline import exit_if_gone; import sys; exit_if_gone(int(sys.argv[1])); exit(7)"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    assert subprocess.run([sys.executable, "-c", code, str(dead.pid)], env=env).returncode == 1
-    assert subprocess.run([sys.executable, "-c", code, str(os.getpid())], env=env).returncode == 7
+    assert _exit_status_of_child(dead.pid) == 1
+    assert _exit_status_of_child(os.getpid()) == 7
