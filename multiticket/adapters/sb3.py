@@ -27,11 +27,11 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]

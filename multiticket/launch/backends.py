@@ -134,9 +134,10 @@ WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
 def worker_modules(domains: Sequence[str] = ()) -> list[str]:
     """Modules the fork server imports once for every worker: :data:`WORKER_MODULES` and the
     adapters of the domains about to run (SB3 or transformers take seconds to import)."""
-    from multiticket.adapters import ADAPTERS
+    from multiticket.domains import domains as registry
 
-    return [*WORKER_MODULES, *sorted({ADAPTERS[d][0].partition(":")[0] for d in domains if d in ADAPTERS})]
+    adapters = {registry.module_of(d) for d in domains if d in registry}
+    return [*WORKER_MODULES, *sorted(m for m in adapters if m)]
 
 
 def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
