@@ -5,7 +5,8 @@ step, with ``num_timesteps`` as the step), the mask enforcer rides on SB3's own 
 level that starts at the rewind step k continues with ``num_timesteps = k`` and
 ``learn(T - k, reset_num_timesteps=False)`` so that progress-based schedules (learning rate, clip
 range, DQN's exploration rate) continue exactly where the dense run was at step k.
-See docs/rl.md for the task-file keys and DESIGN.md §4 for the per-algorithm table.
+See docs/rl.md for the task-file keys and :mod:`multiticket.adapters.sb3_algos` for the per-algorithm
+table (prunable modules, optimizers, target pairs).
 """
 
 from __future__ import annotations

@@ -113,11 +113,6 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 f"(see FAILED in each unit's directory; the other units finished)"
             )
 
-    def run_seed(self, seed: int) -> None:
-        """Every unit of one seed, in dependency order (the whole chain in this process)."""
-        for planned in unit_plan(self.cfg, [seed]):
-            self.run_unit(planned.unit)
-
     def run_unit(self, unit: Unit) -> tuple[dict[str, Any] | None, bool]:
         """Run one unit alone, loading its inputs (masks, final weights, rewind points) from the
         store; returns ``(record, skipped)``. Holds the unit's lock, so two processes never train
