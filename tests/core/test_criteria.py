@@ -152,3 +152,15 @@ def test_each_criterion_runs_end_to_end(tmp_path, name):
     (run,) = list(tmp_path.iterdir())
     assert (run / "seed_0" / "ticket" / "level_3" / "DONE").is_file()
     assert (run / "seed_0" / "one_shot" / "level_3" / "DONE").is_file()
+
+
+def test_init_criteria_run_in_every_chain_that_has_a_rewind_point(tmp_path):
+    """rewind_init ranks against step 0, one_shot and prune_dense against k, early-bird (k = 0) too."""
+    args = ["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "2", "--set", "prune.criterion=movement",
+            "--set", "rewind.step=0", "--set", "train.steps=60", "--set", "toy.n_train=128", "--set", "toy.n_test=64",
+            "--set", "toy.hidden=[16,8]", "--set", "early_bird.interval=5",
+            "--set", "controls=[rewind_init,early_bird,prune_dense]"]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    for control in ("ticket", "rewind_init", "early_bird", "prune_dense"):
+        assert (run / "seed_0" / control / "level_2" / "DONE").is_file(), control
