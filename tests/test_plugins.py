@@ -1,5 +1,5 @@
-"""A package outside multiticket registers a criterion and a domain (adapter + task-file section)
-through entry points, and ``multiticket run`` uses both: in process and on the local pool."""
+"""A package outside multiticket registers a criterion, a domain (adapter + task-file section) and a
+control through entry points, and ``multiticket run`` uses both: in process and on the local pool."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from multiticket.core.adapter import DomainAdapter
+from multiticket.core.controls import ControlSpec
 from multiticket.core.criteria.base import Criterion
 from multiticket.schema import Strict
 
@@ -30,6 +31,7 @@ def _first_entries_first(init, final):
 
 
 CRITERION = Criterion("first_entries", _first_entries_first, needs_init=False, doc="prune by position")
+SPEC = ControlSpec("scattered_rewound", "random_global", "rewind", "random positions at the total count, from k")
 
 
 class VisionSection(Strict):
@@ -83,7 +85,7 @@ domain: vision
 seeds: [0, 1]
 train: {steps: 20}
 prune: {criterion: first_entries, rate: 0.5, levels: 2}
-controls: [random_reinit]
+controls: [random_reinit, scattered_rewound]
 vision: {width: 6}
 """
 
@@ -98,7 +100,8 @@ def plugin_path(tmp_path_factory) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mt-vision\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[multiticket.adapters]\nvision = mt_vision:VisionAdapter\n\n"
-        "[multiticket.criteria]\nfirst_entries = mt_vision:CRITERION\n"
+        "[multiticket.criteria]\nfirst_entries = mt_vision:CRITERION\n\n"
+        "[multiticket.controls]\nscattered_rewound = mt_vision:SPEC\n"
     )
     return root
 
@@ -118,7 +121,7 @@ def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, 
     (run,) = list((tmp_path / "runs").iterdir())
     assert run.name.startswith("plug-")
     for seed in (0, 1):
-        for control in ("ticket", "random_reinit"):
+        for control in ("ticket", "random_reinit", "scattered_rewound"):
             assert (run / f"seed_{seed}" / control / "level_2" / "DONE").is_file()
         mask = load_file(str(run / f"seed_{seed}" / "ticket" / "level_1" / "mask.safetensors"))
         flat = [bool(v) for name in ("0.weight", "2.weight") for v in mask[name].reshape(-1).tolist()]
