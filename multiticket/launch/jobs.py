@@ -36,6 +36,8 @@ class RunSpec:
     resolved: dict[str, Any]
     source: str
     device: str = "auto"
+    #: the user's modules the task imports (``rl.imports``): pool workers preload them once
+    user_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,21 @@ def make_jobs(spec: RunSpec, plan: Sequence[PlannedUnit], granularity: str) -> l
 # -- worker side ----------------------------------------------------------------------------------
 
 
-def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
-    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read)."""
+def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True) -> Any:
+    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read),
+    through the same validators as a task file. Validating the domain section imports the modules
+    the task names (``rl.imports``), so they are imported in every worker; ``user_code=False``
+    checks their form only (``status``)."""
     from multiticket.config import resolve_task, validate_task
 
     data = {k: v for k, v in resolved.items() if k != "versions"}
-    return resolve_task(validate_task(data, source), source)
+    return resolve_task(validate_task(data, source), source, user_code)
+
+
+def user_modules(task: Any) -> tuple[str, ...]:
+    """The modules of the user's that a task's domain section imports (none for most sections)."""
+    modules = getattr(task.section, "user_modules", None)
+    return tuple(modules()) if callable(modules) else ()
 
 
 _RUNNERS: dict[tuple[str, str], Any] = {}
