@@ -76,6 +76,8 @@ class Registry(Mapping[str, T], Generic[T]):
         self.group = group
         self._builtins = builtins
         self._entries: dict[str, T | Lazy] = {}
+        #: the module a lazy entry was registered with, kept once it is loaded
+        self._modules: dict[str, str] = {}
         self._loaded = False
 
     def register(self, name: str, entry: T | Lazy) -> None:
@@ -99,6 +101,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._load()
         entry = self._entries[name]
         if isinstance(entry, Lazy):
+            self._modules[name] = entry.module
             entry = entry.load(self.kind, name)
             self._entries[name] = entry
         return entry
@@ -116,12 +119,15 @@ class Registry(Mapping[str, T], Generic[T]):
         return name in self._entries
 
     def module_of(self, name: str) -> str | None:
-        """The module an entry lives in, without importing it (None when unknown)."""
+        """The module an entry was registered from (``"module:attr"``'s module), without importing
+        it; for an entry registered as an object, the module that defines it (None when unknown)."""
         self._load()
         entry = self._entries.get(name)
         if entry is None:
             return None
-        return entry.module if isinstance(entry, Lazy) else getattr(entry, "__module__", None)
+        if isinstance(entry, Lazy):
+            return entry.module
+        return self._modules.get(name) or getattr(entry, "__module__", None)
 
     def unknown(self, name: object, names: list[str] | None = None) -> str:
         """``unknown <kind> 'x' (did you mean 'y'?; known: a, b)``: the message of a bad name."""
