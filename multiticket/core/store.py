@@ -1,6 +1,6 @@
 """The run store: one directory per resolved config, one sub-directory per unit of work.
 
-Layout (DESIGN.md §6)::
+Layout (the run-directory contract of the README; docs/architecture.md follows one unit into it)::
 
     <out>/<name>-<hash8>/
       config.yaml
@@ -68,7 +68,7 @@ def storage_errors(path: Path | str) -> Iterator[None]:
         raise error from exc
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``; a storage failure
     is one :class:`UserError` naming ``path``, and the temporary is removed whatever happens."""
     with storage_errors(path):
