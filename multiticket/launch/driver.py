@@ -35,6 +35,7 @@ from multiticket.launch.resources import (
     memory_cap,
     worker_memory,
 )
+from multiticket.runtime import library_versions, resolve_device
 
 
 @dataclass
@@ -46,9 +47,8 @@ class PreparedRun:
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
-    from multiticket.adapters import adapter_class
-    from multiticket.cli import resolve_device
     from multiticket.core.transfer import runner_class
+    from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -58,6 +58,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
         )
         runner = runner_class(task)(task, adapter, RunStore(run_dir))
         runner.prepare()
+        check_levels_keep_weights(runner)
     except UserError as exc:
         if not existed and run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -70,16 +71,31 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     return PreparedRun(task, run_dir, runner)
 
 
+def check_levels_keep_weights(runner: IMPRunner) -> None:
+    """Refuse, before any training, a plan whose deepest level keeps no prunable weight alive
+    (``prune.rate: 0.999999`` empties the network at level 1; later levels would retrain nothing)."""
+    levels = runner.cfg.prune.levels
+    empty = next((lv for lv in range(1, levels + 1) if runner.planned_alive(lv) == 0), None)
+    if empty is None:
+        return
+    p = runner.cfg.prune
+    keeps = f"at most {empty - 1} level(s) keep a weight" if empty > 1 else "no level keeps a weight"
+    raise UserError(
+        f"prune.rate: {p.rate} (rate_of {p.rate_of}) leaves none of the {sum(runner.sizes.values())} prunable "
+        f"weights alive at level {empty} of prune.levels {levels}; {keeps}: lower prune.rate or prune.levels"
+    )
+
+
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
-    from multiticket.cli import library_versions
-
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     auto = opts.workers == AUTO
     opts = dataclasses.replace(opts, workers=cpu_workers(opts)) if auto else opts
     if not isinstance(opts.workers, int) or opts.workers < 1:
         raise UserError("--workers: must be >= 1 or 'auto'")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs, needs = [], []
