@@ -53,9 +53,9 @@ RESULT = "E2E-RESULT "
 def multiticket_side(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
     """One in-process ticket search; phases from the runner's per-unit timings."""
     import multiticket.cli  # noqa: F401 - what `multiticket run` imports before it builds
-    from multiticket.adapters import ADAPTERS
+    from multiticket.domains import domains
 
-    __import__(ADAPTERS[cfg["domain"]][0].partition(":")[0])
+    __import__(domains.module_of(cfg["domain"]))
     startup = time.time() - launched
     from multiticket.analysis.summary import write_summary
     from multiticket.api import resolve_task
