@@ -146,7 +146,7 @@ def data_facts(task: Any, run_dir: Path) -> dict[str, Any]:
     """Majority rates of the evaluated validation / test examples and of the whole validation split."""
     from multiticket.adapters.hf.data import load_splits
 
-    cache = run_dir / "cache"
+    cache = run_dir / "cache" / "datasets"  # where the HF adapter caches them (workdir = RUN/cache)
     try:
         evaluated = load_splits(task.section, cache)
         full = load_splits(task.section.model_copy(update={"max_eval_examples": None}), cache)

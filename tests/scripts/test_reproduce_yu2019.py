@@ -132,7 +132,7 @@ def test_lunarlander_ppo_part_tiny(yu: Any, tmp_path: Path) -> None:
     cpu = yu.task_data(yu.PARTS["lunarlander-ppo"], yu.PARTS["lunarlander-ppo"].variants[0], "cpu", "cpu", [0, 1])
     # late rewinding: the end of the second rollout, i.e. the weights after PPO's first update
     assert cpu["rewind"]["step"] == 2 * 16 * 1024 and cpu["rl"]["overrides"] == {"batch_size": 256}
-    assert cpu["train"]["steps"] == 1_000_000 and cpu["prune"]["levels"] == 8
+    assert cpu["train"]["steps"] == 1_000_000 and cpu["prune"]["levels"] == 4
 
     res = json.loads((out / "results.json").read_text())
     (run,) = res["parts"]["lunarlander-ppo"]["runs"]
