@@ -131,18 +131,19 @@ def test_lunarlander_ppo_part_tiny(yu: Any, tmp_path: Path) -> None:
     assert (task["rl"]["algo"], task["rl"]["env"], task["controls"]) == ("ppo", "LunarLander-v3", list(yu.PPO_CONTROLS))
     cpu = yu.task_data(yu.PARTS["lunarlander-ppo"], yu.PARTS["lunarlander-ppo"].variants[0], "cpu", "cpu", [0, 1])
     # late rewinding: the end of the second rollout, i.e. the weights after PPO's first update
-    assert cpu["rewind"]["step"] == 2 * 16 * 1024 and cpu["rl"]["overrides"] == {"batch_size": 256}
+    assert cpu["rewind"]["step"] == 2 * 16 * 1024 and "overrides" not in cpu["rl"]  # RL-Zoo settings as shipped
     assert cpu["train"]["steps"] == 1_000_000 and cpu["prune"]["levels"] == 4
 
     res = json.loads((out / "results.json").read_text())
     (run,) = res["parts"]["lunarlander-ppo"]["runs"]
-    assert (run["units_done"], run["units_planned"]) == (5, 5)  # dense + ticket and 3 controls at level 1
+    assert (run["units_done"], run["units_planned"]) == (4, 4)  # dense + ticket and 2 random controls at level 1
     claims = {c["id"]: c for c in res["claims"] if c["part"] == "lunarlander-ppo"}
     assert set(claims) == {"dense-lands", "ticket-beats-random", "one-shot-below-random", "late-rewinding-helps",
                            "iterative-helps"}
     dense = run["tables"][0]["rows"][0]["ticket"][0]
     assert claims["dense-lands"]["verdict"] == (yu.REPRODUCED if dense >= 200 else yu.NOT_REPRODUCED)
-    assert claims["late-rewinding-helps"]["verdict"] == yu.NOT_ATTEMPTED  # rewind_init is not in this part
+    for claim_id in ("late-rewinding-helps", "one-shot-below-random", "iterative-helps"):
+        assert claims[claim_id]["verdict"] == yu.NOT_ATTEMPTED  # rewind_init and one_shot are not in this part
     # the A2C LunarLander part and its claims stay
     assert res["parts"]["lunarlander"]["status"] == yu.NOT_RUN
 
