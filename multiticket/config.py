@@ -32,6 +32,7 @@ UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint
 #: hash and config.yaml) while they hold this default, so existing run directories keep their names
 OMIT_IF_DEFAULT: dict[str, Any] = {
     "rewind.mode": "weights", "rewind.finetune_lr": None, "rl.env_attrs": {}, "early_bird.interval": None,
+    "nlp.labels": None, "nlp.drop_missing_labels": False,
 }
 
 #: early-bird mask-check interval of a domain when the task sets none. In RL the first updates of
