@@ -26,7 +26,9 @@ from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.errors import UserError
 
 #: keys that do not change any single unit's result, so they are not part of the run hash
-UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint", "transfer.source_dir")
+UNHASHED_KEYS = (
+    "seeds", "prune.levels", "controls", "description", "checkpoint", "transfer.source_dir", "torch.module_dir",
+)  # fmt: skip
 
 #: keys added to a section after runs existed: left out of the resolved config (and so of the
 #: hash and config.yaml) while they hold this default, so existing run directories keep their names
@@ -184,7 +186,7 @@ class TransferSection(Strict):
 
 class TaskConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    domain: Literal["toy", "rl", "nlp"]
+    domain: Literal["toy", "rl", "nlp", "torch"]
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     train: TrainSection
@@ -199,6 +201,7 @@ class TaskConfig(Strict):
     toy: dict[str, Any] | None = None
     rl: dict[str, Any] | None = None
     nlp: dict[str, Any] | None = None
+    torch: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _transfer_mask_needs_transfer(self) -> TaskConfig:
@@ -234,7 +237,7 @@ class ResolvedTask:
     def resolved(self) -> dict[str, Any]:
         """The whole config with defaults filled in (what ``config.yaml`` records)."""
         data = self.config.model_dump(mode="json")
-        for domain in ("toy", "rl", "nlp"):
+        for domain in ("toy", "rl", "nlp", "torch"):
             data.pop(domain)
         # optional sections left out (None) are omitted, so adding a new optional feature to the
         # schema never changes the hash (and thus the run directory) of an existing task
@@ -340,15 +343,18 @@ def _known_keys(model_title: str, loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def validate_section(model: type[BaseModel], data: Any, source: Path | str, prefix: str) -> BaseModel:
-    """Validate a domain section; errors name ``prefix.field`` in ``source``."""
+def validate_section(
+    model: type[BaseModel], data: Any, source: Path | str, prefix: str, context: dict[str, Any] | None = None
+) -> BaseModel:
+    """Validate a domain section; errors name ``prefix.field`` in ``source``. ``context`` reaches
+    the section's validators (``task_dir``: the task file's folder, for paths relative to it)."""
     _MODEL_REGISTRY[model.__name__] = model
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{source}: {prefix.rstrip('.')}: expected a mapping")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise _field_error(source, exc, prefix) from None
 
@@ -422,7 +428,7 @@ def load_task(
         config = TaskConfig.model_validate(data)
     except ValidationError as exc:
         raise _field_error(source, exc) from None
-    for other in ("toy", "rl", "nlp"):
+    for other in ("toy", "rl", "nlp", "torch"):
         if other != config.domain and getattr(config, other) is not None:
             raise UserError(f"{source}: {other}: section does not belong to domain '{config.domain}'")
     if config.rewind_step() >= config.train.steps:
@@ -430,5 +436,6 @@ def load_task(
     _check_retrain_and_early_bird(config, source)
     _check_targeted_dropout(config, source)
     cls = adapter_class(config.domain)
-    section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.")
+    context = {"task_dir": source.parent}
+    section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.", context)
     return ResolvedTask(config=config, section=section, source=source)

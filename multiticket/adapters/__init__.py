@@ -12,6 +12,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "toy": ("multiticket.adapters.toy:ToyAdapter", ""),
     "rl": ("multiticket.adapters.sb3:SB3Adapter", "rl"),
     "nlp": ("multiticket.adapters.hf:HFAdapter", "nlp"),
+    "torch": ("multiticket.adapters.torch:TorchAdapter", ""),
 }
 
 
