@@ -181,6 +181,7 @@ class TorchAdapter(DomainAdapter):
 
     domain: ClassVar[str] = "torch"
     Section: ClassVar[type[TorchSection]] = TorchSection
+    grad_masking = "step"  # the loop reads no gradient between backward() and step()
 
     def __init__(self, task: Any, section: TorchSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)

@@ -140,3 +140,19 @@ def test_good_module_trains_and_module_dir_is_not_hashed(tmp_path):
     (moved / "task.yaml").write_text(path.read_text())
     assert load_task(moved / "task.yaml").run_name == load_task(path).run_name
     assert TorchSection(module="mytask").module_dir is None
+
+
+def test_every_control_early_bird_and_targeted_dropout(tmp_path):
+    """What the other domains get, on the example: every control of one level, the early-bird
+    search and targeted dropout's prune_dense_td, each unit with its planned counts."""
+    controls = "[random_reinit, random_mask, random_mask_global, permuted_init, permuted_mask, one_shot, " \
+               "rewind_init, early_bird, prune_dense, prune_dense_td]"
+    run = _run(tmp_path / "out", "--levels", "1", "--set", f"controls={controls}",
+               "--set", "early_bird={interval: 4}", "--set", "targeted_dropout={alpha: 0.5, gamma: 0.5}")
+    done = {str(p.parent.relative_to(run)) for p in run.rglob("DONE") if "level_1" in str(p)}
+    for control in ["ticket", *controls.strip("[]").split(", ")]:
+        assert f"seed_0/{control}/level_1" in done, control
+        d = run / f"seed_0/{control}/level_1"
+        mask, final = Mask.load(d / "mask.safetensors"), load_file(str(d / "final.safetensors"))
+        assert mask.sparsity == pytest.approx(0.2, abs=1e-3), control
+        assert all(torch.count_nonzero(final[n][~m]) == 0 for n, m in mask.items()), control
