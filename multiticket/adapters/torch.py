@@ -210,7 +210,9 @@ class TorchAdapter(DomainAdapter):
         torch.manual_seed(init)
         model = self._call("build_model", init, s.args)
         if not isinstance(model, nn.Module):
-            raise UserError(f"torch.module: {s.module}.build_model returned a {type(model).__name__}, not a torch.nn.Module")
+            raise UserError(
+                f"torch.module: {s.module}.build_model returned a {type(model).__name__}, not a torch.nn.Module"
+            )
         self.model = model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(s.optimizer, params, s.lr, s.momentum, s.weight_decay)

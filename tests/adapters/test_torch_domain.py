@@ -111,13 +111,24 @@ def evaluate(model, args): return {"acc": 1.0}
     ("code", "section", "message"),
     [
         (None, {}, "torch.module: no module 'mytask' in {dir} or on sys.path"),
-        ("def build_model(seed, args): pass\n", {}, "torch.module: 'mytask' has no function batches, loss, evaluate "
-                                                    "(it needs build_model, batches, loss, evaluate)"),
+        (
+            "def build_model(seed, args): pass\n",
+            {},
+            "torch.module: 'mytask' has no function batches, loss, evaluate "
+            "(it needs build_model, batches, loss, evaluate)",
+        ),
         ("raise RuntimeError('boom')\n", {}, "torch.module: importing 'mytask' failed: RuntimeError: boom"),
-        (GOOD.replace("torch.nn.Linear(4, 2)", "[1]"), {},
-         "torch.module: mytask.build_model returned a list, not a torch.nn.Module"),
-        (GOOD, {"args": {"n": 2}}, "torch.module: mytask.batches(seed, 0, args) ended at step 2; it must yield one "
-                                   "batch per step up to train.steps (4): loop over epochs"),
+        (
+            GOOD.replace("torch.nn.Linear(4, 2)", "[1]"),
+            {},
+            "torch.module: mytask.build_model returned a list, not a torch.nn.Module",
+        ),
+        (
+            GOOD,
+            {"args": {"n": 2}},
+            "torch.module: mytask.batches(seed, 0, args) ended at step 2; it must yield one "
+            "batch per step up to train.steps (4): loop over epochs",
+        ),
         (GOOD, {}, "torch.metric: 'accuracy' is not among what mytask.evaluate returned (acc)"),
     ],
 )
@@ -145,10 +156,21 @@ def test_good_module_trains_and_module_dir_is_not_hashed(tmp_path):
 def test_every_control_early_bird_and_targeted_dropout(tmp_path):
     """What the other domains get, on the example: every control of one level, the early-bird
     search and targeted dropout's prune_dense_td, each unit with its planned counts."""
-    controls = "[random_reinit, random_mask, random_mask_global, permuted_init, permuted_mask, one_shot, " \
-               "rewind_init, early_bird, prune_dense, prune_dense_td]"
-    run = _run(tmp_path / "out", "--levels", "1", "--set", f"controls={controls}",
-               "--set", "early_bird={interval: 4}", "--set", "targeted_dropout={alpha: 0.5, gamma: 0.5}")
+    controls = (
+        "[random_reinit, random_mask, random_mask_global, permuted_init, permuted_mask, one_shot, "
+        "rewind_init, early_bird, prune_dense, prune_dense_td]"
+    )
+    run = _run(
+        tmp_path / "out",
+        "--levels",
+        "1",
+        "--set",
+        f"controls={controls}",
+        "--set",
+        "early_bird={interval: 4}",
+        "--set",
+        "targeted_dropout={alpha: 0.5, gamma: 0.5}",
+    )
     done = {str(p.parent.relative_to(run)) for p in run.rglob("DONE") if "level_1" in str(p)}
     for control in ["ticket", *controls.strip("[]").split(", ")]:
         assert f"seed_0/{control}/level_1" in done, control

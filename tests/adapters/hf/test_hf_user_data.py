@@ -20,7 +20,7 @@ from multiticket.errors import UserError
 
 from hf_testlib import fake_task  # isort: skip
 
-WORDS = "good bad fine great awful okay nice poor dull bright".split()
+WORDS = ["good", "bad", "fine", "great", "awful", "okay", "nice", "poor", "dull", "bright"]
 SMALL = dict(max_length=16, vocab_size=200, batch_size=8, tokenizer="train", tokenizer_type="wordpiece")
 
 
@@ -107,9 +107,12 @@ def test_new_head_is_drawn_from_the_init_seed_and_the_backbone_is_loaded(tmp_pat
 def test_a_shape_mismatch_outside_the_head_is_an_error(tmp_path):
     folder = _two_label_folder(tmp_path / "two")
     adapter = _adapter(tmp_path, pretrained=str(folder), model_args={"intermediate_size": 48})
-    with pytest.raises(UserError, match=r"^nlp.pretrained: '.*two': bert\.encoder\.layer\.0\.intermediate\.dense"
-                                        r"\.(weight|bias) has shape \[32.*\] in the folder but \[48.*\] in the model "
-                                        r"\(check nlp.model_args\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"^nlp.pretrained: '.*two': bert\.encoder\.layer\.0\.intermediate\.dense"
+        r"\.(weight|bias) has shape \[32.*\] in the folder but \[48.*\] in the model "
+        r"\(check nlp.model_args\)$",
+    ):
         adapter.build(0)
 
 
@@ -141,8 +144,9 @@ def test_an_empty_or_header_only_split_names_its_data_files_key(tmp_path, capsys
     files = _data(tmp_path / "data", 2)
     Path(files["validation"]).write_text(content)
     line = _bad_run(tmp_path, capsys, files)
-    assert line.startswith(f"multiticket: error: {tmp_path / 'mine.yaml'}: nlp.data_files.validation: "
-                           f"'{files['validation']}' {message}")
+    assert line.startswith(
+        f"multiticket: error: {tmp_path / 'mine.yaml'}: nlp.data_files.validation: '{files['validation']}' {message}"
+    )
 
 
 def test_a_blank_label_names_the_file_and_row(tmp_path, capsys):
@@ -177,6 +181,9 @@ def test_label_names_from_a_labels_file(tmp_path):
     by_name.write_text("text,label\n" + "".join(f"t {i},{['neutral', 'positive'][i % 2]}\n" for i in range(30)))
     splits = load_splits(NLPSection(task="classification", dataset=str(by_name), labels=str(names)), tmp_path / "d")
     assert set(splits.train["label"]) == {1, 2}
-    with pytest.raises(UserError, match=rf"^nlp.labels: '{by_name}' data row 2 has label 'positive', which is not "
-                                        r"one of the 2 labels given$"):
+    with pytest.raises(
+        UserError,
+        match=rf"^nlp.labels: '{by_name}' data row 2 has label 'positive', which is not "
+        r"one of the 2 labels given$",
+    ):
         load_splits(NLPSection(task="classification", dataset=str(by_name), labels=["neutral", "x"]), tmp_path / "e")
