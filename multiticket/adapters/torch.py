@@ -33,10 +33,10 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
-from multiticket.config import Strict
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.errors import UserError
+from multiticket.schema import NotHashed, Strict
 
 #: the user module's functions (the optional ``prunable`` aside)
 REQUIRED = ("build_model", "batches", "loss", "evaluate")
@@ -100,7 +100,7 @@ class TorchSection(Strict):
     """Validated ``torch:`` section."""
 
     module: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", description="dotted name of the user module")
-    module_dir: str | None = Field(
+    module_dir: NotHashed[str | None] = Field(
         None,
         validate_default=True,
         description="folder searched first for the module; default: the task file's folder. Recorded as an "
