@@ -337,18 +337,21 @@ class ResolvedTask:
 
     @property
     def hash(self) -> str:
-        return config_hash(self.resolved)
+        return config_hash(self.resolved, type(self.section))
 
     @property
     def run_name(self) -> str:
         return f"{self.config.name}-{self.hash}"
 
 
-def config_hash(resolved: dict[str, Any]) -> str:
+def config_hash(resolved: dict[str, Any], section: type[BaseModel] | None = None) -> str:
     """8 hex digits of the SHA-256 of the canonical JSON of a resolved config without its
-    ``NotHashed`` keys."""
+    ``NotHashed`` keys (those of the domain's ``section`` model too, when given)."""
     data = copy.deepcopy(resolved)
-    for path in not_hashed_paths(TaskConfig):
+    paths = list(not_hashed_paths(TaskConfig))
+    if section is not None:
+        paths += [(str(resolved.get("domain")), *path) for path in not_hashed_paths(section)]
+    for path in paths:
         node = data
         for p in path[:-1]:
             node = node.get(p) or {}
@@ -487,7 +490,7 @@ def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True)
     (``user_code``: see :func:`validate_section`)."""
     cls = domains.lookup(config.domain)
     section = validate_section(
-        cls.Section, config.domain_section(), source, f"{config.domain}.", user_code, {"task_dir": source.parent}
+        cls.Section, config.domain_section(), source, f"{config.domain}.", user_code, {"task_dir": Path(source).parent}
     )
     return ResolvedTask(config=config, section=section, source=Path(source))
 

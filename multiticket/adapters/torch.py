@@ -11,7 +11,7 @@ imported from ``module_dir``, by default the task file's folder) that provides::
 
 ``args`` is the section's ``args`` mapping. The adapter owns the loop: the optimizer and the LR
 schedule come from the section, the batches are moved to the device, the mask enforcer and every
-other core feature ride on :class:`~multiticket.adapters.base.TrainHooks`. Two contracts make
+other core feature ride on :class:`~multiticket.core.adapter.TrainHooks`. Two contracts make
 rewinding and resuming exact: ``batches(seed, start, args)`` must yield the same batches from
 ``start`` on whether or not training began at 0 (draw orders from a generator seeded by
 ``(seed, epoch)``, never from the global RNG), and ``build_model`` draws the initial weights only
