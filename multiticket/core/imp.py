@@ -405,6 +405,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"notes": notes} if (notes := adapter.notes()) else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
