@@ -3,7 +3,7 @@
 A checkpoint is a :class:`RewindPoint` taken at a point where the adapter says training can be
 resumed (``TrainHooks.on_resumable``: after an optimizer step for the toy and HF adapters, at the
 start of a rollout for SB3), holding the full state dict, optimizer states, RNG states and the
-adapter's :meth:`~multiticket.adapters.base.DomainAdapter.resume_state` (for SB3: the vectorised
+adapter's :meth:`~multiticket.core.adapter.DomainAdapter.resume_state` (for SB3: the vectorised
 environments, last observations, episode buffers and, off-policy, the replay buffer), plus the
 rewind points the unit has captured so far (the dense unit captures θ_0 and θ_k on its way).
 
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from multiticket.core.rewind import RewindPoint
-from multiticket.core.store import RunStore, fsync_dir
+from multiticket.core.store import RunStore, fsync_dir, save_torch
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -69,7 +69,7 @@ class CheckpointStore:
             files = ckpt.point.save(tmp)
             for k, point in sorted(ckpt.captured.items()):
                 files += [f"rewind_{k}/{name}" for name in point.save(tmp / f"rewind_{k}")]
-            torch.save(ckpt.core, tmp / "core.pt")
+            save_torch(ckpt.core, tmp / "core.pt")
             files.append("core.pt")
             meta = {"step": ckpt.step, "captured": sorted(ckpt.captured), "train_seconds": ckpt.train_seconds}
             (tmp / "meta.json").write_text(json.dumps(meta) + "\n")

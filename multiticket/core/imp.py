@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from multiticket.adapters.base import DomainAdapter
 from multiticket.core import scope as scope_mod
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import Checkpoint, CheckpointStore
 from multiticket.core.controls import CONTROLS
 from multiticket.core.early_bird import EarlyBirdMonitor
@@ -35,10 +35,10 @@ from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
-from multiticket.core.store import RunStore, Unit, atomic_write_text
+from multiticket.core.store import RunStore, Unit, atomic_write_text, save_torch
 from multiticket.core.td_units import TargetedDropoutUnits, hard_copy_targets
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 
 #: written into a unit's directory when it fails (JSON: unit, error, time); removed on retry
 FAILED = "FAILED"
@@ -56,7 +56,8 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         self.k = self.cfg.rewind_step()
         self.T = self.cfg.train.steps
         self.names: list[str] = []
-        self.spec = PruneSpec(self.cfg.prune.strategy, self.cfg.prune.rate, self.cfg.prune.rate_of)
+        self.spec = PruneSpec(self.cfg.prune.strategy, self.cfg.prune.rate, self.cfg.prune.rate_of,
+                              criterion=self.cfg.prune.criterion)
         self._rewinds: dict[tuple[int, int], RewindPoint] = {}
         #: wall seconds per phase of the unit in progress / of every unit this runner trained
         self.phases: dict[str, float] = {}
@@ -70,7 +71,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         module = self.adapter.module
         self.names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
         overrides = scope_mod.rate_overrides(self.names, p.rates)
-        self.spec = PruneSpec(p.strategy, p.rate, p.rate_of, overrides)
+        self.spec = PruneSpec(p.strategy, p.rate, p.rate_of, overrides, p.criterion)
         params = dict(module.named_parameters())
         self.shapes = {n: tuple(params[n].shape) for n in self.names}
         self.sizes = {n: params[n].numel() for n in self.names}
@@ -112,11 +113,6 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 f"(see FAILED in each unit's directory; the other units finished)"
             )
 
-    def run_seed(self, seed: int) -> None:
-        """Every unit of one seed, in dependency order (the whole chain in this process)."""
-        for planned in unit_plan(self.cfg, [seed]):
-            self.run_unit(planned.unit)
-
     def run_unit(self, unit: Unit) -> tuple[dict[str, Any] | None, bool]:
         """Run one unit alone, loading its inputs (masks, final weights, rewind points) from the
         store; returns ``(record, skipped)``. Holds the unit's lock, so two processes never train
@@ -154,6 +150,11 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 failure = {"unit": str(unit.relpath()), "error": str(exc), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 atomic_write_text(failed, json.dumps(failure, indent=1) + "\n")
                 raise RunFailure(f"{unit.relpath()}: {exc}" if str(unit.relpath()) not in str(exc) else str(exc)) from exc
+            except Exception as exc:  # a full disk met by a library's own writes (rewind points, export)
+                error = storage_error(exc, self.store.unit_dir(unit))
+                if error is None:
+                    raise
+                raise error from exc
             self.phases["unit_total"] = time.perf_counter() - t0
             self.unit_phases[unit] = self.phases
             return self.store.metrics(unit), False
@@ -221,7 +222,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         prev = Unit(seed, chain if level > 1 else "ticket", level - 1)
         prev_mask, prev_final = self._load_unit(prev)
         with self._phase("prune"):
-            mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level))
+            mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level), rewind.weights)
         self._check_planned(mask, level, unit)
         record = self._retrain(unit, mask, rewind, prev_final)
         self._write_unit(unit, mask, record["__record__"])
@@ -258,8 +259,9 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 _, dense_final = self._load_unit(Unit(seed, "ticket", 0))
                 source = dense_final
                 mask = self.dense_mask()
+                init = self._rewind(seed, self.k).weights if self.spec.needs_init else None
                 for _ in range(level):
-                    mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level))
+                    mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level), init)
                 self._check_planned(mask, level, unit)
             else:
                 raise ValueError(f"control '{control}' has no per-level mask rule")
@@ -403,6 +405,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"notes": notes} if (notes := adapter.notes()) else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
@@ -424,7 +427,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         if unit.level == 0 and (unit.control == "dense_td" or self._prune_only_controls()):
             # what evaluating the dense weights needs besides them (e.g. VecNormalize statistics)
             state = self.adapter.state()
-            self.store.write_file(d, "final_state.pt", lambda p: torch.save(state, p))
+            self.store.write_file(d, "final_state.pt", lambda p: save_torch(state, p))
         self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -1,9 +1,10 @@
 """``RewindPoint``: a deep copy of everything a level restarts from (Frankle et al. 2019).
 
-A rewind point holds copies, never references: training after capture cannot change it (the
-first pitfall of DESIGN.md §7). It holds the full ``state_dict`` of the prunable root (weights and
-buffers, the head and target networks included), optimizer states, the RNG states of torch,
-numpy and Python, the step counter, and the adapter's own extra state.
+A rewind point holds copies, never references: training after capture cannot change it (rewinding
+by reference is the classic silent bug: training overwrites the "saved" θ_k). It holds the full
+``state_dict`` of the prunable root (weights and buffers, the head and target networks included),
+optimizer states, the RNG states of torch, numpy and Python, the step counter, and the adapter's
+own extra state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from multiticket.core.store import save_torch
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,7 +93,7 @@ class RewindPoint:
         """Write ``weights.safetensors`` and ``state.pt`` into ``directory``; returns file names."""
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.weights.items()}, str(directory / "weights.safetensors"))
-        torch.save(
+        save_torch(
             {"step": self.step, "optimizers": self.optimizers, "rng": self.rng, "extra": self.extra},
             directory / "state.pt",
         )

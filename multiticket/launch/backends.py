@@ -14,6 +14,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.launch.jobs import Job, JobCall, execute_job
+from multiticket.launch.lifeline import exit_if_gone, tie_to_parent
 
 #: called by the driver with each finished job and its per-unit results
 OnResults = Callable[[Job, list[dict[str, Any]]], None]
@@ -109,8 +111,14 @@ def _failure(job: Job, exc: BaseException) -> RunFailure | UserError:
 # -- local process pool ---------------------------------------------------------------------------
 
 
-def _init_worker(gpu_ids: Any, threads: int) -> None:
-    """Pool initializer: one GPU per worker (before CUDA is touched), ``threads`` torch threads."""
+def _init_worker(gpu_ids: Any, threads: int, driver: int | None = None) -> None:
+    """Pool initializer: die with the process that forked this one and with the ``driver``
+    (:mod:`multiticket.launch.lifeline`); leave Ctrl-C to the driver, which stops the pool; one
+    GPU per worker (before CUDA is touched), ``threads`` torch threads."""
+    tie_to_parent()
+    if driver is not None:
+        exit_if_gone(driver)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
     import torch
@@ -131,12 +139,16 @@ def _gpu_count(device: str) -> int:
 WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
 
 
-def worker_modules(domains: Sequence[str] = ()) -> list[str]:
-    """Modules the fork server imports once for every worker: :data:`WORKER_MODULES` and the
-    adapters of the domains about to run (SB3 or transformers take seconds to import)."""
-    from multiticket.adapters import ADAPTERS
+def worker_modules(domains: Sequence[str] = (), user: Sequence[str] = ()) -> list[str]:
+    """Modules the fork server imports once for every worker: :data:`WORKER_MODULES`, the
+    adapters of the domains about to run (SB3 or transformers take seconds to import; a plugin
+    domain's module too), and the user's modules the tasks import (``rl.imports``: each worker
+    imports them again on validating its task, a no-op once preloaded, so one missing here is
+    still imported where it runs)."""
+    from multiticket.domains import domains as registry
 
-    return [*WORKER_MODULES, *sorted({ADAPTERS[d][0].partition(":")[0] for d in domains if d in ADAPTERS})]
+    adapters = sorted({m for d in domains if d in registry and (m := registry.module_of(d))})
+    return [*WORKER_MODULES, *adapters, *dict.fromkeys(user)]
 
 
 def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
@@ -144,19 +156,20 @@ def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
     workers fork from a clean server process that imported torch, multiticket and ``preload``
     once (Linux, macOS); each worker then starts in milliseconds instead of re-importing torch
     (about 1.5 s) and its adapter's libraries. A module that fails to import there is imported
-    by the worker instead. Elsewhere: spawn."""
+    by the worker instead. Elsewhere: spawn. The fork server first imports
+    :mod:`multiticket.launch.forkserver_lifeline`, so that it dies with the driver."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(list(preload))
+    ctx.set_forkserver_preload(["multiticket.launch.forkserver_lifeline", *preload])
     return ctx
 
 
-def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
+def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequence[str] = ()) -> None:
     """Start the local pool's fork server now, so its imports overlap the driver's validation.
     (A fork server already running keeps the modules it preloaded.)"""
     if opts.backend == "local" and not opts.in_process:
-        ctx = worker_context(worker_modules(domains))
+        ctx = worker_context(worker_modules(domains, user))
         if ctx.get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
@@ -164,7 +177,8 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
 
 
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
-    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs]))
+    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs],
+                                        [m for j in jobs for m in j.spec.user_modules]))
     n_gpus = _gpu_count(opts.device)
     gpu_ids = None
     if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):
@@ -172,7 +186,7 @@ def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: 
         for i in range(opts.workers):
             gpu_ids.put(i % n_gpus)
     pool = cf.ProcessPoolExecutor(
-        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads)
+        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads, os.getpid())
     )
     try:
         schedule(
