@@ -408,6 +408,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
             **({"eval_method": adapter.eval_method} if adapter.eval_method else {}),
+            **({"notes": notes} if (notes := adapter.notes()) else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,32 +44,55 @@ class PreparedRun:
     task: Any
     run_dir: Path
     runner: IMPRunner
+    #: where a new run's adapter prepared its caches, moved to ``run_dir/cache`` by :meth:`commit`
+    staging: Path | None = None
+
+    def commit(self) -> None:
+        """Create the run directory with the caches its validation prepared (every task is valid)."""
+        if self.staging is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.staging.exists():  # adapters with nothing to cache leave no cache/ behind
+            shutil.move(str(self.staging), str(self.run_dir / "cache"))
+        self.runner.adapter.workdir = self.run_dir / "cache"
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder (after :meth:`commit`, or when another task was invalid)."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging.parent, ignore_errors=True)
+            self.staging = None
 
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
-    """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
+    """Build the adapter and resolve the scope. A run directory that does not exist yet is not
+    created here: its adapter prepares data and caches in a staging folder (inside ``out`` when
+    that exists, so moving is a rename; else in the system's temporary folder), and
+    :meth:`PreparedRun.commit` moves them in once every task is valid. On bad input nothing
+    new is left under ``out``."""
     from multiticket.core.transfer import runner_class
     from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
-    existed = run_dir.exists()
+    staging = None
+    if not run_dir.exists():
+        parent = Path(out) if Path(out).is_dir() else None
+        staging = Path(tempfile.mkdtemp(prefix=".multiticket-prepare-", dir=parent)) / "cache"
     try:
         adapter = adapter_class(task.config.domain)(
-            task.config, task.section, run_dir / "cache", resolve_device(device)
+            task.config, task.section, staging or run_dir / "cache", resolve_device(device)
         )
         runner = runner_class(task)(task, adapter, RunStore(run_dir))
         runner.prepare()
         check_levels_keep_weights(runner)
-    except UserError as exc:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+        if not isinstance(exc, UserError):
+            raise
         msg = str(exc)
         raise UserError(msg if msg.startswith(str(task.source)) else f"{task.source}: {msg}") from None
-    except BaseException:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    return PreparedRun(task, run_dir, runner)
+    return PreparedRun(task, run_dir, runner, staging)
 
 
 def check_levels_keep_weights(runner: IMPRunner) -> None:
@@ -98,20 +122,22 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
-    runs, needs = [], []
-    for task in tasks:
-        runs.append(prepare_run(task, out, opts.device))
-        needs.append(worker_need(runs[-1]))
-        if not opts.in_process:
-            runs[-1].runner.adapter.close()  # validated; the workers build their own
+    runs: list[PreparedRun] = []
+    try:
+        for task in tasks:
+            runs.append(prepare_run(task, out, opts.device))
+    except BaseException:
+        for run in runs:
+            run.discard()
+        raise
     if auto and opts.backend != "slurm" and not opts.address:
-        capped = memory_cap(opts.workers, needs, available_memory(),
-                            gpu_free_memory() if any(n.gpu for n in needs) else [])
-        if capped < opts.workers:
-            was_in_process = opts.in_process
-            opts = dataclasses.replace(opts, workers=capped)
-            if opts.in_process and not was_in_process:  # rebuild what was closed for the workers
-                runs = [prepare_run(task, out, opts.device) for task in tasks]
+        opts = fit_memory(opts, runs)
+    for run in runs:
+        run.commit()
+        for note in run.runner.adapter.notes().values():
+            reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
+        if not opts.in_process:
+            run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
         for run in runs:
             stack.enter_context(RunStore(run.run_dir).locked())
@@ -143,6 +169,15 @@ def cpu_workers(opts: LaunchOptions) -> int:
     if opts.backend == "ray":
         return max(1, math.floor(cpus / max(opts.cpus_per_unit, 1e-9)))
     return cpus
+
+
+def fit_memory(opts: LaunchOptions, runs: list[PreparedRun]) -> LaunchOptions:
+    """``--workers auto`` after the CPUs: no more workers than fit in memory, from each run's
+    validated (still open) adapter; one means in-process."""
+    needs = [worker_need(r) for r in runs]
+    gpu_free = gpu_free_memory() if any(n.gpu for n in needs) else []
+    capped = memory_cap(opts.workers, needs, available_memory(), gpu_free)
+    return dataclasses.replace(opts, workers=capped) if capped < opts.workers else opts
 
 
 def worker_need(run: PreparedRun) -> WorkerNeed:
