@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +40,10 @@ OMIT_IF_DEFAULT: dict[str, Any] = {
 #: tickets collapsed (return 10-150 vs 500), while every 5 % they stopped at 30-50 % and held.
 EARLY_BIRD_INTERVAL: dict[str, int | str] = {"rl": "5%"}
 DEFAULT_EARLY_BIRD_INTERVAL = "2%"
+
+#: bounds that no real run reaches but that keep planning a run (and reading one) cheap
+MAX_SEEDS = 1000
+MAX_UNITS = 100_000
 
 #: controls a task may request (every entry of the core's registry except the ticket chain itself)
 CONTROLS = tuple(name for name in CONTROL_SPECS if name != "ticket")
@@ -185,11 +189,13 @@ class TaskConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     domain: Literal["toy", "rl", "nlp"]
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     train: TrainSection
     prune: PruneSection = Field(default_factory=PruneSection)
     rewind: RewindSection = Field(default_factory=RewindSection)
-    controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit", "random_mask"])
+    controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit", "random_mask"],
+                                        max_length=len(CONTROLS))
     report: ReportSection = Field(default_factory=ReportSection)
     checkpoint: CheckpointSection | None = None
     early_bird: EarlyBirdSection | None = None
@@ -198,6 +204,14 @@ class TaskConfig(Strict):
     toy: dict[str, Any] | None = None
     rl: dict[str, Any] | None = None
     nlp: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _plan_is_bounded(self) -> TaskConfig:
+        units = len(self.seeds) * (1 + self.prune.levels * (1 + len(self.controls)))
+        if units > MAX_UNITS:
+            raise ValueError(f"seeds: {len(self.seeds)} seeds x {self.prune.levels} levels x {len(self.controls)} "
+                             f"controls plan {units} units, more than {MAX_UNITS}")
+        return self
 
     @model_validator(mode="after")
     def _transfer_mask_needs_transfer(self) -> TaskConfig:
