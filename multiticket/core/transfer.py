@@ -38,12 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from multiticket.core.imp import IMPRunner
 from multiticket.core.mask import Mask
+from multiticket.core.tensorfile import load_tensors
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import generator
 from multiticket.core.store import RunStore, Unit
@@ -80,7 +78,7 @@ class SourceRun:
         return RunStore(self.root).unit_dir(Unit(seed, "ticket", level)) / "mask.safetensors"
 
     def rewind_weights(self, seed: int) -> dict[str, torch.Tensor]:
-        return load_file(str(self.rewind_dir(seed) / "weights.safetensors"))
+        return load_tensors(self.rewind_dir(seed) / "weights.safetensors")
 
     def mask(self, seed: int, level: int) -> Mask:
         return Mask.load(self.mask_path(seed, level))
@@ -90,19 +88,11 @@ def read_source(run_dir: Path | str) -> SourceRun:
     """Read a source run directory: its config, rewind step k and finished ticket levels per seed.
 
     UserError if it is not a run directory or has no seed with rewind point k and ticket level 1."""
-    from multiticket.config import TaskConfig
+    from multiticket.rundir import read_run_config
 
     root = Path(run_dir)
-    config_file = root / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(f"{root}: not a run directory (no config.yaml)")
-    try:
-        resolved = yaml.safe_load(config_file.read_text()) or {}
-        resolved.pop("versions", None)
-        k = TaskConfig.model_validate(resolved).rewind_step()
-    except Exception as exc:  # noqa: BLE001 - YAML or validation problems: the user's to fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{config_file}: cannot be read as a run config: {first}") from None
+    run_config = read_run_config(root)
+    resolved, k = run_config.data, run_config.config.rewind_step()
     if resolved.get("transfer") is not None:
         raise UserError(f"{root}: is itself a transfer run; transfer from the run that found the tickets")
     store = RunStore(root)
@@ -204,11 +194,7 @@ def transfer_mask(
 
 def mask_names(path: Path) -> list[str]:
     """Parameter names of a mask file, in model order, without reading the tensors."""
-    import json
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        return json.loads(meta["order"]) if "order" in meta else list(fh.keys())
+    return Mask.check_file(path)
 
 
 # -- the runner -------------------------------------------------------------------------------------

@@ -58,6 +58,27 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     return PreparedRun(task, run_dir, runner)
 
 
+def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
+    """What ``config.yaml`` records: the resolved config, with the seeds of every earlier
+    invocation on this run directory first (read and validated from its ``config.yaml``), so the
+    file names every seed the directory holds."""
+    from pydantic import ValidationError
+
+    from multiticket.config import TaskConfig, _field_error
+    from multiticket.rundir import CONFIG, read_run_config
+
+    resolved = dict(task.resolved)
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return resolved
+    resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
+    try:
+        TaskConfig.model_validate(resolved)  # the union too must stay within the schema's bounds
+    except ValidationError as exc:
+        raise _field_error(path, exc) from None
+    return resolved
+
+
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
     from multiticket.cli import library_versions
@@ -68,16 +89,17 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks])
-    runs = []
+    runs, configs = [], []
     for task in tasks:
+        configs.append(recorded_config(out / task.run_name, task))  # a resumed run's config.yaml is checked first
         runs.append(prepare_run(task, out, opts.device))
         if not opts.in_process:
             runs[-1].runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
-        for run in runs:
+        for run, resolved in zip(runs, configs):
             stack.enter_context(RunStore(run.run_dir).locked())
             RunStore(run.run_dir).clear_temporaries()
-            config = {**run.task.resolved, "versions": library_versions()}
+            config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         if opts.in_process:
             if opts.in_process_threads:

@@ -76,12 +76,18 @@ def plan_of(spec: RunSpec) -> list[PlannedUnit]:
 
 def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
     """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read)."""
+    from pydantic import ValidationError
+
     from multiticket.adapters import adapter_class
-    from multiticket.config import ResolvedTask, TaskConfig
+    from multiticket.config import ResolvedTask, TaskConfig, _field_error, validate_section
 
     data = {k: v for k, v in resolved.items() if k != "versions"}
-    config = TaskConfig.model_validate(data)
-    section = adapter_class(config.domain).Section.model_validate(data.get(config.domain) or {})
+    try:
+        config = TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _field_error(source, exc) from None
+    section = validate_section(adapter_class(config.domain).Section, data.get(config.domain), source,
+                               f"{config.domain}.")
     return ResolvedTask(config=config, section=section, source=Path(source))
 
 
