@@ -13,13 +13,14 @@ neither SB3 nor transformers. This is the one place that reads a run's ``config.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multiticket.config import TaskConfig, _field_error
 from multiticket.core.store import DONE, RunStore, Unit
@@ -158,10 +159,23 @@ class UnitRecord(BaseModel):
     sparsity: Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]
     metric: Name
     higher_is_better: bool = True
-    metrics: Annotated[dict[Name, Finite | Annotated[str, Field(max_length=1000)]], Field(max_length=1000)]
+    metrics: Annotated[dict[Name, Any], Field(max_length=1000)]
     start_step: Steps | None = None
     stop_step: Steps | None = None
     early_bird: EarlyBirdInfo | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _values(cls, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Every value a finite number within ±METRIC_BOUND, or a short string."""
+        for name, v in metrics.items():
+            if isinstance(v, str) and len(v) <= 1000:
+                continue
+            if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > METRIC_BOUND:
+                shown = repr(v) if type(v) in (int, float) else type(v).__name__
+                raise ValueError(f"'{name}' must be a finite number within ±{METRIC_BOUND:g} or a short string, "
+                                 f"got {shown[:40]}")
+        return metrics
 
     @model_validator(mode="after")
     def _primary_is_a_number(self) -> UnitRecord:
@@ -202,6 +216,14 @@ def read_record(path: Path, unit: Unit) -> dict[str, Any]:
     return record
 
 
+def check_finished_unit(unit_dir: Path, unit: Unit) -> dict[str, Any]:
+    """The validated record of a finished unit, after checking its mask file's header (UserError otherwise)."""
+    record = read_record(unit_dir / METRICS, unit)
+    if (unit_dir / "mask.safetensors").exists():
+        Mask.check_file(unit_dir / "mask.safetensors")
+    return record
+
+
 def corrupt_reason(store: RunStore, unit: Unit) -> str | None:
     """Why a unit that has a ``DONE`` cannot count as finished (bad checksums, ``DONE`` unreadable,
     ``metrics.json`` not covered by it), or None when it is fine or has no ``DONE``."""
@@ -228,9 +250,7 @@ def finished_records(root: Path) -> list[dict[str, Any]]:
         unit = unit_of(metrics_file.parent, root)
         if unit is None or not (metrics_file.parent / DONE).is_file() or corrupt_reason(store, unit):
             continue
-        records.append(read_record(metrics_file, unit))
-        if (metrics_file.parent / "mask.safetensors").exists():
-            Mask.check_file(metrics_file.parent / "mask.safetensors")
+        records.append(check_finished_unit(metrics_file.parent, unit))
     records.sort(key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
     return records
 

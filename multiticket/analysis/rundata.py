@@ -65,7 +65,9 @@ class RunData:
 
     @property
     def seeds(self) -> list[int]:
-        return list(self.task_config.seeds)
+        """The config's seeds, then any other seed with a finished unit (a directory whose
+        config.yaml an older version overwrote with the last invocation's seeds)."""
+        return list(dict.fromkeys([*self.task_config.seeds, *sorted({r["seed"] for r in self.records})]))
 
     @property
     def planned_levels(self) -> int:

@@ -39,7 +39,7 @@ def _check_entry(path: Path, name: str, entry: Any, data_bytes: int) -> None:
     if dtype not in ITEMSIZE:
         raise _bad(path, f"tensor '{name}': unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= data_bytes for d in shape):
-        raise _bad(path, f"tensor '{name}': shape must be a list of non-negative integers")
+        raise _bad(path, f"tensor '{name}': shape must be a list of non-negative integers that fit the file")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
             and 0 <= offsets[0] <= offsets[1] <= data_bytes):
         raise _bad(path, f"tensor '{name}': data_offsets outside the file ({data_bytes} data bytes)")

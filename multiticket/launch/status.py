@@ -17,7 +17,7 @@ from multiticket.core.imp import FAILED
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.units import unit_finished, unit_plan
 from multiticket.errors import UserError
-from multiticket.rundir import METRICS, corrupt_reason, read_record, read_run_config
+from multiticket.rundir import check_finished_unit, corrupt_reason, read_run_config
 
 STATES = ("done", "running", "failed", "corrupt", "missing")
 
@@ -31,11 +31,12 @@ class RunStatus:
 
 
 def _corrupt(store: RunStore, unit: Unit, k: int) -> str | None:
-    """Why a unit with a ``DONE`` cannot be used, or None: checksums, or a malformed metrics.json."""
+    """Why a unit with a ``DONE`` cannot be used, or None: checksums, or a malformed metrics.json
+    or mask header (which ``report`` refuses with that line)."""
     reason = corrupt_reason(store, unit)
     if reason is None and unit_finished(store, unit, k):
         try:
-            read_record(store.unit_dir(unit) / METRICS, unit)
+            check_finished_unit(store.unit_dir(unit), unit)
         except UserError as exc:
             reason = str(exc)
     return reason
