@@ -300,6 +300,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from multiticket.paths import shipped_tasks
@@ -309,7 +310,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, path in shipped_tasks().items():
         data = yaml.safe_load(path.read_text()) or {}
-        table.add_row(name, str(data.get("domain", "")), str(data.get("description", "")))
+        table.add_row(*(escape(str(v)) for v in (name, data.get("domain", ""), data.get("description", ""))))
     Console().print(table)
     return 0
 

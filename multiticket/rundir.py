@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multiticket.config import TaskConfig, _field_error
-from multiticket.core.store import DONE, RunStore, Unit
+from multiticket.core.store import DONE, RunStore, Unit, sha256
 from multiticket.core.mask import Mask
 from multiticket.errors import UserError
 
@@ -237,6 +237,18 @@ def corrupt_reason(store: RunStore, unit: Unit) -> str | None:
     if METRICS not in files:
         return f"{d / DONE}: does not cover {METRICS}"
     return None
+
+
+def check_resumable(root: Path) -> None:
+    """Validate every ``metrics.json`` whose own checksum its ``DONE`` vouches for: what a resumed
+    run reads of its finished units. The other artifacts are not hashed here (the run checks them
+    unit by unit, recomputing a corrupt one); a malformed record raises UserError before training."""
+    store = RunStore(root)
+    for metrics_file in sorted(root.glob(f"seed_*/*/level_*/{METRICS}")):
+        unit = unit_of(metrics_file.parent, root)
+        files = store.done_files(metrics_file.parent) if unit is not None else None
+        if unit is not None and files and metrics_file.is_file() and files.get(METRICS) == sha256(metrics_file):
+            read_record(metrics_file, unit)
 
 
 def finished_records(root: Path) -> list[dict[str, Any]]:

@@ -136,11 +136,15 @@ def test_malformed_run_directory_is_one_line_and_exit_2(toy_run, tmp_path, capsy
         assert "1 corrupt" in out and f"corrupt: {UNIT}: " in out
 
 
-def test_resumed_run_refuses_a_malformed_config(toy_run, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["config not UTF-8", "NaN metric", "metrics without seed"])
+def test_resumed_run_refuses_a_malformed_run_directory(toy_run, tmp_path, capsys, case):
+    mutate, expected = MALFORMED[case]
     run = copy_run(toy_run, tmp_path)
-    (run / "config.yaml").write_bytes(b"name: \xff\xfe\n")
-    assert main(["run", "toy-mlp", "--out", str(tmp_path), "--seeds", "0", *TINY]) == 2
-    assert f"{run / 'config.yaml'}: not UTF-8" in one_error_line(capsys)
+    mutate(run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["run", "toy-mlp", "--out", str(tmp_path), "--seeds", "0,1", *TINY]) == 2
+    assert expected in one_error_line(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing trained or written
 
 
 # -- corrupt vs missing ---------------------------------------------------------------------------

@@ -61,17 +61,18 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
 def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
     """What ``config.yaml`` records: the resolved config, with the seeds of every earlier
     invocation on this run directory first (read and validated from its ``config.yaml``), so the
-    file names every seed the directory holds."""
+    file names every seed the directory holds. A resumed run's finished records are validated too."""
     from pydantic import ValidationError
 
     from multiticket.config import TaskConfig, _field_error
-    from multiticket.rundir import CONFIG, read_run_config
+    from multiticket.rundir import CONFIG, check_resumable, read_run_config
 
     resolved = dict(task.resolved)
     path = Path(run_dir) / CONFIG
     if not path.exists():
         return resolved
     resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
+    check_resumable(Path(run_dir))
     try:
         TaskConfig.model_validate(resolved)  # the union too must stay within the schema's bounds
     except ValidationError as exc:
