@@ -216,12 +216,12 @@ def read_record(path: Path, unit: Unit) -> dict[str, Any]:
     return record
 
 
-def check_finished_unit(unit_dir: Path, unit: Unit) -> dict[str, Any]:
-    """The validated record of a finished unit, after checking its mask file's header (UserError otherwise)."""
+def check_finished_unit(unit_dir: Path, unit: Unit) -> tuple[dict[str, Any], dict[str, tuple[int, ...]] | None]:
+    """The validated record of a finished unit and its mask's parameter shapes (None without a
+    mask), after checking the mask file's header (UserError otherwise)."""
     record = read_record(unit_dir / METRICS, unit)
-    if (unit_dir / "mask.safetensors").exists():
-        Mask.check_file(unit_dir / "mask.safetensors")
-    return record
+    mask = unit_dir / "mask.safetensors"
+    return record, Mask.check_file(mask) if mask.exists() else None
 
 
 def corrupt_reason(store: RunStore, unit: Unit) -> str | None:
@@ -257,12 +257,18 @@ def finished_records(root: Path) -> list[dict[str, Any]]:
     are checked here, before anything uses them; a malformed one raises UserError. Corrupt units
     (:func:`corrupt_reason`) are left out."""
     store = RunStore(root)
-    records = []
+    records, first = [], None
     for metrics_file in sorted(root.glob(f"seed_*/*/level_*/{METRICS}")):
         unit = unit_of(metrics_file.parent, root)
         if unit is None or not (metrics_file.parent / DONE).is_file() or corrupt_reason(store, unit):
             continue
-        records.append(check_finished_unit(metrics_file.parent, unit))
+        record, shapes = check_finished_unit(metrics_file.parent, unit)
+        records.append(record)
+        if shapes is not None and first is None:
+            first = (unit, shapes)
+        elif shapes is not None and shapes != first[1]:  # every unit prunes the same parameters
+            raise UserError(f"{metrics_file.parent / 'mask.safetensors'}: its tensors (names, order or shapes) "
+                            f"differ from those of {first[0].relpath()}'s mask")
     records.sort(key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
     return records
 

@@ -250,7 +250,7 @@ def mutate(run: Path, kind: str, rel: str, key: str, value: object, raw: bytes, 
             pass
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=mutations())
 def test_mutated_run_directory_never_gives_a_traceback(toy_run, capsys, changes):
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -60,9 +60,10 @@ class Mask(Mapping[str, torch.Tensor]):
         return cls({n: torch.ones_like(params[n], dtype=torch.bool, device="cpu") for n in names})
 
     @staticmethod
-    def check_file(path: Path | str) -> list[str]:
-        """The parameter order of a mask file, from its header alone (no tensor is read): a file
-        whose header, dtypes or ``order`` metadata do not describe a mask is a UserError naming it."""
+    def check_file(path: Path | str) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape of a mask file in parameter order, from its header alone (no
+        tensor is read): a file whose header, dtypes, shapes (1 to 5 dimensions, not empty) or
+        ``order`` metadata do not describe a mask is a UserError naming it."""
         header = check_safetensors(path)
         meta = header.pop("__metadata__", {})
         try:
@@ -71,15 +72,17 @@ class Mask(Mapping[str, torch.Tensor]):
             order = None
         if not (isinstance(order, list) and all(isinstance(n, str) for n in order) and sorted(order) == sorted(header)):
             raise UserError(f"{path}: metadata 'order' does not list exactly the file's tensors")
-        bad = [n for n, e in header.items() if e["dtype"] not in ("BOOL", "U8")]
-        if bad:
-            raise UserError(f"{path}: not a mask: tensor '{bad[0]}' has dtype {header[bad[0]]['dtype']}")
-        return order
+        for n, e in header.items():
+            if e["dtype"] not in ("BOOL", "U8"):
+                raise UserError(f"{path}: not a mask: tensor '{n}' has dtype {e['dtype']}")
+            if not 1 <= len(e["shape"]) <= 5 or 0 in e["shape"]:
+                raise UserError(f"{path}: not a mask: tensor '{n}' has shape {e['shape']}")
+        return {n: tuple(header[n]["shape"]) for n in order}
 
     @classmethod
     def load(cls, path: Path | str) -> Mask:
         """Read a mask; parameter order (model order) is restored from the file's metadata."""
-        order = cls.check_file(path)
+        order = list(cls.check_file(path))
         tensors = load_tensors(path)
         try:
             return cls({n: tensors[n] for n in order})

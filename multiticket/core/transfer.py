@@ -194,7 +194,7 @@ def transfer_mask(
 
 def mask_names(path: Path) -> list[str]:
     """Parameter names of a mask file, in model order, without reading the tensors."""
-    return Mask.check_file(path)
+    return list(Mask.check_file(path))
 
 
 # -- the runner -------------------------------------------------------------------------------------

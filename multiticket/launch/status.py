@@ -36,7 +36,7 @@ def _corrupt(store: RunStore, unit: Unit, k: int) -> str | None:
     reason = corrupt_reason(store, unit)
     if reason is None and unit_finished(store, unit, k):
         try:
-            check_finished_unit(store.unit_dir(unit), unit)
+            check_finished_unit(store.unit_dir(unit), unit)  # record and mask header
         except UserError as exc:
             reason = str(exc)
     return reason
