@@ -112,7 +112,7 @@ class RunStore:
 
     def done_files(self, directory: Path) -> dict[str, str] | None:
         """File name -> SHA-256 as listed by ``directory``'s ``DONE``; None when it is absent,
-        unreadable, over 1 MB, or names anything but plain files of that directory."""
+        unreadable, over 1 MB, or names anything outside that directory (absolute, ``..``)."""
         done = directory / DONE
         try:
             if not done.is_file() or done.stat().st_size > 1 << 20:
@@ -121,7 +121,7 @@ class RunStore:
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
         if not isinstance(files, dict) or not all(
-            isinstance(f, str) and isinstance(h, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f
+            isinstance(f, str) and isinstance(h, str) and all(p not in ("", ".", "..") for p in f.split("/"))
             for f, h in files.items()
         ):
             return None
