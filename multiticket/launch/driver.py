@@ -22,7 +22,7 @@ from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
-from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
+from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
 
 
 @dataclass
@@ -89,10 +89,10 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
-    warm_up_workers(opts, [t.config.domain for t in tasks])
-    runs, configs = [], []
+    configs = [recorded_config(out / t.run_name, t) for t in tasks]  # a resumed run's files are checked first
+    warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
+    runs = []
     for task in tasks:
-        configs.append(recorded_config(out / task.run_name, task))  # a resumed run's config.yaml is checked first
         runs.append(prepare_run(task, out, opts.device))
         if not opts.in_process:
             runs[-1].runner.adapter.close()  # validated; the workers build their own
@@ -121,7 +121,8 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
     """Send every unfinished unit to the backend; check each result is visible here."""
     jobs: list[Job] = []
     for run in runs:
-        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device)
+        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
+                       user_modules(run.task))
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):

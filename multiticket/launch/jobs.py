@@ -35,6 +35,8 @@ class RunSpec:
     resolved: dict[str, Any]
     source: str
     device: str = "auto"
+    #: the user's modules the task imports (``rl.imports``): pool workers preload them once
+    user_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,10 @@ def plan_of(spec: RunSpec) -> list[PlannedUnit]:
 # -- worker side ----------------------------------------------------------------------------------
 
 
-def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
-    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read)."""
+def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True) -> Any:
+    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read).
+    Validating the domain section imports the modules the task names (``rl.imports``), so they
+    are imported in every worker; ``user_code=False`` checks their form only (``status``)."""
     from pydantic import ValidationError
 
     from multiticket.adapters import adapter_class
@@ -86,9 +90,15 @@ def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
         config = TaskConfig.model_validate(data)
     except ValidationError as exc:
         raise _field_error(source, exc) from None
-    section = validate_section(adapter_class(config.domain).Section, data.get(config.domain), source,
-                               f"{config.domain}.")
+    cls = adapter_class(config.domain)
+    section = validate_section(cls.Section, data.get(config.domain), source, f"{config.domain}.", user_code)
     return ResolvedTask(config=config, section=section, source=Path(source))
+
+
+def user_modules(task: Any) -> tuple[str, ...]:
+    """The modules of the user's that a task's domain section imports (none for most sections)."""
+    modules = getattr(task.section, "user_modules", None)
+    return tuple(modules()) if callable(modules) else ()
 
 
 _RUNNERS: dict[tuple[str, str], Any] = {}
