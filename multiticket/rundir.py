@@ -224,17 +224,18 @@ def check_finished_unit(unit_dir: Path, unit: Unit) -> tuple[dict[str, Any], dic
     return record, Mask.check_file(mask) if mask.exists() else None
 
 
-def corrupt_reason(store: RunStore, unit: Unit) -> str | None:
+def corrupt_reason(store: RunStore, unit: Unit, verified: bool = False) -> str | None:
     """Why a unit that has a ``DONE`` cannot count as finished (bad checksums, ``DONE`` unreadable,
-    ``metrics.json`` not covered by it), or None when it is fine or has no ``DONE``."""
+    ``metrics.json`` not covered by it), or None when it is fine or has no ``DONE``.
+    ``verified``: the caller has just checked the checksums (:meth:`RunStore.is_done`), so the
+    artifacts are not hashed again."""
     d = store.unit_dir(unit)
     if not (d / DONE).is_file():
         return None
-    problems = store.problems(d)
+    problems = [] if verified else store.problems(d)
     if problems:
         return problems[0]
-    files = store.done_files(d) or {}
-    if METRICS not in files:
+    if METRICS not in (store.done_files(d) or {}):
         return f"{d / DONE}: does not cover {METRICS}"
     return None
 

@@ -30,16 +30,19 @@ class RunStatus:
     reasons: dict[Unit, str] = field(default_factory=dict)
 
 
-def _corrupt(store: RunStore, unit: Unit, k: int) -> str | None:
-    """Why a unit with a ``DONE`` cannot be used, or None: checksums, or a malformed metrics.json
-    or mask header (which ``report`` refuses with that line)."""
-    reason = corrupt_reason(store, unit)
-    if reason is None and unit_finished(store, unit, k):
+def _corrupt(store: RunStore, unit: Unit, k: int) -> tuple[bool, str | None]:
+    """(finished, why the unit's ``DONE`` cannot be used or None): checksums, or a malformed
+    metrics.json or mask header (which ``report`` refuses with that line). Hashes each artifact
+    once for a finished unit."""
+    if not unit_finished(store, unit, k):
+        return False, corrupt_reason(store, unit)
+    reason = corrupt_reason(store, unit, verified=True)
+    if reason is None:
         try:
             check_finished_unit(store.unit_dir(unit), unit)  # record and mask header
         except UserError as exc:
             reason = str(exc)
-    return reason
+    return True, reason
 
 
 def unit_states(run_dir: Path) -> RunStatus:
@@ -50,10 +53,10 @@ def unit_states(run_dir: Path) -> RunStatus:
     out = RunStatus({})
     for planned in unit_plan(config):
         unit = planned.unit
-        reason = _corrupt(store, unit, k)
+        finished, reason = _corrupt(store, unit, k)
         if reason is not None:
             out.states[unit], out.reasons[unit] = "corrupt", reason
-        elif unit_finished(store, unit, k):
+        elif finished:
             out.states[unit] = "done"
         elif store.is_running(unit):
             out.states[unit] = "running"
