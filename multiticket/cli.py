@@ -183,7 +183,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from rich.console import Console
-
     from rich.markup import escape
 
     from multiticket.launch.status import corrupt_lines, counts, status_table, unit_states
@@ -213,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(status_table(d, status.states))
             for line in corrupt_lines(status):
-                console.print(escape(line), style="red", markup=False, highlight=False, soft_wrap=True)
+                console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     if args.json:
         print(json.dumps(report, indent=1))
     return 0

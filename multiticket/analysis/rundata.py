@@ -110,10 +110,10 @@ class RunData:
         """Unfinished units that are not corrupt: never written, or interrupted before ``DONE``."""
         return [u for u in self.unfinished if u not in self.corrupt]
 
-    def missing_lines(self, units: list[Unit] | None = None) -> list[str]:
-        """Units (the missing ones by default), one line per seed and control: 'seed 1 ticket: levels 3-4'."""
+    def missing_lines(self) -> list[str]:
+        """The missing units, compacted to one line per seed and control: 'seed 1 ticket: levels 3-4'."""
         by: dict[tuple[int, str], list[int]] = defaultdict(list)
-        for u in self.missing if units is None else units:
+        for u in self.missing:
             by[(u.seed, u.control)].append(u.level)
         return [f"seed {s} {c}: levels {_ranges(levels)}" for (s, c), levels in by.items()]
 

@@ -172,14 +172,6 @@ class RunStore:
             return None
         return json.loads(path.read_text())
 
-    def finished_metrics(self) -> Iterator[dict[str, Any]]:
-        """Metrics of every finished unit, ordered by seed, control, level."""
-        found = []
-        for metrics_file in self.root.glob("seed_*/*/level_*/metrics.json"):
-            if self.is_done(metrics_file.parent):
-                found.append(json.loads(metrics_file.read_text()))
-        yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
-
     def clear_temporaries(self) -> None:
         """Remove the temporaries a killed process left in the run directory itself (unit
         directories are cleared whole before a unit is recomputed). Call under :meth:`locked`;
