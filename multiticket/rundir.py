@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from multiticket.config import TaskConfig, _field_error
+from multiticket.config import TaskConfig, _field_error, validate_task
 from multiticket.core.store import DONE, RunStore, Unit, sha256
 from multiticket.core.mask import Mask
 from multiticket.errors import UserError
@@ -105,9 +105,7 @@ def read_run_config(run_dir: Path | str) -> RunConfig:
         raise UserError(f"{path}: more than {MAX_YAML_NODES} values (aliases expanded); not a config multiticket wrote")
     data = {k: v for k, v in data.items() if k != "versions"}
     try:
-        config = TaskConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _field_error(path, exc) from None
+        config = validate_task(data, path)
     except RecursionError:
         raise UserError(f"{path}: nested too deeply") from None
     return RunConfig(path, data, config)

@@ -23,6 +23,7 @@ from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
+from multiticket.runtime import library_versions, resolve_device
 
 
 @dataclass
@@ -34,9 +35,8 @@ class PreparedRun:
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
-    from multiticket.adapters import adapter_class
-    from multiticket.cli import resolve_device
     from multiticket.core.transfer import runner_class
+    from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -62,9 +62,7 @@ def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
     """What ``config.yaml`` records: the resolved config, with the seeds of every earlier
     invocation on this run directory first (read and validated from its ``config.yaml``), so the
     file names every seed the directory holds. A resumed run's finished records are validated too."""
-    from pydantic import ValidationError
-
-    from multiticket.config import TaskConfig, _field_error
+    from multiticket.config import validate_task
     from multiticket.rundir import CONFIG, check_resumable, read_run_config
 
     resolved = dict(task.resolved)
@@ -73,17 +71,12 @@ def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
         return resolved
     resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
     check_resumable(Path(run_dir))
-    try:
-        TaskConfig.model_validate(resolved)  # the union too must stay within the schema's bounds
-    except ValidationError as exc:
-        raise _field_error(path, exc) from None
+    validate_task(resolved, path)  # the union too must stay within the schema's bounds
     return resolved
 
 
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
-    from multiticket.cli import library_versions
-
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     if opts.workers < 1:
