@@ -23,8 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multiticket.config import TaskConfig, _field_error, validate_task
-from multiticket.core.store import DONE, RunStore, Unit, sha256
 from multiticket.core.mask import Mask
+from multiticket.core.store import DONE, RunStore, Unit, sha256
 from multiticket.errors import UserError
 
 CONFIG = "config.yaml"

@@ -4,6 +4,7 @@ mutated run-directory files never finds a traceback or a runaway (docs/report.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import shutil
@@ -244,10 +245,8 @@ def mutate(run: Path, kind: str, rel: str, key: str, value: object, raw: bytes, 
         _symlink(run, path, number)
         return
     if redo and (path.parent / "DONE").is_file() and path.name != "DONE" and path.parent != run:
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
             redo_done(path.parent)
-        except (ValueError, KeyError, TypeError, OSError):
-            pass
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -20,10 +20,9 @@ from multiticket.analysis import layers as L
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
-from multiticket.analysis.stats import fmt, normalise
+from multiticket.analysis.stats import normalise
 from multiticket.core.store import atomic_write_text
 from multiticket.errors import UserError
-
 
 
 @dataclass

@@ -22,7 +22,6 @@ from multiticket.core.store import RunStore
 from multiticket.rundir import read_instability_record
 
 
-
 def load_instability(run_dir: Path | str) -> list[dict[str, Any]]:
     """Every finished instability record of a run directory (DONE checksums valid, validated
     by :class:`~multiticket.rundir.InstabilityRecord`), sorted."""

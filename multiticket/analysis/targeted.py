@@ -21,7 +21,6 @@ from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import fmt
 
-
 #: (control, label) of the three curves, in table order
 CURVES = (
     ("ticket", "IMP ticket (retrained each level)"),
