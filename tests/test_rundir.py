@@ -105,6 +105,8 @@ MALFORMED = {
     "offsets past the end": (_header(lambda h: _tensors(h, data_offsets=[0, 2**40])),
                              f"{UNIT}/mask.safetensors: not a valid safetensors file"),
     "order names a missing tensor": (_header(_order), f"{UNIT}/mask.safetensors: metadata 'order'"),
+    "dtype a list (found by the mutation test)": (_header(lambda h: _tensors(h, dtype=[])),
+                                                  f"{UNIT}/mask.safetensors: not a valid safetensors file"),
     "config not UTF-8": (lambda run: (run / "config.yaml").write_bytes(b"name: \xff\xfe\n"), "config.yaml: not UTF-8"),
     "config levels 99999999999": (
         lambda run: (run / "config.yaml").write_text(

@@ -36,7 +36,7 @@ def _check_entry(path: Path, name: str, entry: Any, data_bytes: int) -> None:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise _bad(path, f"tensor '{name}': expected dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in ITEMSIZE:
         raise _bad(path, f"tensor '{name}': unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= data_bytes for d in shape):
         raise _bad(path, f"tensor '{name}': shape must be a list of non-negative integers that fit the file")
