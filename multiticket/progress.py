@@ -61,4 +61,4 @@ class RichReporter:
         )
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False)
+        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)  # one line, as with --quiet

@@ -35,10 +35,10 @@ from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
-from multiticket.core.store import RunStore, Unit, atomic_write_text
+from multiticket.core.store import RunStore, Unit, atomic_write_text, save_torch
 from multiticket.core.td_units import TargetedDropoutUnits, hard_copy_targets
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 
 #: written into a unit's directory when it fails (JSON: unit, error, time); removed on retry
 FAILED = "FAILED"
@@ -150,6 +150,11 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 failure = {"unit": str(unit.relpath()), "error": str(exc), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 atomic_write_text(failed, json.dumps(failure, indent=1) + "\n")
                 raise RunFailure(f"{unit.relpath()}: {exc}" if str(unit.relpath()) not in str(exc) else str(exc)) from exc
+            except Exception as exc:  # a full disk met by a library's own writes (rewind points, export)
+                error = storage_error(exc, self.store.unit_dir(unit))
+                if error is None:
+                    raise
+                raise error from exc
             self.phases["unit_total"] = time.perf_counter() - t0
             self.unit_phases[unit] = self.phases
             return self.store.metrics(unit), False
@@ -400,6 +405,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"notes": notes} if (notes := adapter.notes()) else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
@@ -421,7 +427,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         if unit.level == 0 and (unit.control == "dense_td" or self._prune_only_controls()):
             # what evaluating the dense weights needs besides them (e.g. VecNormalize statistics)
             state = self.adapter.state()
-            self.store.write_file(d, "final_state.pt", lambda p: torch.save(state, p))
+            self.store.write_file(d, "final_state.pt", lambda p: save_torch(state, p))
         self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
