@@ -179,8 +179,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
-    from multiticket.launch.status import counts, run_status, status_table
+    from multiticket.launch.status import corrupt_lines, counts, status_table, unit_states
     from multiticket.launch.sweep import is_sweep_file, load_sweep
 
     target = Path(args.target)
@@ -200,18 +201,21 @@ def cmd_status(args: argparse.Namespace) -> int:
                 raise UserError(f"{d}: not a run directory (no config.yaml)")
             report[str(d)] = None
             if not args.json:
-                console.print(f"{d.name}: not started")
+                console.print(f"{escape(d.name)}: not started")
             continue
-        states = run_status(d)
-        report[str(d)] = counts(states)
+        status = unit_states(d)
+        report[str(d)] = counts(status.states)
         if not args.json:
-            console.print(status_table(d, states))
+            console.print(status_table(d, status.states))
+            for line in corrupt_lines(status):
+                console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     if args.json:
         print(json.dumps(report, indent=1))
     return 0
 
 
 def _print_table(console, records) -> None:  # noqa: ANN001
+    from rich.markup import escape
     from rich.table import Table
 
     from multiticket.analysis.summary import level_table
@@ -219,11 +223,11 @@ def _print_table(console, records) -> None:  # noqa: ANN001
     metric, header, rows = level_table(records)
     if not rows:
         return
-    table = Table(title=f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)")
+    table = Table(title=escape(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
     for h in header:
-        table.add_column(h, justify="right")
+        table.add_column(escape(h), justify="right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     console.print(table)
 
 
@@ -231,11 +235,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from multiticket.analysis.report import write_report
-    from multiticket.core.store import RunStore
+    from multiticket.rundir import finished_records
 
     run_dir = Path(args.run_dir)
-    html = write_report(run_dir)  # raises UserError for a directory that is no run
-    _print_table(Console(), list(RunStore(run_dir).finished_metrics()))
+    html = write_report(run_dir)  # raises UserError for a directory that is no run, or a malformed one
+    _print_table(Console(), finished_records(run_dir))
     print(html)
     return 0
 
@@ -285,6 +289,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from multiticket.paths import shipped_tasks
@@ -294,7 +299,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, path in shipped_tasks().items():
         data = yaml.safe_load(path.read_text()) or {}
-        table.add_row(name, str(data.get("domain", "")), str(data.get("description", "")))
+        table.add_row(*(escape(str(v)) for v in (name, data.get("domain", ""), data.get("description", ""))))
     Console().print(table)
     return 0
 

@@ -149,15 +149,27 @@ class RunStore:
     def rewind_dir(self, seed: int, step: int) -> Path:
         return self.root / f"seed_{seed}" / "rewind" / f"step_{step}"
 
+    def done_files(self, directory: Path) -> dict[str, str] | None:
+        """File name -> SHA-256 as listed by ``directory``'s ``DONE``; None when it is absent,
+        unreadable, over 1 MB, or names anything outside that directory (absolute, ``..``)."""
+        done = directory / DONE
+        try:
+            if not done.is_file() or done.stat().st_size > 1 << 20:
+                return None
+            files = json.loads(done.read_bytes())["files"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
+        if not isinstance(files, dict) or not all(
+            isinstance(f, str) and isinstance(h, str) and all(p not in ("", ".", "..") for p in f.split("/"))
+            for f, h in files.items()
+        ):
+            return None
+        return files
+
     def is_done(self, directory: Path) -> bool:
         """``DONE`` exists and every artifact it lists has the recorded checksum."""
-        done = directory / DONE
-        if not done.is_file():
-            return False
-        try:
-            record = json.loads(done.read_text())
-            files = record["files"]
-        except (ValueError, KeyError, TypeError):
+        files = self.done_files(directory)
+        if files is None:
             return False
         return all((directory / f).is_file() and sha256(directory / f) == digest for f, digest in files.items())
 
@@ -167,10 +179,8 @@ class RunStore:
         done = directory / DONE
         if not done.is_file():
             return []
-        try:
-            files = json.loads(done.read_text())["files"]
-            assert isinstance(files, dict)
-        except (ValueError, KeyError, TypeError, AssertionError):
+        files = self.done_files(directory)
+        if files is None:
             return [f"{done}: unreadable or truncated"]
         out = []
         for name, digest in files.items():
@@ -217,14 +227,6 @@ class RunStore:
         if not self.is_done(self.unit_dir(unit)):
             return None
         return json.loads(path.read_text())
-
-    def finished_metrics(self) -> Iterator[dict[str, Any]]:
-        """Metrics of every finished unit, ordered by seed, control, level."""
-        found = []
-        for metrics_file in self.root.glob("seed_*/*/level_*/metrics.json"):
-            if self.is_done(metrics_file.parent):
-                found.append(json.loads(metrics_file.read_text()))
-        yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
 
     def clear_temporaries(self) -> None:
         """Remove the temporaries a killed process left in the run directory itself (unit

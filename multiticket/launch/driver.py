@@ -110,6 +110,23 @@ def check_levels_keep_weights(runner: IMPRunner) -> None:
     )
 
 
+def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
+    """What ``config.yaml`` records: the resolved config, with the seeds of every earlier
+    invocation on this run directory first (read and validated from its ``config.yaml``), so the
+    file names every seed the directory holds. A resumed run's finished records are validated too."""
+    from multiticket.config import validate_task
+    from multiticket.rundir import CONFIG, check_resumable, read_run_config
+
+    resolved = dict(task.resolved)
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return resolved
+    resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
+    check_resumable(Path(run_dir))
+    validate_task(resolved, path)  # the union too must stay within the schema's bounds
+    return resolved
+
+
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
     if opts.backend not in ("local", "ray", "slurm"):
@@ -121,6 +138,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
+    configs = [recorded_config(out / t.run_name, t) for t in tasks]  # a resumed run's files are checked first
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs: list[PreparedRun] = []
     try:
@@ -139,10 +157,10 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         if not opts.in_process:
             run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
-        for run in runs:
+        for run, resolved in zip(runs, configs):
             stack.enter_context(RunStore(run.run_dir).locked())
             RunStore(run.run_dir).clear_temporaries()
-            config = {**run.task.resolved, "versions": library_versions()}
+            config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         if opts.in_process:
             if opts.in_process_threads:

@@ -46,14 +46,14 @@ def test_interpolation_is_exact_at_the_ends():
 def test_instability_endpoints_storage_resume_and_report(tmp_path):
     from multiticket.adapters.toy import ToyAdapter
     from multiticket.launch.jobs import task_from_resolved
-    from multiticket.launch.status import read_resolved
+    from multiticket.rundir import read_run_config
 
     assert main(["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "1", *SMALL]) == 0
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     args = ["instability", str(run), "--levels", "0,1", "--controls", "ticket,random_reinit", "--points", "5",
             "--quiet"]
     assert main(args) == 0
-    task = task_from_resolved(read_resolved(run), run / "config.yaml")
+    task = task_from_resolved(read_run_config(run).data, run / "config.yaml")
     adapter = ToyAdapter(task.config, task.section, tmp_path / "cache")
     units = {"ticket/level_0", "ticket/level_1", "random_reinit/level_1"}
     for unit in units:
