@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from multiticket.core.imp import IMPRunner, NullReporter
+from multiticket.core.legacy import trusted
 from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
@@ -98,7 +99,7 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
     """Send every unfinished unit to the backend; check each result is visible here."""
     jobs: list[Job] = []
     for run in runs:
-        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device)
+        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device, trusted())
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):
