@@ -53,10 +53,10 @@ def _create(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def signing_key(create: bool = True) -> bytes:
-    """This user's key (created on first use when ``create``); a one-line error if unusable."""
+def signing_key() -> bytes:
+    """This user's key (created on first use); a one-line error if it is unusable."""
     path = key_file()
-    if not path.exists() and create:
+    if not path.exists():
         _create(path)
     try:
         info = path.stat()
@@ -65,7 +65,7 @@ def signing_key(create: bool = True) -> bytes:
         text = path.read_text().strip()
         key = bytes.fromhex(text)
     except FileNotFoundError:
-        raise UserError(f"{path}: no signing key ({KEY_ENV}); it is created when a checkpoint is written") from None
+        raise UserError(f"{path}: signing key ({KEY_ENV}) vanished while being read") from None
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path}: signing key ({KEY_ENV}) is not a hex string; delete it to get a new one") from None
     if len(key) < 16:
@@ -93,7 +93,7 @@ def read_signed_pickle(path: Path) -> Any:
     magic, _, digest = head.partition(b" ")
     if not sep or magic != MAGIC or len(digest) != 64:
         raise UserError(f"{path}: not a signed multiticket file; not loaded")
-    if not hmac.compare_digest(digest.decode("ascii", "replace"), _digest(signing_key(create=False), payload)):
+    if not hmac.compare_digest(digest.decode("ascii", "replace"), _digest(signing_key(), payload)):
         raise UserError(
             f"{path}: signature does not match this user's key ({key_file()}); written elsewhere or modified, "
             "not loaded"
