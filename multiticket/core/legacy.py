@@ -73,23 +73,25 @@ def load_legacy(path: Path) -> Any:
         with torch.serialization.safe_globals([*_numpy_types(), *_EXTRA]):
             return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:
+        names = _unsafe(path)
+        if not names:
+            raise UserError(f"{path}: cannot be read (not a state file of multiticket, or corrupt)") from None
+        listed = ", ".join(names[:3]) + (" and more" if len(names) > 3 else "")
         raise UserError(
-            f"{path}: written by an older multiticket and holds {_unsafe(path)}, which is not unpickled from a "
+            f"{path}: written by an older multiticket and holds {listed}, which is not unpickled from a "
             "run directory; if you trust where this directory comes from, rerun with --trust-checkpoints"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line, never a traceback
         raise UserError(f"{path}: cannot be read ({type(exc).__name__})") from None
 
 
-def _unsafe(path: Path) -> str:
-    """The first globals of ``path`` outside the allowlist (found without unpickling anything)."""
+def _unsafe(path: Path) -> list[str]:
+    """The globals of ``path`` outside the allowlist, sorted (found without unpickling anything)."""
     allowed = set()
     for t in [*_numpy_types(), *_EXTRA]:
         allowed.add(t[1] if isinstance(t, tuple) else f"{t.__module__}.{t.__qualname__}")
     try:
         names = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if g not in allowed]
-    except Exception:  # noqa: BLE001 - naming them is a courtesy
-        names = []
-    if not names:
-        return "objects outside the allowlist"
-    return ", ".join(sorted(names)[:3]) + (" and more" if len(names) > 3 else "")
+    except Exception:  # noqa: BLE001 - not a torch file at all
+        return []
+    return sorted(names)
