@@ -107,6 +107,7 @@ def _plant_pickled_ref(directory: Path, marker: Path) -> None:
 
 @pytest.mark.parametrize("kind", list(PLANTS))
 def test_planted_state_never_runs(kind: str, toy_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``run`` (and ``instability``, for a rewind point) refuse the file in one line naming it."""
     where, plant = PLANTS[kind]
     run = tmp_path / toy_run.name
     shutil.copytree(toy_run, run)
@@ -118,21 +119,29 @@ def test_planted_state_never_runs(kind: str, toy_run: Path, tmp_path: Path, caps
     else:  # the prune_dense unit reads the dense unit's final state
         shutil.rmtree(run / "seed_0" / "prune_dense" / "level_1")
     capsys.readouterr()
-
-    # reading a run directory never touches state files
-    for argv in (["report", str(run)], ["status", str(run)], ["compare", str(run), "--out", str(tmp_path / "cmp")]):
-        assert main(argv) == 0, argv
-    capsys.readouterr()
-    # commands that restore state refuse the file in one line naming it, exit 2
     assert main(["run", "toy-mlp", "--out", str(tmp_path), *TOY]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert where in line and (("--trust-checkpoints" in line) == ("legacy" in kind)), line
     if where == REWIND:
         assert main(["instability", str(run), "--levels", "0", "--points", "2", "--quiet"]) == 2
         assert where in one_error_line(capsys.readouterr().err)
-    if where != REWIND:  # a transfer reads the source's masks (it needs the level-1 unit finished)
-        assert main(["transfer", str(run), "--to", "toy-mlp", "--out", str(tmp_path / "tr"), "--quiet", "--levels",
-                     "1", "--controls", "transfer_mask", *SETS]) == 0
+    assert not marker.exists(), "the payload ran"
+
+
+def test_reading_commands_never_touch_state(toy_run: Path, tmp_path: Path) -> None:
+    """``report``, ``status``, ``compare`` and ``transfer`` (which reads the source's masks) on a
+    directory with a payload in every state file."""
+    run = tmp_path / toy_run.name
+    shutil.copytree(toy_run, run)
+    marker = tmp_path / "marker"
+    for where, stem in (("seed_0/rewind/step_0", "state"), (REWIND, "state"), ("seed_0/ticket/level_0", "final_state"),
+                        ("seed_0/instability/ticket/level_0", "state")):  # fmt: skip
+        plant_legacy(run / where, stem, marker)
+    plant_bytes(run / "seed_0" / "instability" / "ticket" / "level_1" / "state.json", marker)
+    for argv in (["report", str(run)], ["status", str(run)], ["compare", str(run), "--out", str(tmp_path / "cmp")],
+                 ["transfer", str(run), "--to", "toy-mlp", "--out", str(tmp_path / "tr"), "--quiet", "--levels", "1",
+                  "--controls", "transfer_mask", *SETS]):  # fmt: skip
+        assert main(argv) == 0, argv
     assert not marker.exists(), "the payload ran"
 
 
