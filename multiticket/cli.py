@@ -152,10 +152,9 @@ def library_versions() -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from multiticket.config import load_task
-    from multiticket.paths import resolve_task_path
+    from multiticket.api import resolve_task
 
-    task = load_task(resolve_task_path(args.task), args.set, seeds=args.seeds, levels=args.levels)
+    task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels)
     return _launch([task], Path(args.out), args)
 
 
@@ -170,27 +169,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _launch(tasks: list, out: Path, args: argparse.Namespace) -> int:  # noqa: ANN001
     from rich.console import Console
 
-    from multiticket.analysis.summary import write_summary
+    from multiticket.api import execute
     from multiticket.core.imp import NullReporter
-    from multiticket.launch.driver import run_tasks
     from multiticket.progress import RichReporter
 
     opts = launch_options(args)
     console = Console(stderr=True)
     reporter = NullReporter() if args.quiet else RichReporter(console)
-    run_dirs = [out / t.run_name for t in tasks]
-    try:
-        if isinstance(reporter, RichReporter):
-            with reporter:
-                run_tasks(tasks, out, opts, reporter)
-        else:
-            run_tasks(tasks, out, opts, reporter)
-    finally:
-        results = [write_summary(d) for d in run_dirs if (d / "config.yaml").is_file()]
+    if isinstance(reporter, RichReporter):
+        with reporter:
+            results = execute(tasks, out, opts, reporter)
+    else:
+        results = execute(tasks, out, opts, reporter)
     for _, records in results:
         _print_table(console, records)
-    for d in run_dirs:
-        print(d)
+    for t in tasks:
+        print(out / t.run_name)
     return 0
 
 
@@ -206,7 +200,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if target.is_dir():
         run_dirs = [target]
     elif target.is_file() and is_sweep_file(target):
-        sweep = load_sweep(target)
+        sweep = load_sweep(target, user_code=False)
         out = Path(args.out) if args.out else (sweep.out or Path("runs"))
         run_dirs = [out / t.run_name for t in sweep.tasks]
     else:

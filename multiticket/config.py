@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint
 #: hash and config.yaml) while they hold this default, so existing run directories keep their names
 OMIT_IF_DEFAULT: dict[str, Any] = {
     "rewind.mode": "weights", "rewind.finetune_lr": None, "rl.env_attrs": {}, "early_bird.interval": None,
+    "rl.imports": [],
 }
 
 #: early-bird mask-check interval of a domain when the task sets none. In RL the first updates of
@@ -285,11 +287,15 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return [k for k in key.strip().split(".")], value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists)."""
+def apply_overrides(data: dict[str, Any], overrides: list[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists), or a mapping
+    ``{"key.path": value}`` (values taken as they are; the Python API's ``set=``)."""
     data = copy.deepcopy(data)
-    for item in overrides:
-        path, value = _parse_override(item)
+    if isinstance(overrides, Mapping):
+        items = [(str(k).strip().split("."), v, f"{k}={v!r}") for k, v in overrides.items()]
+    else:
+        items = [(*_parse_override(item), item) for item in overrides]
+    for path, value, item in items:
         node = data
         for k in path[:-1]:
             nxt = node.get(k)
@@ -339,15 +345,18 @@ def _known_keys(model_title: str, loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def validate_section(model: type[BaseModel], data: Any, source: Path | str, prefix: str) -> BaseModel:
-    """Validate a domain section; errors name ``prefix.field`` in ``source``."""
+def validate_section(
+    model: type[BaseModel], data: Any, source: Path | str, prefix: str, user_code: bool = True
+) -> BaseModel:
+    """Validate a domain section; errors name ``prefix.field`` in ``source``. ``user_code=False``
+    checks the form of the modules and classes a section names without importing them (``status``)."""
     _MODEL_REGISTRY[model.__name__] = model
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{source}: {prefix.rstrip('.')}: expected a mapping")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"user_code": user_code})
     except ValidationError as exc:
         raise _field_error(source, exc, prefix) from None
 
@@ -397,15 +406,28 @@ def _check_targeted_dropout(config: TaskConfig, source: Path) -> None:
 
 def load_task(
     path: Path | str,
-    overrides: list[str] | None = None,
+    overrides: list[str] | Mapping[str, Any] | None = None,
     seeds: list[int] | None = None,
     levels: int | None = None,
+    user_code: bool = True,
 ) -> ResolvedTask:
     """Read, override and validate a task file. Raises :class:`UserError` on any bad input."""
+    source = Path(path)
+    return task_from_data(read_yaml_file(source, "task"), source, overrides, seeds, levels, user_code)
+
+
+def task_from_data(
+    data: Any,
+    source: Path,
+    overrides: list[str] | Mapping[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    levels: int | None = None,
+    user_code: bool = True,
+) -> ResolvedTask:
+    """Override and validate a task's data (``source`` names it in errors); ``user_code=False``
+    imports no module the task names (see :func:`validate_section`)."""
     from multiticket.adapters import adapter_class
 
-    source = Path(path)
-    data = read_yaml_file(source, "task")
     if not isinstance(data, dict):
         raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
@@ -429,5 +451,5 @@ def load_task(
     _check_retrain_and_early_bird(config, source)
     _check_targeted_dropout(config, source)
     cls = adapter_class(config.domain)
-    section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.")
+    section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.", user_code)
     return ResolvedTask(config=config, section=section, source=source)

@@ -149,8 +149,9 @@ class SB3Adapter(DomainAdapter):
             # measured: one thread is as fast as two for SB3's small MLPs, and leaves a core free
             torch.set_num_threads(1)
         aliases = list(self.spec.cls.policy_aliases)
-        if self.hyper.policy not in aliases:
-            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases}")
+        if self.hyper.policy_class is None and self.hyper.policy not in aliases:
+            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases} "
+                            "(or a policy class by import path)")
         env_id = self.section.env
         venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
         if not isinstance(venv.action_space, self.spec.action_spaces):
@@ -166,7 +167,7 @@ class SB3Adapter(DomainAdapter):
             kwargs["action_noise"] = noise
         try:
             self.model = self.spec.cls(
-                self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
+                self.hyper.policy_class or self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
             )
         except (TypeError, ValueError, AssertionError, KeyError) as exc:
             venv.close()
@@ -201,7 +202,20 @@ class SB3Adapter(DomainAdapter):
     def module(self) -> nn.Module:
         return self._require_model().policy
 
+    def _standard_policy(self) -> bool:
+        """Whether the policy is (a subclass of) the algorithm's own, whose roles the table knows."""
+        own = self.spec.cls.policy_aliases["MlpPolicy"]
+        return self.hyper.policy_class is None or issubclass(self.hyper.policy_class, own)
+
     def default_prunable(self) -> list[str]:
+        if not self._standard_policy():
+            if getattr(getattr(self.task, "prune", None), "include", None):
+                return []  # the task names the prunable parameters itself
+            own = self.spec.cls.policy_aliases["MlpPolicy"]
+            raise UserError(
+                f"rl.overrides: policy '{self.hyper.policy}' is not a subclass of SB3's {own.__name__}, so its "
+                "actor and critic layers are unknown: name its prunable parameters with prune.include"
+            )
         names = prunable_names(
             self.module, self.spec, list(self.section.roles), self.section.prune_input_layer
         )

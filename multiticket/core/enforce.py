@@ -132,6 +132,10 @@ class MaskEnforcer:
         self._attached = False
 
     def __enter__(self) -> MaskEnforcer:
+        """``with enforcer.attach([optimizer]):`` or ``with enforcer:`` (attaches with no optimizer
+        yet; add them with :meth:`add_optimizer`) keeps the mask exact in a loop; leaving detaches."""
+        if not self._attached:
+            self.attach()
         return self
 
     def __exit__(self, *exc: object) -> None:

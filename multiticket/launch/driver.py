@@ -23,7 +23,7 @@ from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
-from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
+from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
 
 
 @dataclass
@@ -68,7 +68,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
-    warm_up_workers(opts, [t.config.domain for t in tasks])
+    warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs = []
     for task in tasks:
         runs.append(prepare_run(task, out, opts.device))
@@ -99,7 +99,8 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
     """Send every unfinished unit to the backend; check each result is visible here."""
     jobs: list[Job] = []
     for run in runs:
-        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device, trusted())
+        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
+                       user_modules(run.task), trusted())
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):

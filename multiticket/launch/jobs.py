@@ -35,6 +35,8 @@ class RunSpec:
     resolved: dict[str, Any]
     source: str
     device: str = "auto"
+    #: the user's modules the task imports (``rl.imports``): pool workers preload them once
+    user_modules: tuple[str, ...] = ()
     #: ``--trust-checkpoints`` of the driver, for workers that do not inherit its environment
     trust_checkpoints: bool = False
 
@@ -76,15 +78,24 @@ def plan_of(spec: RunSpec) -> list[PlannedUnit]:
 # -- worker side ----------------------------------------------------------------------------------
 
 
-def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
-    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read)."""
+def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True) -> Any:
+    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read).
+    Validating the domain section imports the modules the task names (``rl.imports``), so they
+    are imported in every worker; ``user_code=False`` checks their form only (``status``)."""
     from multiticket.adapters import adapter_class
-    from multiticket.config import ResolvedTask, TaskConfig
+    from multiticket.config import ResolvedTask, TaskConfig, validate_section
 
     data = {k: v for k, v in resolved.items() if k != "versions"}
     config = TaskConfig.model_validate(data)
-    section = adapter_class(config.domain).Section.model_validate(data.get(config.domain) or {})
+    cls = adapter_class(config.domain)
+    section = validate_section(cls.Section, data.get(config.domain), source, f"{config.domain}.", user_code)
     return ResolvedTask(config=config, section=section, source=Path(source))
+
+
+def user_modules(task: Any) -> tuple[str, ...]:
+    """The modules of the user's that a task's domain section imports (none for most sections)."""
+    modules = getattr(task.section, "user_modules", None)
+    return tuple(modules()) if callable(modules) else ()
 
 
 _RUNNERS: dict[tuple[str, str], Any] = {}
