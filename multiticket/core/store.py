@@ -4,7 +4,7 @@ Layout (DESIGN.md §6)::
 
     <out>/<name>-<hash8>/
       config.yaml
-      seed_<s>/rewind/step_<k>/{weights.safetensors, state.pt, DONE}
+      seed_<s>/rewind/step_<k>/{weights.safetensors, state.safetensors, state.json, DONE}
       seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
       summary.csv
 
