@@ -8,7 +8,6 @@ traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from multiticket.errors import RunFailure, UserError, storage_error
+from multiticket.runtime import resolve_device
 
 if TYPE_CHECKING:
     from multiticket.launch.backends import LaunchOptions
@@ -131,26 +131,6 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
-def resolve_device(choice: str) -> str:
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device: cuda requested but no CUDA device is available")
-    return choice
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for dist in ("multiticket", "torch", "numpy", "stable-baselines3", "gymnasium", "transformers", "datasets"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[dist] = md.version(dist)
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from multiticket.api import resolve_task
 
@@ -254,8 +234,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from multiticket.core.transfer import transfer_task
     from multiticket.paths import resolve_task_path
+    from multiticket.transfer_task import transfer_task
 
     task, notes = transfer_task(args.ticket_dir, resolve_task_path(args.to), args.set, args.seeds, args.levels,
                                 args.controls)

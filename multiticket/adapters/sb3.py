@@ -5,7 +5,8 @@ step, with ``num_timesteps`` as the step), the mask enforcer rides on SB3's own 
 level that starts at the rewind step k continues with ``num_timesteps = k`` and
 ``learn(T - k, reset_num_timesteps=False)`` so that progress-based schedules (learning rate, clip
 range, DQN's exploration rate) continue exactly where the dense run was at step k.
-See docs/rl.md for the task-file keys and DESIGN.md §4 for the per-algorithm table.
+See docs/rl.md for the task-file keys and :mod:`multiticket.adapters.sb3_algos` for the per-algorithm
+table (prunable modules, optimizers, target pairs).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.statefile import Pickled
 from multiticket.errors import UserError
 

@@ -26,8 +26,8 @@ from torch import nn, optim
 
 from multiticket.adapters.sb3_algos import ALGOS, ROLES
 from multiticket.adapters.user_code import check_module_name, import_module, import_object, user_code_allowed
-from multiticket.config import Strict
 from multiticket.paths import AGENTS_DIR
+from multiticket.schema import AlwaysHashed, Strict
 
 #: keys of an agents entry that the adapter consumes itself (RL-Zoo conventions)
 ADAPTER_KEYS = (
@@ -163,37 +163,38 @@ class Section(Strict):
         description="modules imported before anything else, in the driver and in every worker (they "
         "register custom environments with Gymnasium); hashed only when set",
     )
-    env: str = Field(description="Gymnasium environment id, e.g. CartPole-v1 or ALE/Pong-v5")
-    algo: Literal["ppo", "a2c", "dqn", "sac", "td3"]
-    hyperparams: str | None = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="merged over the agents entry")
-    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
+    env: AlwaysHashed[str] = Field(description="Gymnasium environment id, e.g. CartPole-v1 or ALE/Pong-v5")
+    algo: AlwaysHashed[Literal["ppo", "a2c", "dqn", "sac", "td3"]]
+    hyperparams: AlwaysHashed[str | None] = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
+    overrides: AlwaysHashed[dict[str, Any]] = Field(default_factory=dict, description="merged over the agents entry")
+    env_kwargs: AlwaysHashed[dict[str, Any]] = Field(default_factory=dict, description="passed to gymnasium.make")
     env_attrs: dict[str, float | int | bool] = Field(
         default_factory=dict,
         description="constants set on every environment after gymnasium.make, for changed physics "
         "(CartPole: length, masspole, masscart, gravity, force_mag, tau); derived ones are recomputed",
     )
-    n_eval_episodes: int = Field(10, ge=1, description="deterministic evaluation episodes per level")
-    eval_seed_offset: int = Field(10_000, ge=1, description="eval env seed = seed + this offset")
-    ticket_reward_episodes: int = Field(
+    n_eval_episodes: AlwaysHashed[int] = Field(10, ge=1, description="deterministic evaluation episodes per level")
+    eval_seed_offset: AlwaysHashed[int] = Field(10_000, ge=1, description="eval env seed = seed + this offset")
+    ticket_reward_episodes: AlwaysHashed[int] = Field(
         10, ge=1, le=100, description="last training episodes averaged into ticket_reward (Yu et al.)"
     )
-    roles: list[Literal["actor", "critic", "shared"]] = Field(
+    roles: AlwaysHashed[list[Literal["actor", "critic", "shared"]]] = Field(
         default_factory=lambda: list(ROLES),
         min_length=1,
         description="which parts of the policy are prunable",
     )
-    prune_input_layer: bool = True
-    keep_replay_buffer: bool = Field(
+    prune_input_layer: AlwaysHashed[bool] = True
+    keep_replay_buffer: AlwaysHashed[bool] = Field(
         False, description="off-policy: restore the replay buffer of the rewind point"
     )
-    progress_bar: bool = False
-    tensorboard: bool | None = Field(None, description="per-level TensorBoard logs; default: if installed")
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    progress_bar: AlwaysHashed[bool] = False
+    tensorboard: AlwaysHashed[bool | None] = Field(
+        None, description="per-level TensorBoard logs; default: if installed")
+    device: AlwaysHashed[Literal["auto", "cpu", "cuda"]] = Field(
         "auto", description="auto: CUDA for CNN policies when the run has a GPU, CPU for MLPs"
     )
-    torch_threads: int | None = Field(None, ge=1, description="default 1 for MLP policies on CPU")
-    verbose: int = Field(0, ge=0, le=2)
+    torch_threads: AlwaysHashed[int | None] = Field(None, ge=1, description="default 1 for MLP policies on CPU")
+    verbose: AlwaysHashed[int] = Field(0, ge=0, le=2)
 
     def user_modules(self) -> list[str]:
         """Modules of the user's this section imports (pool workers preload them once)."""

@@ -51,7 +51,9 @@ class EarlyBirdUnits:
                                 "threshold": settings.threshold}
         if level == 1:
             dense = self.dense_mask()
-            search = EarlyBirdMonitor(dense, self.spec, settings, start=0, min_stop=self.k, stop=True)
+            # checks before k have no rewind point yet: only k = 0 gives init criteria one
+            search = EarlyBirdMonitor(dense, self.spec, settings, start=0, min_stop=self.k, stop=True,
+                                      init=rewind.weights if self.k == 0 else None)
             rec = self._train_unit(unit, dense, start=None, init_seed=None, monitor=search)["__record__"]
             prev_mask = dense
             source = search.snapshot if search.snapshot is not None else copy_state_dict(self.adapter.module)
@@ -67,9 +69,9 @@ class EarlyBirdUnits:
                 prev_info = json.loads((d / "metrics.json").read_text())["early_bird"]
             searched = int(prev_info["search_steps_next"])
         with self._phase("prune"):
-            mask = prune(source, prev_mask, self.spec, generator(seed, "early_bird", "prune", level))
+            mask = prune(source, prev_mask, self.spec, generator(seed, "early_bird", "prune", level), rewind.weights)
         self._check_planned(mask, level, unit)
-        monitor = EarlyBirdMonitor(mask, self.spec, settings, start=rewind.step, stop=False)
+        monitor = EarlyBirdMonitor(mask, self.spec, settings, start=rewind.step, stop=False, init=rewind.weights)
         record = self._retrain(unit, mask, rewind, source, monitor=monitor)["__record__"]
         stop = monitor.fired_at if monitor.fired_at is not None else self.T
         imp = self.T + (level - 1) * (self.T - self.k)

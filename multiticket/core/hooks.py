@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.rewind import RewindPoint

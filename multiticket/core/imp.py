@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from multiticket.adapters.base import DomainAdapter
 from multiticket.core import scope as scope_mod
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import Checkpoint, CheckpointStore
 from multiticket.core.controls import CONTROLS
 from multiticket.core.early_bird import EarlyBirdMonitor
@@ -57,7 +57,8 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         self.k = self.cfg.rewind_step()
         self.T = self.cfg.train.steps
         self.names: list[str] = []
-        self.spec = PruneSpec(self.cfg.prune.strategy, self.cfg.prune.rate, self.cfg.prune.rate_of)
+        self.spec = PruneSpec(self.cfg.prune.strategy, self.cfg.prune.rate, self.cfg.prune.rate_of,
+                              criterion=self.cfg.prune.criterion)
         self._rewinds: dict[tuple[int, int], RewindPoint] = {}
         #: wall seconds per phase of the unit in progress / of every unit this runner trained
         self.phases: dict[str, float] = {}
@@ -71,7 +72,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         module = self.adapter.module
         self.names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
         overrides = scope_mod.rate_overrides(self.names, p.rates)
-        self.spec = PruneSpec(p.strategy, p.rate, p.rate_of, overrides)
+        self.spec = PruneSpec(p.strategy, p.rate, p.rate_of, overrides, p.criterion)
         params = dict(module.named_parameters())
         self.shapes = {n: tuple(params[n].shape) for n in self.names}
         self.sizes = {n: params[n].numel() for n in self.names}
@@ -112,11 +113,6 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 f"{len(failed)} unit(s) failed{also}; first {first.relpath()}: {why} "
                 f"(see FAILED in each unit's directory; the other units finished)"
             )
-
-    def run_seed(self, seed: int) -> None:
-        """Every unit of one seed, in dependency order (the whole chain in this process)."""
-        for planned in unit_plan(self.cfg, [seed]):
-            self.run_unit(planned.unit)
 
     def run_unit(self, unit: Unit) -> tuple[dict[str, Any] | None, bool]:
         """Run one unit alone, loading its inputs (masks, final weights, rewind points) from the
@@ -222,7 +218,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         prev = Unit(seed, chain if level > 1 else "ticket", level - 1)
         prev_mask, prev_final = self._load_unit(prev)
         with self._phase("prune"):
-            mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level))
+            mask = prune(prev_final, prev_mask, self.spec, generator(seed, chain, "prune", level), rewind.weights)
         self._check_planned(mask, level, unit)
         record = self._retrain(unit, mask, rewind, prev_final)
         self._write_unit(unit, mask, record["__record__"])
@@ -259,8 +255,9 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 _, dense_final = self._load_unit(Unit(seed, "ticket", 0))
                 source = dense_final
                 mask = self.dense_mask()
+                init = self._rewind(seed, self.k).weights if self.spec.needs_init else None
                 for _ in range(level):
-                    mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level))
+                    mask = prune(dense_final, mask, self.spec, generator(seed, control, "prune", level), init)
                 self._check_planned(mask, level, unit)
             else:
                 raise ValueError(f"control '{control}' has no per-level mask rule")

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.controls import CONTROLS
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.mask import Mask
@@ -63,8 +63,10 @@ class TargetedDropoutUnits:
         _, dense_final = self._load_unit(source)
         with self._phase("prune"):
             mask = self.dense_mask()
+            # the dense run's rewind point (dense_td records none: the config refuses init criteria there)
+            init = self._rewind(unit.seed, self.k).weights if self.spec.needs_init and source.control == "ticket" else None
             for _ in range(unit.level):
-                mask = prune(dense_final, mask, self.spec, generator(unit.seed, unit.control, "prune", unit.level))
+                mask = prune(dense_final, mask, self.spec, generator(unit.seed, unit.control, "prune", unit.level), init)
         self._check_planned(mask, unit.level, unit)
         adapter = self.adapter
         with self._phase("build"):

@@ -133,12 +133,13 @@ WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
 
 def worker_modules(domains: Sequence[str] = (), user: Sequence[str] = ()) -> list[str]:
     """Modules the fork server imports once for every worker: :data:`WORKER_MODULES`, the
-    adapters of the domains about to run (SB3 or transformers take seconds to import), and the
-    user's modules the tasks import (``rl.imports``: each worker imports them again on validating
-    its task, a no-op once preloaded, so one missing here is still imported where it runs)."""
-    from multiticket.adapters import ADAPTERS
+    adapters of the domains about to run (SB3 or transformers take seconds to import; a plugin
+    domain's module too), and the user's modules the tasks import (``rl.imports``: each worker
+    imports them again on validating its task, a no-op once preloaded, so one missing here is
+    still imported where it runs)."""
+    from multiticket.domains import domains as registry
 
-    adapters = sorted({ADAPTERS[d][0].partition(":")[0] for d in domains if d in ADAPTERS})
+    adapters = sorted({m for d in domains if d in registry and (m := registry.module_of(d))})
     return [*WORKER_MODULES, *adapters, *dict.fromkeys(user)]
 
 

@@ -24,6 +24,7 @@ from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
+from multiticket.runtime import library_versions, resolve_device
 
 
 @dataclass
@@ -35,9 +36,8 @@ class PreparedRun:
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
-    from multiticket.adapters import adapter_class
-    from multiticket.cli import resolve_device
     from multiticket.core.transfer import runner_class
+    from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -61,8 +61,6 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
 
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
-    from multiticket.cli import library_versions
-
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     if opts.workers < 1:

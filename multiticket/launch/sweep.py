@@ -28,9 +28,10 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from multiticket.config import ResolvedTask, Strict, load_task, read_yaml_file, validate_section
+from multiticket.config import ResolvedTask, load_task, read_yaml_file, validate_section
 from multiticket.errors import UserError
 from multiticket.paths import shipped_tasks
+from multiticket.schema import Strict
 
 
 class SweepFile(Strict):
