@@ -39,7 +39,7 @@ from multiticket.core.statefile import save_tree
 from multiticket.core.store import RunStore, Unit, atomic_write_text
 from multiticket.core.td_units import TargetedDropoutUnits, hard_copy_targets
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 
 #: written into a unit's directory when it fails (JSON: unit, error, time); removed on retry
 FAILED = "FAILED"
@@ -151,6 +151,11 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
                 failure = {"unit": str(unit.relpath()), "error": str(exc), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 atomic_write_text(failed, json.dumps(failure, indent=1) + "\n")
                 raise RunFailure(f"{unit.relpath()}: {exc}" if str(unit.relpath()) not in str(exc) else str(exc)) from exc
+            except Exception as exc:  # a full disk met by a library's own writes (rewind points, export)
+                error = storage_error(exc, self.store.unit_dir(unit))
+                if error is None:
+                    raise
+                raise error from exc
             self.phases["unit_total"] = time.perf_counter() - t0
             self.unit_phases[unit] = self.phases
             return self.store.metrics(unit), False
@@ -401,6 +406,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
             "metric": adapter.metric,
             "higher_is_better": adapter.higher_is_better,
             "metrics": {k: float(v) for k, v in metrics.items()},
+            **({"notes": notes} if (notes := adapter.notes()) else {}),
         }
 
     def _write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
