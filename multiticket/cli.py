@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--points", type=int, default=11, help="points on the path, ends included (default 11)")
     inst.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     inst.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_trust_arg(inst)
     return parser
 
 
@@ -101,9 +102,17 @@ def _names(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _add_trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-checkpoints", action="store_true",
+                   help="read state files of older multiticket versions (state.pt, core.pt, final_state.pt) even "
+                        "if they hold objects outside the allowlist: unpickling them can run code, so only for "
+                        "run directories you trust (README: When things go wrong)")
+
+
 def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_trust_arg(p)
     g = p.add_argument_group("where units run (docs/scale.md)")
     g.add_argument("--backend", choices=("local", "ray", "slurm"), default="local",
                    help="local process pool (default), a Ray cluster, or Slurm via submitit")
@@ -326,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
                 "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability}
+    if getattr(args, "trust_checkpoints", False):
+        from multiticket.core.legacy import trust_checkpoints
+
+        trust_checkpoints()  # this process and the workers it starts (an environment variable)
     return handlers[args.command](args)
 
 

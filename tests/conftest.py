@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -6,6 +7,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# checkpoints sign what only a pickle holds with a per-user key: the tests use their own
+os.environ.setdefault("MULTITICKET_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="multiticket-test-key-"), "key"))
 torch.set_num_threads(1)
 
 

@@ -117,7 +117,8 @@ ARTIFACTS = {
     "metrics": ("seed_0/random_mask/level_2/metrics.json", "metrics.json"),
     "DONE record": ("seed_1/one_shot/level_1/DONE", "level_1"),
     "rewind weights": ("seed_0/rewind/step_0/weights.safetensors", "weights.safetensors"),
-    "rewind state": ("seed_1/rewind/step_3/state.pt", "state.pt"),
+    "rewind state": ("seed_1/rewind/step_3/state.safetensors", "state.safetensors"),
+    "rewind skeleton": ("seed_1/rewind/step_3/state.json", "state.json"),
     "summary": ("summary.csv", None),
 }
 

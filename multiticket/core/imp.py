@@ -36,7 +36,8 @@ from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import derive_seed, generator
-from multiticket.core.store import RunStore, Unit, atomic_write_text, save_torch
+from multiticket.core.statefile import save_tree
+from multiticket.core.store import RunStore, Unit, atomic_write_text
 from multiticket.core.td_units import TargetedDropoutUnits, hard_copy_targets
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
 from multiticket.errors import RunFailure, UserError, storage_error
@@ -430,7 +431,7 @@ class IMPRunner(EarlyBirdUnits, TargetedDropoutUnits):
         if unit.level == 0 and (unit.control == "dense_td" or self._prune_only_controls()):
             # what evaluating the dense weights needs besides them (e.g. VecNormalize statistics)
             state = self.adapter.state()
-            self.store.write_file(d, "final_state.pt", lambda p: save_torch(state, p))
+            save_tree(d, "final_state", state)
         self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))

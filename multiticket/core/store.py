@@ -4,7 +4,7 @@ Layout (the run-directory contract of the README; docs/architecture.md follows o
 
     <out>/<name>-<hash8>/
       config.yaml
-      seed_<s>/rewind/step_<k>/{weights.safetensors, state.pt, DONE}
+      seed_<s>/rewind/step_<k>/{weights.safetensors, state.safetensors, state.json, DONE}
       seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
       summary.csv
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -85,23 +84,6 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(path.parent)
-
-
-def save_torch(obj: Any, path: Path) -> None:
-    """``torch.save`` through memory and one plain write: torch's own file writer turns a full
-    disk or a file-size limit into an errno-less ``RuntimeError`` ("unexpected pos ..."), while a
-    plain write raises the ``OSError`` that :func:`storage_errors` reports."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    data = memoryview(buffer.getvalue())
-    with open(path, "wb", buffering=0) as fh:
-        try:
-            while data:
-                data = data[fh.write(data):]
-        except OSError as exc:  # a failed write() names no file
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:

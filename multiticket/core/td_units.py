@@ -16,6 +16,7 @@ from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.mask import Mask
 from multiticket.core.prune import prune
 from multiticket.core.seeding import derive_seed, generator
+from multiticket.core.statefile import has_tree, load_tree
 from multiticket.core.store import Unit
 from multiticket.core.targeted_dropout import TargetedDropout, TDSpec
 
@@ -73,9 +74,9 @@ class TargetedDropoutUnits:
         module = adapter.module
         with self._phase("restore"):
             module.load_state_dict(dense_final, strict=True)
-            state_file = self.store.unit_dir(source) / "final_state.pt"
-            if state_file.is_file():
-                adapter.load_state(torch.load(state_file, weights_only=False))
+            source_dir = self.store.unit_dir(source)
+            if has_tree(source_dir, "final_state"):
+                adapter.load_state(load_tree(source_dir, "final_state"))
             MaskEnforcer(module, mask).zero_weights()
             hard_copy_targets(adapter)
         record = self._evaluated_record(unit, mask, self.T, self.T, 0.0, source=str(source.relpath()), retrained=False)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from multiticket.core.imp import IMPRunner, NullReporter
+from multiticket.core.legacy import trusted
 from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
@@ -210,7 +211,7 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
     jobs: list[Job] = []
     for run in runs:
         spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
-                       user_modules(run.task))
+                       user_modules(run.task), trusted())
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from multiticket.cli import main
 from multiticket.core.instability import alphas, error_barrier, interpolate
 from multiticket.core.mask import Mask
+from multiticket.core.statefile import load_tree
 
 SMALL = ["--set", "train.steps=120", "--set", "toy.n_train=512", "--set", "toy.n_test=256",
          "--set", "toy.hidden=[32,16]", "--set", "rewind.step=6"]
@@ -73,7 +74,7 @@ def test_instability_endpoints_storage_resume_and_report(tmp_path):
         # pruned entries stay exactly zero in both endpoints
         mask = Mask.load(d / "mask.safetensors")
         assert all(bool((e[n][~m] == 0).all()) for e in (e1, e2) for n, m in mask.items())
-        assert torch.load(d / "state.pt", weights_only=False) == {}  # the toy has no adapter state
+        assert load_tree(d, "state") == {}  # the toy has no adapter state
         b, _ = error_barrier(record["values"], record["alphas"], True)
         assert record["barrier"] == b
     # copy 1 of the ticket replays the ticket unit itself (same start, same data seed)
