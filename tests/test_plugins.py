@@ -135,4 +135,4 @@ def test_a_misspelled_external_domain_gets_a_hint(plugin_path, tmp_path):
     result = _run(plugin_path, tmp_path, "--set", "domain=visoin")
     assert result.returncode == 2
     assert result.stderr.strip() == (f"multiticket: error: {task}: domain: unknown domain 'visoin' "
-                                     "(did you mean 'vision'?; known: toy, rl, nlp, vision)")
+                                     "(did you mean 'vision'?; known: toy, rl, nlp, torch, vision)")
