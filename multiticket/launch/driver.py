@@ -36,7 +36,6 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
     from multiticket.adapters import adapter_class
     from multiticket.cli import resolve_device
-    from multiticket.core.transfer import runner_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -44,7 +43,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
         adapter = adapter_class(task.config.domain)(
             task.config, task.section, run_dir / "cache", resolve_device(device)
         )
-        runner = runner_class(task)(task, adapter, RunStore(run_dir))
+        runner = IMPRunner(task, adapter, RunStore(run_dir))
         runner.prepare()
     except UserError as exc:
         if not existed and run_dir.exists():
