@@ -58,7 +58,8 @@ class IMPRunner:
         self.transfer = TransferStarts(self.cfg) if getattr(self.cfg, "transfer", None) is not None else None
         td = self.cfg.targeted_dropout
         self.shape = RunShape(self.k, self.cfg.rewind.mode, td.apply_to if td is not None else None,
-                              transfer=self.transfer is not None)
+                              transfer=self.transfer is not None,
+                              prune_only=any(CONTROLS[c].start == "none" for c in self.cfg.controls))
         self.info = RunInfo(self.cfg.name, self.cfg.domain, self.T)
         self.writer = UnitWriter(store, adapter)
         self._inputs: UnitInputs | None = None
@@ -178,8 +179,7 @@ class IMPRunner:
             with self.phases.timed("save"):
                 self.writer.write_rewinds(unit.seed, result.captured)
             self.inputs.remember(unit.seed, result.captured)
-        keep_state = unit.level == 0 and (unit.control == "dense_td" or self._prune_only_controls())
-        self._write(unit, inputs, record, extra, keep_state)
+        self._write(unit, inputs, record, extra, recipe.keep_state)
 
     def job(self, recipe: Recipe, inputs: Inputs) -> tuple[TrainJob, EarlyBirdMonitor | None]:
         """The train job of a recipe with its inputs loaded, and its early-bird detector (if any)."""
@@ -254,5 +254,3 @@ class IMPRunner:
         record = self.record(recipe, inputs, result, source=str(source.relpath()), retrained=False)
         self._write(unit, inputs, record)
 
-    def _prune_only_controls(self) -> bool:
-        return any(CONTROLS[c].start == "none" for c in self.cfg.controls)

@@ -43,7 +43,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from multiticket.core.imp import IMPRunner
 from multiticket.core.mask import Mask
@@ -52,6 +52,7 @@ from multiticket.core.rewind import copy_state_dict
 from multiticket.core.seeding import derive_seed
 from multiticket.core.store import Unit
 from multiticket.core.train import Phases, TrainJob
+from multiticket.core.writer import json_file, tensors_file
 from multiticket.errors import RunFailure, UserError
 
 RESULT = "instability.json"
@@ -176,10 +177,10 @@ class InstabilityRunner:
         d = self.store.root / instability_dir(unit)
         self.store.begin(d)
         for name, weights in zip(ENDPOINTS, endpoints):
-            self.store.write_file(d, name, lambda p, w=weights: save_file(_contiguous(w), str(p)))
+            self.store.write_file(d, name, tensors_file(weights))
         self.store.write_file(d, "state.pt", lambda p: torch.save(state_1, p))
         self.store.write_file(d, "mask.safetensors", mask.save)
-        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.write_file(d, RESULT, json_file(record))
         self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
 
@@ -215,7 +216,7 @@ class InstabilityRunner:
         endpoints = [load_file(str(d / name)) for name in ENDPOINTS]
         extra = torch.load(d / "state.pt", weights_only=False)
         record = {**record, **self._evaluate_path(unit, endpoints, extra, points)}
-        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.write_file(d, RESULT, json_file(record))
         self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
         return record
@@ -225,8 +226,3 @@ def _as_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """A unit record shaped like ``metrics.json`` for progress reporters (barrier as the metric)."""
     return {**record, "metric": "barrier", "metrics": {"barrier": record["barrier"]},
             "train_seconds": sum(c["train_seconds"] for c in record["copies"])}
-
-
-def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.contiguous() for k, v in weights.items()}
-

@@ -49,6 +49,8 @@ class RunShape:
     transfer: bool = False
     #: an instability analysis: the dense network restarts from θ_k and captures nothing
     instability: bool = False
+    #: the run has prune-only controls, which evaluate a dense unit's weights with its adapter state
+    prune_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Recipe:
     #: the mask must keep exactly the planned count / exactly the ticket's count at this level
     check_planned: bool = False
     match_ticket: bool = False
+    #: keep the adapter's state next to the final weights (``final_state.pt``): what evaluating
+    #: them later needs besides them (e.g. VecNormalize statistics), for prune-only controls
+    keep_state: bool = False
 
 
 def resolve(unit: Unit, run: RunShape) -> Recipe:
@@ -104,7 +109,8 @@ def _dense(unit: Unit, run: RunShape) -> Recipe:
     if run.instability:
         return Recipe(unit, "dense", "stored_rewind", "as_is", step=run.k, monitors=monitors)
     captures = tuple(sorted({0, run.k})) if unit.control == "ticket" else ()
-    return Recipe(unit, "dense", "fresh", "as_is", captures=captures, monitors=monitors)
+    keep = unit.control == "dense_td" or run.prune_only
+    return Recipe(unit, "dense", "fresh", "as_is", captures=captures, monitors=monitors, keep_state=keep)
 
 
 def _chain(unit: Unit, run: RunShape) -> Recipe:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,6 +60,24 @@ def unit_record(run: RunInfo, adapter: DomainAdapter, unit: Unit, mask: Mask, pl
     }
 
 
+def json_file(record: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer of ``record`` as an indented JSON file (for :meth:`RunStore.write_file`)."""
+
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(record, indent=1) + "\n")
+
+    return write
+
+
+def tensors_file(tensors: dict[str, torch.Tensor]) -> Callable[[Path], None]:
+    """A writer of a state dict as a safetensors file (for :meth:`RunStore.write_file`)."""
+
+    def write(path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+
+    return write
+
+
 class UnitWriter:
     """Writes units and rewind points of one run directory from the adapter's current weights."""
 
@@ -73,15 +93,14 @@ class UnitWriter:
         exports, then ``DONE``."""
         d = self.store.unit_dir(unit)
         self.store.begin(d)
-        weights = copy_state_dict(self.adapter.module)
         self.store.write_file(d, "mask.safetensors", mask.save)
-        self.store.write_file(d, "final.safetensors", lambda p: save_file(weights, str(p)))
+        self.store.write_file(d, "final.safetensors", tensors_file(copy_state_dict(self.adapter.module)))
         for name, tensors in (extra or {}).items():
-            self.store.write_file(d, name, lambda p, t=tensors: save_file(t, str(p)))
+            self.store.write_file(d, name, tensors_file(tensors))
         if keep_state:
             state = self.adapter.state()
             self.store.write_file(d, "final_state.pt", lambda p: torch.save(state, p))
-        self.store.write_file(d, "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.write_file(d, "metrics.json", json_file(record))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
         self.store.finish(d, files)
