@@ -92,7 +92,7 @@ def test_hf_trainer_trains_with_targeted_dropout(tmp_path):
     enforcer = MaskEnforcer(adapter.module, mask).attach()
     td = TargetedDropout(adapter.module, list(mask), TDSpec(alpha=0.5, ramp=(0.0, 0.9, 0.0, 1.0)), 1, 8, mask)
     hooks = LevelHooks(adapter, enforcer, 0)
-    hooks.dropout = td
+    hooks.monitors = MonitorList([DropoutMonitor(td)])
     adapter.train(0, 8, hooks)
     td.detach()
     enforcer.detach()
