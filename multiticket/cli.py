@@ -8,7 +8,6 @@ traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from multiticket.errors import RunFailure, UserError, storage_error
+from multiticket.runtime import resolve_device
 
 if TYPE_CHECKING:
     from multiticket.launch.backends import LaunchOptions
@@ -122,31 +122,10 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
-def resolve_device(choice: str) -> str:
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device: cuda requested but no CUDA device is available")
-    return choice
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for dist in ("multiticket", "torch", "numpy", "stable-baselines3", "gymnasium", "transformers", "datasets"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[dist] = md.version(dist)
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from multiticket.config import load_task
-    from multiticket.paths import resolve_task_path
+    from multiticket.api import resolve_task
 
-    task = load_task(resolve_task_path(args.task), args.set, seeds=args.seeds, levels=args.levels)
+    task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels)
     return _launch([task], Path(args.out), args)
 
 
@@ -161,27 +140,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _launch(tasks: list, out: Path, args: argparse.Namespace) -> int:  # noqa: ANN001
     from rich.console import Console
 
-    from multiticket.analysis.summary import write_summary
+    from multiticket.api import execute
     from multiticket.core.imp import NullReporter
-    from multiticket.launch.driver import run_tasks
     from multiticket.progress import RichReporter
 
     opts = launch_options(args)
     console = Console(stderr=True)
     reporter = NullReporter() if args.quiet else RichReporter(console)
-    run_dirs = [out / t.run_name for t in tasks]
-    try:
-        if isinstance(reporter, RichReporter):
-            with reporter:
-                run_tasks(tasks, out, opts, reporter)
-        else:
-            run_tasks(tasks, out, opts, reporter)
-    finally:
-        results = [write_summary(d) for d in run_dirs if (d / "config.yaml").is_file()]
+    if isinstance(reporter, RichReporter):
+        with reporter:
+            results = execute(tasks, out, opts, reporter)
+    else:
+        results = execute(tasks, out, opts, reporter)
     for _, records in results:
         _print_table(console, records)
-    for d in run_dirs:
-        print(d)
+    for t in tasks:
+        print(out / t.run_name)
     return 0
 
 
@@ -197,7 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if target.is_dir():
         run_dirs = [target]
     elif target.is_file() and is_sweep_file(target):
-        sweep = load_sweep(target)
+        sweep = load_sweep(target, user_code=False)
         out = Path(args.out) if args.out else (sweep.out or Path("runs"))
         run_dirs = [out / t.run_name for t in sweep.tasks]
     else:
@@ -251,8 +225,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from multiticket.core.transfer import transfer_task
     from multiticket.paths import resolve_task_path
+    from multiticket.transfer_task import transfer_task
 
     task, notes = transfer_task(args.ticket_dir, resolve_task_path(args.to), args.set, args.seeds, args.levels,
                                 args.controls)

@@ -1,10 +1,14 @@
 """Task files: loading, ``--set`` overrides, validation with one-line errors, and hashing.
 
-A task file is YAML with the common keys below plus one domain section (``toy:``, ``rl:`` or
-``nlp:``) validated by that domain's adapter. Unknown keys are errors. The resolved config (all
-defaults filled in) is hashed to name the run directory; keys that only add work to a run
-(``seeds``, ``prune.levels``, ``controls``, ``description``) are left out of the hash so a run
-can be extended in place.
+A task file is YAML with the common keys below plus one domain section (``toy:``, ``rl:``,
+``nlp:``, or the key of a registered third-party domain) validated by that domain's adapter.
+Unknown keys are errors. Every rule that relates two keys is a model validator of
+:class:`TaskConfig`, so every way of building one (a task file, ``config.yaml`` in a worker, a
+transfer task) agrees. ``domain``, ``prune.criterion`` and ``controls`` are checked against the
+registries (:mod:`multiticket.core.registry`).
+
+The resolved config (defaults filled in) names the run directory through its hash; which keys
+count is declared per field (``AlwaysHashed`` / ``NotHashed`` / unmarked: :mod:`multiticket.schema`).
 """
 
 from __future__ import annotations
@@ -15,24 +19,20 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from multiticket import domains as _builtin_domains  # noqa: F401 - registers toy, rl, nlp
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
+from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
+from multiticket.core.registry import criteria, domains
 from multiticket.errors import UserError
-
-#: keys that do not change any single unit's result, so they are not part of the run hash
-UNHASHED_KEYS = ("seeds", "prune.levels", "controls", "description", "checkpoint", "transfer.source_dir")
-
-#: keys added to a section after runs existed: left out of the resolved config (and so of the
-#: hash and config.yaml) while they hold this default, so existing run directories keep their names
-OMIT_IF_DEFAULT: dict[str, Any] = {
-    "rewind.mode": "weights", "rewind.finetune_lr": None, "rl.env_attrs": {}, "early_bird.interval": None,
-}
+from multiticket.schema import AlwaysHashed, NotHashed, Strict, not_hashed_paths, recorded
 
 #: early-bird mask-check interval of a domain when the task sets none. In RL the first updates of
 #: PPO/A2C move the weights so little that the next mask looks stable before training has shaped
@@ -41,34 +41,26 @@ OMIT_IF_DEFAULT: dict[str, Any] = {
 EARLY_BIRD_INTERVAL: dict[str, int | str] = {"rl": "5%"}
 DEFAULT_EARLY_BIRD_INTERVAL = "2%"
 
-#: controls a task may request (every entry of the core's registry except the ticket chain itself)
-CONTROLS = tuple(name for name in CONTROL_SPECS if name != "ticket")
-ControlName = Literal[CONTROLS]  # type: ignore[valid-type]
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are not coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
 class TrainSection(Strict):
-    steps: int = Field(gt=0, description="training length: env timesteps (rl), optimizer steps (nlp, toy)")
+    steps: AlwaysHashed[int] = Field(gt=0, description="training length: env timesteps (rl), optimizer steps (nlp, toy)")
 
 
 class PruneSection(Strict):
-    strategy: Literal["global_magnitude", "layerwise_magnitude", "random"] = "global_magnitude"
-    rate: float = Field(0.2, gt=0, lt=1, description="fraction pruned per level")
-    rate_of: Literal["remaining", "original"] = Field(
+    strategy: AlwaysHashed[Literal["global_magnitude", "layerwise_magnitude", "random"]] = Field(
+        "global_magnitude", description="the scope a level is ranked over (global or per layer), or random ranks")
+    rate: AlwaysHashed[float] = Field(0.2, gt=0, lt=1, description="fraction pruned per level")
+    rate_of: AlwaysHashed[Literal["remaining", "original"]] = Field(
         "remaining", description="rate applies to the weights still alive, or to the original count"
     )
-    levels: int = Field(5, ge=0, le=100)
-    include: list[str] = Field(default_factory=list, description="glob patterns over parameter names")
-    exclude: list[str] = Field(default_factory=list)
-    biases: bool = False
-    rates: dict[str, float] = Field(
+    levels: NotHashed[int] = Field(5, ge=0, le=100)
+    include: AlwaysHashed[list[str]] = Field(default_factory=list, description="glob patterns over parameter names")
+    exclude: AlwaysHashed[list[str]] = Field(default_factory=list)
+    biases: AlwaysHashed[bool] = False
+    rates: AlwaysHashed[dict[str, float]] = Field(
         default_factory=dict, description="per-pattern rate overrides, pruned layerwise"
     )
+    criterion: str = Field(DEFAULT_CRITERION, description="mask criterion of a magnitude strategy (Zhou et al. 2019; "
+                           "a registered name: multiticket.core.criteria)")
 
     @field_validator("rates")
     @classmethod
@@ -76,6 +68,13 @@ class PruneSection(Strict):
         for pattern, rate in v.items():
             if not 0 < rate < 1:
                 raise ValueError(f"rate for '{pattern}' must be in (0, 1), got {rate}")
+        return v
+
+    @field_validator("criterion")
+    @classmethod
+    def _registered_criterion(cls, v: str) -> str:
+        if v not in criteria:
+            raise ValueError(criteria.unknown(v))
         return v
 
 
@@ -97,13 +96,10 @@ def steps_of(value: int | str, total: int) -> int:
     return math.floor(float(value[:-1]) / 100 * total + 0.5)
 
 
-#: retraining modes (Renda et al. 2020): what a pruned level starts from
-RETRAIN_MODES = ("weights", "lr", "finetune")
-
-
 class RewindSection(Strict):
-    step: int | str = Field(0, description="rewind step k: an integer in domain units, or 'N%' of train.steps")
-    optimizer: Literal["reset", "restore"] = "reset"
+    step: AlwaysHashed[int | str] = Field(
+        0, description="rewind step k: an integer in domain units, or 'N%' of train.steps")
+    optimizer: AlwaysHashed[Literal["reset", "restore"]] = "reset"
     mode: Literal["weights", "lr", "finetune"] = Field(
         "weights",
         description="weights: rewind survivors to step k; lr: keep the previous level's final weights and "
@@ -120,14 +116,15 @@ class EarlyBirdSection(Strict):
     interval: int | str | None = Field(
         None, description="steps between mask checks, or 'N%' of train.steps; default: the domain's "
         "(EARLY_BIRD_INTERVAL: 5% in rl, 2% elsewhere)")
-    window: int = Field(5, ge=2, le=100, description="masks compared (You et al.: 5)")
-    threshold: float = Field(0.1, gt=0, le=1, description="largest normalised Hamming distance counted as stable")
+    window: AlwaysHashed[int] = Field(5, ge=2, le=100, description="masks compared (You et al.: 5)")
+    threshold: AlwaysHashed[float] = Field(
+        0.1, gt=0, le=1, description="largest normalised Hamming distance counted as stable")
 
     _interval_form = field_validator("interval")(classmethod(lambda cls, v: v if v is None else _steps_form(v)))
 
 
 class ReportSection(Strict):
-    tolerance: float = Field(
+    tolerance: AlwaysHashed[float] = Field(
         0.01, ge=0, description="a ticket 'matches' dense when within this fraction of the dense metric"
     )
 
@@ -141,10 +138,10 @@ class CheckpointSection(Strict):
 class TDRampSection(Strict):
     """Linear ramp of γ over training (Gomez et al.: 0 -> 0.99 with α = 0.99)."""
 
-    gamma_start: float = Field(0.0, ge=0, le=1)
-    gamma_end: float = Field(0.99, ge=0, le=1)
-    start: float = Field(0.0, ge=0, lt=1, description="fraction of train.steps where the ramp starts")
-    end: float = Field(1.0, gt=0, le=1, description="fraction of train.steps where γ reaches gamma_end")
+    gamma_start: AlwaysHashed[float] = Field(0.0, ge=0, le=1)
+    gamma_end: AlwaysHashed[float] = Field(0.99, ge=0, le=1)
+    start: AlwaysHashed[float] = Field(0.0, ge=0, lt=1, description="fraction of train.steps where the ramp starts")
+    end: AlwaysHashed[float] = Field(1.0, gt=0, le=1, description="fraction of train.steps where γ reaches gamma_end")
 
     @model_validator(mode="after")
     def _ordered(self) -> TDRampSection:
@@ -156,13 +153,15 @@ class TDRampSection(Strict):
 class TargetedDropoutSection(Strict):
     """Targeted dropout (Gomez et al. 2019, :mod:`multiticket.core.targeted_dropout`)."""
 
-    variant: Literal["weight", "unit"] = Field(
+    variant: AlwaysHashed[Literal["weight", "unit"]] = Field(
         "weight", description="weight: per output unit, its smallest-|w| weights; unit: whole lowest-norm units"
     )
-    gamma: float = Field(0.5, ge=0, le=1, description="targeted fraction (of each unit's live weights, or of units)")
-    alpha: float = Field(0.5, ge=0, le=1, description="drop probability of each targeted weight or unit")
-    ramp: TDRampSection | None = Field(None, description="ramp γ over training instead of a constant gamma")
-    apply_to: Literal["experiment", "all"] = Field(
+    gamma: AlwaysHashed[float] = Field(
+        0.5, ge=0, le=1, description="targeted fraction (of each unit's live weights, or of units)")
+    alpha: AlwaysHashed[float] = Field(0.5, ge=0, le=1, description="drop probability of each targeted weight or unit")
+    ramp: AlwaysHashed[TDRampSection | None] = Field(
+        None, description="ramp γ over training instead of a constant gamma")
+    apply_to: AlwaysHashed[Literal["experiment", "all"]] = Field(
         "experiment",
         description="experiment: only the dense_td unit (for prune_dense_td); all: every trained unit (TD + IMP)",
     )
@@ -177,33 +176,69 @@ class TargetedDropoutSection(Strict):
 class TransferSection(Strict):
     """Set by ``multiticket transfer`` (:mod:`multiticket.core.transfer`): where the tickets come from."""
 
-    source: str = Field(description="the source run directory's name (<task>-<hash>): part of the run hash")
-    source_dir: str = Field(description="path of the source run directory (not hashed: the run may move)")
+    source: AlwaysHashed[str] = Field(description="the source run directory's name (<task>-<hash>): part of the run hash")
+    source_dir: NotHashed[str] = Field(description="path of the source run directory (not hashed: the run may move)")
 
 
 class TaskConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    domain: Literal["toy", "rl", "nlp"]
-    description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    train: TrainSection
-    prune: PruneSection = Field(default_factory=PruneSection)
-    rewind: RewindSection = Field(default_factory=RewindSection)
-    controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit", "random_mask"])
-    report: ReportSection = Field(default_factory=ReportSection)
-    checkpoint: CheckpointSection | None = None
+    """The common keys of a task file; the domain's own section is kept raw (:meth:`domain_section`)
+    and validated by the domain adapter's ``Section`` (:func:`resolve_task`)."""
+
+    name: AlwaysHashed[str] = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    domain: AlwaysHashed[str] = Field(description="a registered domain (toy, rl, nlp, or a plugin's)")
+    description: NotHashed[str] = ""
+    seeds: NotHashed[list[int]] = Field(default_factory=lambda: [0], min_length=1)
+    train: AlwaysHashed[TrainSection]
+    prune: AlwaysHashed[PruneSection] = Field(default_factory=PruneSection)
+    rewind: AlwaysHashed[RewindSection] = Field(default_factory=RewindSection)
+    controls: NotHashed[list[str]] = Field(default_factory=lambda: ["random_reinit", "random_mask"])
+    report: AlwaysHashed[ReportSection] = Field(default_factory=ReportSection)
+    checkpoint: NotHashed[CheckpointSection | None] = None
     early_bird: EarlyBirdSection | None = None
     targeted_dropout: TargetedDropoutSection | None = None
     transfer: TransferSection | None = None
-    toy: dict[str, Any] | None = None
-    rl: dict[str, Any] | None = None
-    nlp: dict[str, Any] | None = None
+    _sections: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("domain")
+    @classmethod
+    def _registered_domain(cls, v: str) -> str:
+        if v not in domains:
+            raise ValueError(domains.unknown(v))
+        return v
+
+    @field_validator("controls")
+    @classmethod
+    def _registered_controls(cls, v: list[str]) -> list[str]:
+        names = [c for c in CONTROL_SPECS if c != "ticket"]  # the ticket chain always runs
+        for c in v:
+            if c not in names:
+                raise ValueError(CONTROL_SPECS.unknown(c, names))
+        return v
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _domain_sections(cls, data: Any, handler: Any) -> TaskConfig:
+        """Take every registered domain's section out of ``data``; only the task's own may be there."""
+        sections: dict[str, Any] = {}
+        if isinstance(data, dict):
+            sections = {k: v for k, v in data.items() if k in domains and k not in cls.model_fields}
+            data = {k: v for k, v in data.items() if k not in sections}
+        config = handler(data)
+        for other in sections:
+            if other != config.domain:
+                raise ValueError(f"{other}: section does not belong to domain '{config.domain}'")
+        config._sections = sections
+        return config
 
     @model_validator(mode="after")
-    def _transfer_mask_needs_transfer(self) -> TaskConfig:
-        if "transfer_mask" in self.controls and self.transfer is None:
-            raise ValueError("controls: transfer_mask exists only in runs made by 'multiticket transfer'")
+    def _cross_field_rules(self) -> TaskConfig:
+        for check in (_rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules, _transfer_rules):
+            check(self)
         return self
+
+    def domain_section(self) -> Any:
+        """The raw section of the task's domain (None when the task file has none)."""
+        return self._sections.get(self.domain)
 
     def rewind_step(self) -> int:
         """The rewind step k in domain units (a percentage is rounded half up)."""
@@ -220,6 +255,69 @@ class TaskConfig(Strict):
             interval = EARLY_BIRD_INTERVAL.get(self.domain, DEFAULT_EARLY_BIRD_INTERVAL)
         return steps_of(interval, self.train.steps)
 
+    def runs_early_bird(self) -> bool:
+        return "early_bird" in self.controls or self.early_bird is not None
+
+
+# -- cross-field rules (each raises ValueError("<field>: <why>"), reported naming that field) ---------
+
+
+def _rewind_rules(config: TaskConfig) -> None:
+    """The rewind step lies inside training; ``rewind.finetune_lr`` goes with mode finetune only."""
+    if config.rewind_step() >= config.train.steps:
+        raise ValueError(f"rewind.step: must be below train.steps ({config.train.steps})")
+    rw = config.rewind
+    if rw.mode == "finetune" and rw.finetune_lr is None:
+        raise ValueError("rewind.finetune_lr: required when rewind.mode is finetune")
+    if rw.mode != "finetune" and rw.finetune_lr is not None:
+        raise ValueError(f"rewind.finetune_lr: only used with rewind.mode finetune (mode is {rw.mode})")
+
+
+def _early_bird_rules(config: TaskConfig) -> None:
+    """Early-bird masks need a magnitude strategy and an interval inside training."""
+    if not config.runs_early_bird():
+        return
+    if config.prune.strategy == "random":
+        raise ValueError("early_bird: needs a magnitude strategy (prune.strategy is random: "
+                         "random masks never stabilise)")
+    interval = config.early_bird_interval()
+    if not 1 <= interval < config.train.steps:
+        raise ValueError(f"early_bird.interval: must be 1 to {config.train.steps - 1} steps, got {interval}")
+
+
+def _targeted_dropout_rules(config: TaskConfig) -> None:
+    """A targeted-dropout control needs the section, and the section must be used by something."""
+    td_controls = [c for c in config.controls if CONTROL_SPECS[c].source == "dense_td"]
+    td = config.targeted_dropout
+    if td_controls and td is None:
+        raise ValueError(f"controls: '{td_controls[0]}' needs a targeted_dropout section")
+    if td is not None and td.apply_to == "experiment" and not td_controls:
+        raise ValueError("targeted_dropout.apply_to: 'experiment' trains only the dense_td unit of the "
+                         "control prune_dense_td, which controls does not list (add it, or use apply_to: all)")
+
+
+def _criterion_rules(config: TaskConfig) -> None:
+    """A criterion ranks a magnitude strategy's scope; one that reads the initial (rewind-point)
+    weights needs a unit that has them: not the early-bird search before k, not ``dense_td``."""
+    name = config.prune.criterion
+    if name == DEFAULT_CRITERION:
+        return
+    if config.prune.strategy == "random":
+        raise ValueError(f"prune.criterion: the random strategy ranks at random; '{name}' needs a magnitude strategy")
+    if not criteria[name].needs_init:
+        return
+    if config.runs_early_bird() and config.rewind_step() > 0:
+        raise ValueError(f"prune.criterion: '{name}' reads the rewind-point weights, which the early-bird search "
+                         "does not have when it checks masks before the rewind step (use rewind.step 0)")
+    if any(CONTROL_SPECS[c].source == "dense_td" for c in config.controls):
+        raise ValueError(f"prune.criterion: '{name}' reads the rewind-point weights, which the dense_td unit "
+                         "pruned by prune_dense_td does not record")
+
+
+def _transfer_rules(config: TaskConfig) -> None:
+    if "transfer_mask" in config.controls and config.transfer is None:
+        raise ValueError("controls: transfer_mask exists only in runs made by 'multiticket transfer'")
+
 
 @dataclass
 class ResolvedTask:
@@ -231,22 +329,10 @@ class ResolvedTask:
 
     @property
     def resolved(self) -> dict[str, Any]:
-        """The whole config with defaults filled in (what ``config.yaml`` records)."""
-        data = self.config.model_dump(mode="json")
-        for domain in ("toy", "rl", "nlp"):
-            data.pop(domain)
-        # optional sections left out (None) are omitted, so adding a new optional feature to the
-        # schema never changes the hash (and thus the run directory) of an existing task
-        data = {k: v for k, v in data.items() if v is not None}
-        data[self.config.domain] = self.section.model_dump(mode="json")
-        # likewise keys added to existing sections, while they hold their default
-        for dotted, default in OMIT_IF_DEFAULT.items():
-            *parents, leaf = dotted.split(".")
-            node = data
-            for p in parents:
-                node = node.get(p) or {}
-            if leaf in node and node[leaf] == default:
-                del node[leaf]
+        """The whole config with defaults filled in (what ``config.yaml`` records): every key but an
+        unmarked one at its default (:func:`multiticket.schema.recorded`), the domain section last."""
+        data = recorded(self.config)
+        data[self.config.domain] = recorded(self.section)
         return data
 
     @property
@@ -259,14 +345,14 @@ class ResolvedTask:
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
-    """8 hex digits of the SHA-256 of the canonical JSON of the hashed part of a config."""
+    """8 hex digits of the SHA-256 of the canonical JSON of a resolved config without its
+    ``NotHashed`` keys."""
     data = copy.deepcopy(resolved)
-    for dotted in UNHASHED_KEYS:
-        *parents, leaf = dotted.split(".")
+    for path in not_hashed_paths(TaskConfig):
         node = data
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+        for p in path[:-1]:
+            node = node.get(p) or {}
+        node.pop(path[-1], None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
@@ -285,11 +371,15 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return [k for k in key.strip().split(".")], value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists)."""
+def apply_overrides(data: dict[str, Any], overrides: list[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/lists), or a mapping
+    ``{"key.path": value}`` (values taken as they are; the Python API's ``set=``)."""
     data = copy.deepcopy(data)
-    for item in overrides:
-        path, value = _parse_override(item)
+    if isinstance(overrides, Mapping):
+        items = [(str(k).strip().split("."), v, f"{k}={v!r}") for k, v in overrides.items()]
+    else:
+        items = [(*_parse_override(item), item) for item in overrides]
+    for path, value, item in items:
         node = data
         for k in path[:-1]:
             nxt = node.get(k)
@@ -336,18 +426,23 @@ def _known_keys(model_title: str, loc: tuple[Any, ...]) -> list[str]:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None) if field else None
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is TaskConfig:  # a domain's section is a top-level key too
+        return [*model.model_fields, *domains]
     return list(model.model_fields) if model else []
 
 
-def validate_section(model: type[BaseModel], data: Any, source: Path | str, prefix: str) -> BaseModel:
-    """Validate a domain section; errors name ``prefix.field`` in ``source``."""
+def validate_section(
+    model: type[BaseModel], data: Any, source: Path | str, prefix: str, user_code: bool = True
+) -> BaseModel:
+    """Validate a domain section; errors name ``prefix.field`` in ``source``. ``user_code=False``
+    checks the form of the modules and classes a section names without importing them (``status``)."""
     _MODEL_REGISTRY[model.__name__] = model
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{source}: {prefix.rstrip('.')}: expected a mapping")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"user_code": user_code})
     except ValidationError as exc:
         raise _field_error(source, exc, prefix) from None
 
@@ -367,45 +462,49 @@ def read_yaml_file(source: Path, kind: str) -> Any:
         raise UserError(f"{source}: cannot read: {exc}") from None
 
 
-def _check_retrain_and_early_bird(config: TaskConfig, source: Path) -> None:
-    """Cross-field rules of ``rewind.mode`` and ``early_bird`` (one-line errors naming the field)."""
-    rw = config.rewind
-    if rw.mode == "finetune" and rw.finetune_lr is None:
-        raise UserError(f"{source}: rewind.finetune_lr: required when rewind.mode is finetune")
-    if rw.mode != "finetune" and rw.finetune_lr is not None:
-        raise UserError(f"{source}: rewind.finetune_lr: only used with rewind.mode finetune (mode is {rw.mode})")
-    if "early_bird" in config.controls or config.early_bird is not None:
-        if config.prune.strategy == "random":
-            raise UserError(f"{source}: early_bird: needs a magnitude strategy (prune.strategy is random: "
-                            "random masks never stabilise)")
-        interval = config.early_bird_interval()
-        if not 1 <= interval < config.train.steps:
-            raise UserError(f"{source}: early_bird.interval: must be 1 to {config.train.steps - 1} steps, "
-                            f"got {interval}")
 
 
-def _check_targeted_dropout(config: TaskConfig, source: Path) -> None:
-    """A targeted-dropout control needs the section, and the section must be used by something."""
-    td_controls = [c for c in config.controls if CONTROL_SPECS[c].source == "dense_td"]
-    td = config.targeted_dropout
-    if td_controls and td is None:
-        raise UserError(f"{source}: controls: '{td_controls[0]}' needs a targeted_dropout section")
-    if td is not None and td.apply_to == "experiment" and not td_controls:
-        raise UserError(f"{source}: targeted_dropout.apply_to: 'experiment' trains only the dense_td unit of the "
-                        "control prune_dense_td, which controls does not list (add it, or use apply_to: all)")
+def validate_task(data: Any, source: Path | str) -> TaskConfig:
+    """Validate the common keys (every cross-field rule included); a one-line UserError naming the field."""
+    _MODEL_REGISTRY[TaskConfig.__name__] = TaskConfig
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _field_error(source, exc) from None
+
+
+def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True) -> ResolvedTask:
+    """Validate the domain section with the domain adapter's ``Section``: the task, complete
+    (``user_code``: see :func:`validate_section`)."""
+    cls = domains.lookup(config.domain)
+    section = validate_section(cls.Section, config.domain_section(), source, f"{config.domain}.", user_code)
+    return ResolvedTask(config=config, section=section, source=Path(source))
 
 
 def load_task(
     path: Path | str,
-    overrides: list[str] | None = None,
+    overrides: list[str] | Mapping[str, Any] | None = None,
     seeds: list[int] | None = None,
     levels: int | None = None,
+    user_code: bool = True,
 ) -> ResolvedTask:
     """Read, override and validate a task file. Raises :class:`UserError` on any bad input."""
-    from multiticket.adapters import adapter_class
-
     source = Path(path)
-    data = read_yaml_file(source, "task")
+    return task_from_data(read_yaml_file(source, "task"), source, overrides, seeds, levels, user_code)
+
+
+def task_from_data(
+    data: Any,
+    source: Path,
+    overrides: list[str] | Mapping[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    levels: int | None = None,
+    user_code: bool = True,
+) -> ResolvedTask:
+    """Override and validate a task's data (``source`` names it in errors); ``user_code=False``
+    imports no module the task names (see :func:`validate_section`)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
@@ -416,18 +515,4 @@ def load_task(
         if not isinstance(data["prune"], dict):
             raise UserError(f"{source}: prune: expected a mapping")
         data["prune"]["levels"] = levels
-    _MODEL_REGISTRY[TaskConfig.__name__] = TaskConfig
-    try:
-        config = TaskConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _field_error(source, exc) from None
-    for other in ("toy", "rl", "nlp"):
-        if other != config.domain and getattr(config, other) is not None:
-            raise UserError(f"{source}: {other}: section does not belong to domain '{config.domain}'")
-    if config.rewind_step() >= config.train.steps:
-        raise UserError(f"{source}: rewind.step: must be below train.steps ({config.train.steps})")
-    _check_retrain_and_early_bird(config, source)
-    _check_targeted_dropout(config, source)
-    cls = adapter_class(config.domain)
-    section = validate_section(cls.Section, getattr(config, config.domain), source, f"{config.domain}.")
-    return ResolvedTask(config=config, section=section, source=source)
+    return resolve_task(validate_task(data, source), source, user_code)

@@ -113,7 +113,7 @@ def bench_bookkeeping(which: str) -> dict[str, Any]:
             3,
         )
     task = load_task(path, [*overrides, "controls=[]"], seeds=[0], levels=levels)
-    from multiticket.adapters import adapter_class
+    from multiticket.domains import adapter_class
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

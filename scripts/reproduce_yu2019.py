@@ -350,7 +350,7 @@ def machine_info(device: str) -> dict[str, Any]:
     """What the results were measured on (CPU count and model, torch, device, load)."""
     import torch
 
-    from multiticket.cli import library_versions, resolve_device
+    from multiticket.runtime import library_versions, resolve_device
 
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):

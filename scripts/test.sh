@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite. Extra arguments go to pytest.
+# Set up (if needed), check the code (ruff, mypy, the import layers) and run the test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh all
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check multiticket tests scripts
+.venv/bin/mypy multiticket/core multiticket/schema.py multiticket/config.py multiticket/domains.py \
+  multiticket/runtime.py multiticket/transfer_task.py
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"

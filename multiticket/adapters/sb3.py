@@ -5,7 +5,8 @@ step, with ``num_timesteps`` as the step), the mask enforcer rides on SB3's own 
 level that starts at the rewind step k continues with ``num_timesteps = k`` and
 ``learn(T - k, reset_num_timesteps=False)`` so that progress-based schedules (learning rate, clip
 range, DQN's exploration rate) continue exactly where the dense run was at step k.
-See docs/rl.md for the task-file keys and DESIGN.md §4 for the per-algorithm table.
+See docs/rl.md for the task-file keys and :mod:`multiticket.adapters.sb3_algos` for the per-algorithm
+table (prunable modules, optimizers, target pairs).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]
@@ -147,8 +148,9 @@ class SB3Adapter(DomainAdapter):
             # measured: one thread is as fast as two for SB3's small MLPs, and leaves a core free
             torch.set_num_threads(1)
         aliases = list(self.spec.cls.policy_aliases)
-        if self.hyper.policy not in aliases:
-            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases}")
+        if self.hyper.policy_class is None and self.hyper.policy not in aliases:
+            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases} "
+                            "(or a policy class by import path)")
         env_id = self.section.env
         venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
         if not isinstance(venv.action_space, self.spec.action_spaces):
@@ -164,7 +166,7 @@ class SB3Adapter(DomainAdapter):
             kwargs["action_noise"] = noise
         try:
             self.model = self.spec.cls(
-                self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
+                self.hyper.policy_class or self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
             )
         except (TypeError, ValueError, AssertionError, KeyError) as exc:
             venv.close()
@@ -199,7 +201,20 @@ class SB3Adapter(DomainAdapter):
     def module(self) -> nn.Module:
         return self._require_model().policy
 
+    def _standard_policy(self) -> bool:
+        """Whether the policy is (a subclass of) the algorithm's own, whose roles the table knows."""
+        own = self.spec.cls.policy_aliases["MlpPolicy"]
+        return self.hyper.policy_class is None or issubclass(self.hyper.policy_class, own)
+
     def default_prunable(self) -> list[str]:
+        if not self._standard_policy():
+            if getattr(getattr(self.task, "prune", None), "include", None):
+                return []  # the task names the prunable parameters itself
+            own = self.spec.cls.policy_aliases["MlpPolicy"]
+            raise UserError(
+                f"rl.overrides: policy '{self.hyper.policy}' is not a subclass of SB3's {own.__name__}, so its "
+                "actor and critic layers are unknown: name its prunable parameters with prune.include"
+            )
         names = prunable_names(
             self.module, self.spec, list(self.section.roles), self.section.prune_input_layer
         )

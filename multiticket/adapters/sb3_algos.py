@@ -1,5 +1,7 @@
-"""Per-algorithm table for the SB3 adapter (DESIGN.md §4): which modules play which role, which
-optimizers exist, which (online, target) pairs the core must hard-copy after a restore.
+"""Per-algorithm table for the SB3 adapter: which modules play which role (PPO/A2C: the policy's
+features extractor, ``mlp_extractor``, ``action_net``, ``value_net``; DQN: ``q_net``; SAC/TD3: actor
+and critic), which optimizers exist, which (online, target) pairs the core must hard-copy after a
+restore (DQN q_net -> q_net_target; SAC critic -> critic_target; TD3 actor and critic -> targets).
 
 Roles are found by module *identity*, not by hard-coded parameter names, so a features extractor
 that the actor and the critic share (CnnPolicy on Atari) is recognised as the ``shared`` trunk

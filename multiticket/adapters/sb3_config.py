@@ -17,13 +17,17 @@ import gymnasium as gym
 import yaml
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+from stable_baselines3.common.atari_wrappers import AtariWrapper
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn, optim
 
 from multiticket.adapters.sb3_algos import ALGOS, ROLES
-from multiticket.config import Strict
+from multiticket.adapters.user_code import check_module_name, import_module, import_object, user_code_allowed
 from multiticket.paths import AGENTS_DIR
+from multiticket.schema import AlwaysHashed, Strict
 
 #: keys of an agents entry that the adapter consumes itself (RL-Zoo conventions)
 ADAPTER_KEYS = (
@@ -78,18 +82,23 @@ def register_atari() -> bool:
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id``; raises ``ValueError`` with a spelling hint."""
+    """The registered spec of ``env_id``, or of ``module:EnvId`` after importing ``module``
+    (Gymnasium's own syntax, as ``gymnasium.make`` reads it); ``ValueError`` with a hint."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        import_module(module)
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error:
         register_atari()  # ALE ids exist only once ale_py has registered them
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as exc:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = difflib.get_close_matches(name, list(gym.registry), n=1)
+        own = "registered by a module of yours? name it in rl.imports, or write rl.env: module:EnvId"
+        hint = f" (did you mean '{close[0]}'? {own})" if close else f" ({own})"
         detail = f": {exc}" if isinstance(exc, gym.error.VersionNotFound) else ""
-        raise ValueError(f"unknown Gymnasium environment '{env_id}'{hint}{detail}") from None
+        raise ValueError(f"unknown Gymnasium environment '{name}'{hint}{detail}") from None
 
 
 def is_atari(env_id: str) -> bool:
@@ -111,7 +120,8 @@ def _agents(algo: str) -> dict[str, dict[str, Any]]:
 
 def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
     """The hyperparameters for ``env_id``: the entry ``key`` (an error if missing), else the entry
-    named like the env id, else ``atari`` for ALE games, else {} (SB3's defaults)."""
+    named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for ALE
+    games, else {} (SB3's defaults)."""
     entries = _agents(algo)
     if key is not None:
         if key not in entries:
@@ -119,8 +129,9 @@ def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"no entry '{key}' in agents/{algo}.yaml{hint}")
         return dict(entries[key])
-    if env_id in entries:
-        return dict(entries[env_id])
+    name = env_id.rpartition(":")[2]
+    if name in entries:
+        return dict(entries[name])
     if is_atari(env_id) and "atari" in entries:
         return dict(entries["atari"])
     return {}
@@ -147,47 +158,76 @@ def check_keys(algo: str, keys: list[str]) -> None:
 class Section(Strict):
     """The ``rl:`` section of a task file (see docs/rl.md)."""
 
-    env: str = Field(description="Gymnasium environment id, e.g. CartPole-v1 or ALE/Pong-v5")
-    algo: Literal["ppo", "a2c", "dqn", "sac", "td3"]
-    hyperparams: str | None = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="merged over the agents entry")
-    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
+    imports: list[str] = Field(
+        default_factory=list,
+        description="modules imported before anything else, in the driver and in every worker (they "
+        "register custom environments with Gymnasium); hashed only when set",
+    )
+    env: AlwaysHashed[str] = Field(description="Gymnasium environment id, e.g. CartPole-v1 or ALE/Pong-v5")
+    algo: AlwaysHashed[Literal["ppo", "a2c", "dqn", "sac", "td3"]]
+    hyperparams: AlwaysHashed[str | None] = Field(None, description="entry of agents/<algo>.yaml; default: the env id")
+    overrides: AlwaysHashed[dict[str, Any]] = Field(default_factory=dict, description="merged over the agents entry")
+    env_kwargs: AlwaysHashed[dict[str, Any]] = Field(default_factory=dict, description="passed to gymnasium.make")
     env_attrs: dict[str, float | int | bool] = Field(
         default_factory=dict,
         description="constants set on every environment after gymnasium.make, for changed physics "
         "(CartPole: length, masspole, masscart, gravity, force_mag, tau); derived ones are recomputed",
     )
-    n_eval_episodes: int = Field(10, ge=1, description="deterministic evaluation episodes per level")
-    eval_seed_offset: int = Field(10_000, ge=1, description="eval env seed = seed + this offset")
-    ticket_reward_episodes: int = Field(
+    n_eval_episodes: AlwaysHashed[int] = Field(10, ge=1, description="deterministic evaluation episodes per level")
+    eval_seed_offset: AlwaysHashed[int] = Field(10_000, ge=1, description="eval env seed = seed + this offset")
+    ticket_reward_episodes: AlwaysHashed[int] = Field(
         10, ge=1, le=100, description="last training episodes averaged into ticket_reward (Yu et al.)"
     )
-    roles: list[Literal["actor", "critic", "shared"]] = Field(
+    roles: AlwaysHashed[list[Literal["actor", "critic", "shared"]]] = Field(
         default_factory=lambda: list(ROLES),
         min_length=1,
         description="which parts of the policy are prunable",
     )
-    prune_input_layer: bool = True
-    keep_replay_buffer: bool = Field(
+    prune_input_layer: AlwaysHashed[bool] = True
+    keep_replay_buffer: AlwaysHashed[bool] = Field(
         False, description="off-policy: restore the replay buffer of the rewind point"
     )
-    progress_bar: bool = False
-    tensorboard: bool | None = Field(None, description="per-level TensorBoard logs; default: if installed")
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    progress_bar: AlwaysHashed[bool] = False
+    tensorboard: AlwaysHashed[bool | None] = Field(
+        None, description="per-level TensorBoard logs; default: if installed")
+    device: AlwaysHashed[Literal["auto", "cpu", "cuda"]] = Field(
         "auto", description="auto: CUDA for CNN policies when the run has a GPU, CPU for MLPs"
     )
-    torch_threads: int | None = Field(None, ge=1, description="default 1 for MLP policies on CPU")
-    verbose: int = Field(0, ge=0, le=2)
+    torch_threads: AlwaysHashed[int | None] = Field(None, ge=1, description="default 1 for MLP policies on CPU")
+    verbose: AlwaysHashed[int] = Field(0, ge=0, le=2)
+
+    def user_modules(self) -> list[str]:
+        """Modules of the user's this section imports (pool workers preload them once)."""
+        module, sep, _ = self.env.rpartition(":")
+        return [*self.imports, *([module] if sep else [])]
 
     @field_validator("algo", mode="before")
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
+    @field_validator("imports")
+    @classmethod
+    def _import(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        try:
+            for name in v:
+                check_module_name(name)
+            if user_code_allowed(info):
+                for name in v:
+                    import_module(name)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        return v
+
     @field_validator("env")
     @classmethod
-    def _known_env(cls, v: str) -> str:
+    def _known_env(cls, v: str, info: ValidationInfo) -> str:
         try:
+            if not user_code_allowed(info):  # the form only
+                module, sep, _ = v.rpartition(":")
+                if sep:
+                    check_module_name(module)
+                return v
             env_spec(v)
         except ValueError as exc:
             raise _error(str(exc)) from None
@@ -197,7 +237,7 @@ class Section(Strict):
     @classmethod
     def _known_entry(cls, v: str | None, info: ValidationInfo) -> str | None:
         algo, env = info.data.get("algo"), info.data.get("env")
-        if algo is None or env is None:
+        if algo is None or env is None or not user_code_allowed(info):
             return v
         try:
             entry = agents_entry(algo, env, v)
@@ -213,7 +253,7 @@ class Section(Strict):
         if algo is not None:
             try:
                 check_keys(algo, list(v))
-                if env is not None and "hyperparams" in info.data:
+                if env is not None and "hyperparams" in info.data and user_code_allowed(info):
                     resolve_hyper(algo, env, info.data["hyperparams"], v)  # conversions fail here, not later
             except ValueError as exc:
                 raise _error(str(exc)) from None
@@ -235,11 +275,15 @@ class Hyper:
     """An agents entry turned into SB3 objects."""
 
     policy: str = "MlpPolicy"
+    #: a policy class by import path (``policy: mypkg.mod.MyPolicy``), None for SB3's aliases
+    policy_class: type[BasePolicy] | None = None
     n_envs: int = 1
     normalize: dict[str, Any] | None = None
     frame_stack: int | None = None
     noise: tuple[str, float] | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ``env_wrapper``: Gymnasium wrappers (class, kwargs), innermost first, applied over Monitor
+    wrappers: list[tuple[type[gym.Wrapper], dict[str, Any]]] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -249,25 +293,81 @@ def _schedule(value: Any) -> Any:
     return value
 
 
+#: classes ``policy_kwargs`` may name: key -> (short names, prefix dropped before lookup, base class)
+POLICY_CLASSES: dict[str, tuple[dict[str, type], str, type]] = {
+    "activation_fn": (ACTIVATIONS, "nn.", nn.Module),
+    "optimizer_class": (OPTIMIZERS, "torch.optim.", optim.Optimizer),
+    "features_extractor_class": ({}, "", BaseFeaturesExtractor),
+}
+
+
+def _named_class(key: str, value: str) -> type:
+    """A short name of the table (``relu``, ``adam``) or a class by import path."""
+    table, prefix, base = POLICY_CLASSES[key]
+    name = value.lower().removeprefix(prefix)
+    if name in table:
+        return table[name]
+    if "." not in value and ":" not in value:
+        raise ValueError(f"policy_kwargs.{key}: unknown '{value}' ({list(table)}, or an import path mypkg.mod.Name)")
+    try:
+        return import_object(value, base)
+    except ValueError as exc:
+        raise ValueError(f"policy_kwargs.{key}: {exc}") from None
+
+
 def _policy_kwargs(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError("policy_kwargs must be a mapping (RL-Zoo's dict(...) strings are not evaluated)")
     out = dict(raw)
-    if isinstance(out.get("activation_fn"), str):
-        name = out["activation_fn"].lower().removeprefix("nn.")
-        if name not in ACTIVATIONS:
-            raise ValueError(
-                f"policy_kwargs.activation_fn: unknown '{raw['activation_fn']}' ({list(ACTIVATIONS)})"
-            )
-        out["activation_fn"] = ACTIVATIONS[name]
-    if isinstance(out.get("optimizer_class"), str):
-        name = out["optimizer_class"].lower().removeprefix("torch.optim.")
-        if name not in OPTIMIZERS:
-            raise ValueError(
-                f"policy_kwargs.optimizer_class: unknown '{raw['optimizer_class']}' ({list(OPTIMIZERS)})"
-            )
-        out["optimizer_class"] = OPTIMIZERS[name]
+    for key in POLICY_CLASSES:
+        if isinstance(out.get(key), str):
+            out[key] = _named_class(key, out[key])
     return out
+
+
+def _policy(value: str) -> tuple[str, type[BasePolicy] | None]:
+    """``policy``: an alias of the algorithm (MlpPolicy, ...) or an SB3 policy class by import path."""
+    if "." not in value and ":" not in value:
+        return value, None
+    try:
+        return value, import_object(value, BasePolicy, "policy class")
+    except ValueError as exc:
+        raise ValueError(f"policy: {exc}") from None
+
+
+def _wrapper_entries(spec: Any) -> list[tuple[str, dict[str, Any]]]:
+    """RL-Zoo's ``env_wrapper`` forms: a path, ``{path: kwargs}``, or a list of either."""
+    items = spec if isinstance(spec, list) else [spec]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and len(item) == 1:
+            (path, kwargs), = item.items()
+            kwargs = {} if kwargs is None else kwargs
+        else:
+            path, kwargs = item, {}
+        if not isinstance(path, str) or not isinstance(kwargs, dict):
+            raise ValueError(f"env_wrapper: expected an import path or {{path: {{kwargs}}}}, got {item!r}")
+        out.append((path, dict(kwargs)))
+    return out
+
+
+def resolve_wrappers(spec: Any) -> list[tuple[type[gym.Wrapper], dict[str, Any]]]:
+    """The ``env_wrapper`` key (agents files and ``rl.overrides`` alike) as (class, kwargs) pairs."""
+    out = []
+    for path, kwargs in _wrapper_entries(spec):
+        try:
+            out.append((import_object(path, gym.Wrapper, "Gymnasium wrapper"), kwargs))
+        except ValueError as exc:
+            raise ValueError(f"env_wrapper: {exc}") from None
+    return out
+
+
+def atari_wrapped(wrappers: list[tuple[type[gym.Wrapper], dict[str, Any]]]) -> list[tuple[type[gym.Wrapper], dict[str, Any]]]:
+    """An ALE game always gets SB3's ``AtariWrapper`` (first, as ``make_atari_env`` applies it),
+    with the kwargs an ``env_wrapper`` entry gives it."""
+    if any(issubclass(cls, AtariWrapper) for cls, _ in wrappers):
+        return wrappers
+    return [(AtariWrapper, {}), *wrappers]
 
 
 def resolve_hyper(
@@ -281,15 +381,14 @@ def resolve_hyper(
     raw = agents_entry(algo, env, hyperparams)
     raw.update(overrides)
     hyper = Hyper()
-    hyper.policy = str(raw.pop("policy", "CnnPolicy" if is_atari(env) else "MlpPolicy"))
+    hyper.policy, hyper.policy_class = _policy(str(raw.pop("policy", "CnnPolicy" if is_atari(env) else "MlpPolicy")))
     hyper.n_envs = int(raw.pop("n_envs", 1))
     raw.pop("n_timesteps", None)  # train.steps decides the budget
     hyper.env_kwargs = {**dict(raw.pop("env_kwargs", None) or {}), **(env_kwargs or {})}
     wrappers = raw.pop("env_wrapper", None)
-    if wrappers is not None:
-        names = wrappers if isinstance(wrappers, list) else [wrappers]
-        if any("AtariWrapper" not in str(w) for w in names):
-            raise ValueError(f"env_wrapper: only SB3's AtariWrapper is supported, got {wrappers}")
+    hyper.wrappers = resolve_wrappers(wrappers) if wrappers is not None else []
+    if is_atari(env):
+        hyper.wrappers = atari_wrapped(hyper.wrappers)
     norm = raw.pop("normalize", None)
     if norm:
         if not isinstance(norm, dict | bool):

@@ -1,8 +1,10 @@
 """Training and evaluation environments for the SB3 adapter.
 
 Every env is a seeded ``DummyVecEnv`` of ``Monitor``-wrapped Gymnasium envs (sequential, so runs
-are reproducible and cheap on small machines); Atari games get SB3's ``AtariWrapper`` through
-``make_atari_env``, then ``VecFrameStack``; ``normalize`` adds ``VecNormalize``. ``rl.env_attrs``
+are reproducible and cheap on small machines). The ``env_wrapper`` wrappers sit over ``Monitor``
+(as in ``make_vec_env`` and RL-Zoo), so recorded returns and episode lengths are the environment's
+own, before any reward-shaping wrapper; Atari games get SB3's ``AtariWrapper`` first, as
+``make_atari_env`` applies it, then ``VecFrameStack``; ``normalize`` adds ``VecNormalize``. ``rl.env_attrs``
 changes an environment's physics after ``gymnasium.make`` (most classic-control environments take
 no physics arguments), on training and evaluation environments alike.
 """
@@ -10,12 +12,13 @@ no physics arguments), on training and evaluation environments alike.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 from multiticket.adapters.sb3_config import Hyper, is_atari, register_atari
@@ -63,6 +66,17 @@ def set_env_attrs(env_id: str, env: gym.Env, attrs: dict[str, Any]) -> None:
         recompute(base)
 
 
+def apply_wrappers(env: gym.Env, wrappers: list[tuple[type[gym.Wrapper], dict[str, Any]]]) -> gym.Env:
+    """Wrap ``env`` (already in ``Monitor``) in the ``env_wrapper`` classes, innermost first."""
+    for cls, kwargs in wrappers:
+        try:
+            env = cls(env, **kwargs)
+        except TypeError as exc:
+            raise UserError(f"rl.overrides: env_wrapper: {cls.__module__}.{cls.__qualname__} rejected its "
+                            f"arguments: {exc}") from None
+    return env
+
+
 def make_env(
     env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool, env_attrs: dict[str, Any] | None = None
 ) -> VecEnv:
@@ -73,12 +87,11 @@ def make_env(
         raise UserError(
             f"rl.env: '{env_id}' needs OpenCV for SB3's AtariWrapper (pip install opencv-python-headless)"
         )
+    wrap = functools.partial(apply_wrappers, wrappers=hyper.wrappers) if hyper.wrappers else None
     try:
         if is_atari(env_id):
             register_atari()
-            venv: VecEnv = make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs)
-        else:
-            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs)
+        venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs, wrapper_class=wrap)
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         raise _missing_dependency(env_id, exc) from None
     except TypeError as exc:

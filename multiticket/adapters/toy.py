@@ -19,26 +19,26 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
-from multiticket.config import Strict
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.core.seeding import derive_seed
+from multiticket.schema import AlwaysHashed, Strict
 
 
 class ToySection(Strict):
-    n_features: int = Field(32, gt=0)
-    n_classes: int = Field(4, ge=2)
-    n_train: int = Field(4096, gt=0)
-    n_test: int = Field(2048, gt=0)
-    teacher_hidden: int = Field(64, gt=0)
-    data_seed: int = 1234
-    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [128, 64])
-    batch_size: int = Field(64, gt=0)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    n_features: AlwaysHashed[int] = Field(32, gt=0)
+    n_classes: AlwaysHashed[int] = Field(4, ge=2)
+    n_train: AlwaysHashed[int] = Field(4096, gt=0)
+    n_test: AlwaysHashed[int] = Field(2048, gt=0)
+    teacher_hidden: AlwaysHashed[int] = Field(64, gt=0)
+    data_seed: AlwaysHashed[int] = 1234
+    hidden: AlwaysHashed[list[Annotated[int, Field(gt=0)]]] = Field(default_factory=lambda: [128, 64])
+    batch_size: AlwaysHashed[int] = Field(64, gt=0)
+    optimizer: AlwaysHashed[Literal["sgd", "adam", "adamw", "rmsprop"]] = "sgd"
+    lr: AlwaysHashed[float] = Field(0.05, gt=0)
+    momentum: AlwaysHashed[float] = Field(0.9, ge=0, lt=1)
+    weight_decay: AlwaysHashed[float] = Field(0.0, ge=0)
+    schedule: AlwaysHashed[Literal["constant", "cosine", "linear"]] = "constant"
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ToySection:

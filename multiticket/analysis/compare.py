@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from multiticket.analysis import layers as L
-from multiticket.analysis.htmlpage import page
+from multiticket.analysis.htmlpage import img, num_cell, page
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
-from multiticket.analysis.report import img, num_cell
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
 from multiticket.analysis.stats import fmt, normalise
 from multiticket.core.store import atomic_write_text

@@ -3,9 +3,12 @@ resources (no fonts, scripts or images fetched), so a page opens offline and can
 
 from __future__ import annotations
 
+import base64
 import html
 
 from multiticket import __version__ as VERSION
+
+esc = html.escape
 
 CSS = """
 :root { --ink:#1d2430; --muted:#5b6472; --line:#dde2ea; --bg:#f6f7f9; --accent:#1f4e9c; }
@@ -49,3 +52,14 @@ def page(title: str, body: str, css: str = CSS) -> str:
         f"<title>{html.escape(title)}</title><style>{css}</style></head>"
         f"<body><main>{body}</main></body></html>\n"
     )
+
+
+def img(png: bytes, alt: str) -> str:
+    """An embedded PNG (a data URI: the page fetches nothing)."""
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def num_cell(value: float, text: str, **data: object) -> str:
+    """A table cell that carries its exact value, so tests and scripts can read it back."""
+    attrs = "".join(f' data-{k}="{esc(str(v))}"' for k, v in data.items())
+    return f'<td class="num"{attrs} data-value="{value!r}">{esc(text)}</td>'

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from multiticket.analysis import plots
+from multiticket.analysis.htmlpage import img, num_cell
 from multiticket.analysis.stats import fmt, mean_std
 from multiticket.core.instability import RESULT
 from multiticket.core.store import RunStore
@@ -110,8 +111,6 @@ def barrier_figure(records: list[dict[str, Any]]) -> Figure:
 
 def instability_section(run_dir: Path, plot_dir: Path) -> str:
     """The HTML section (plots embedded), or "" when the run has no instability result."""
-    from multiticket.analysis.report import img, num_cell
-
     records = load_instability(run_dir)
     if not records:
         return ""

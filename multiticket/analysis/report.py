@@ -9,7 +9,6 @@ run: everything is computed from finished units only. See docs/report.md for how
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.early_bird import early_bird_section
-from multiticket.analysis.htmlpage import CSS, page
+from multiticket.analysis.htmlpage import CSS, img, num_cell, page
 from multiticket.analysis.instability import instability_section
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
 from multiticket.analysis.stats import better, bootstrap_diff, fmt, matches
@@ -25,16 +24,6 @@ from multiticket.analysis.targeted import td_section
 from multiticket.core.store import atomic_write_text
 
 esc = html.escape
-
-
-def img(png: bytes, alt: str) -> str:
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def num_cell(value: float, text: str, **data: object) -> str:
-    """A table cell that carries its exact value, so tests and scripts can read it back."""
-    attrs = "".join(f' data-{k}="{esc(str(v))}"' for k, v in data.items())
-    return f'<td class="num"{attrs} data-value="{value!r}">{esc(text)}</td>'
 
 
 def mean_text(m: float, s: float, n: int) -> str:

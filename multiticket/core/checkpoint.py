@@ -3,7 +3,7 @@
 A checkpoint is a :class:`RewindPoint` taken at a point where the adapter says training can be
 resumed (``TrainHooks.on_resumable``: after an optimizer step for the toy and HF adapters, at the
 start of a rollout for SB3), holding the full state dict, optimizer states, RNG states and the
-adapter's :meth:`~multiticket.adapters.base.DomainAdapter.resume_state` (for SB3: the vectorised
+adapter's :meth:`~multiticket.core.adapter.DomainAdapter.resume_state` (for SB3: the vectorised
 environments, last observations, episode buffers and, off-policy, the replay buffer), plus the
 rewind points the unit has captured so far (the dense unit captures θ_0 and θ_k on its way).
 

@@ -19,7 +19,7 @@ run that is watched follows exactly the trajectory of a run that is not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -73,6 +73,8 @@ class EarlyBirdMonitor:
     start: int = 0
     min_stop: int = 0
     stop: bool = True
+    #: the rewind-point weights that init-based mask criteria read (None: no such point yet)
+    init: Mapping[str, torch.Tensor] | None = None
     #: the step at which the next mask was found stable, None while it is not
     fired_at: int | None = None
     #: the stable next mask and a copy of the module's state dict at ``fired_at``
@@ -104,7 +106,7 @@ class EarlyBirdMonitor:
             self._next_check += self.settings.interval
         params = dict(module.named_parameters())
         weights = {n: params[n].detach() for n in self.mask}
-        candidate = prune(weights, self.mask, self.spec)
+        candidate = prune(weights, self.mask, self.spec, init=self.init)
         self._recent = [*self._recent, candidate][-self.settings.window:]
         if len(self._recent) < self.settings.window:
             self.trace.append([step, None])

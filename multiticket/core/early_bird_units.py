@@ -68,10 +68,12 @@ def watch(monitor: EarlyBirdMonitor) -> Callable[[torch.nn.Module, Unit], EarlyB
 
 
 def dense_search(train: Callable[[TrainJob], TrainResult], job: TrainJob, spec: PruneSpec,
-                 settings: EarlyBirdSettings, k: int, module: Callable[[], torch.nn.Module]) -> Search:
+                 settings: EarlyBirdSettings, k: int, module: Callable[[], torch.nn.Module],
+                 init: Mapping[str, torch.Tensor] | None = None) -> Search:
     """Level 1's search: train the dense ``job`` from step 0 until the level-1 mask is stable
-    (never before ``k``); ``module`` gives the trained module afterwards."""
-    search = EarlyBirdMonitor(job.mask, spec, settings, start=0, min_stop=k, stop=True)
+    (never before ``k``); ``module`` gives the trained module afterwards, ``init`` the rewind-point
+    weights init-reading criteria rank against (None before a rewind point exists)."""
+    search = EarlyBirdMonitor(job.mask, spec, settings, start=0, min_stop=k, stop=True, init=init)
     result = train(replace(job, monitors=(*job.monitors, watch(search))))
     weights = search.snapshot if search.snapshot is not None else copy_state_dict(module())
     info = _info(settings)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.monitors import MonitorList
 from multiticket.core.rewind import RewindPoint

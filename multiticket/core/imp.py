@@ -21,10 +21,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from multiticket.adapters.base import DomainAdapter
 from multiticket.core import early_bird_units as eb_units
 from multiticket.core import scope as scope_mod
 from multiticket.core import train as train_mod
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import CheckpointStore
 from multiticket.core.controls import CONTROLS
 from multiticket.core.early_bird import EarlyBirdMonitor
@@ -75,7 +75,7 @@ class IMPRunner:
         self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
         module = self.adapter.module
         names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
-        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates))
+        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion)
         params = dict(module.named_parameters())
         scope = Scope(names, {n: tuple(params[n].shape) for n in names}, spec)
         if self.cfg.checkpoint is not None:
@@ -192,7 +192,7 @@ class IMPRunner:
         if "early_bird" in recipe.monitors:
             assert inputs.start is not None
             watch = EarlyBirdMonitor(inputs.mask, scope.spec, eb_units.settings_of(self.cfg), start=inputs.start.step,
-                                     stop=False)
+                                     stop=False, init=inputs.start.weights)
             monitors.append(eb_units.watch(watch))
         job = TrainJob(
             unit, inputs.mask, scope.names, self.T, start=inputs.start, init_seed=recipe.init_seed,
@@ -238,8 +238,10 @@ class IMPRunner:
         monitors = (dropout_monitor(self.cfg.targeted_dropout, scope.names, self.T, dense),) \
             if "targeted_dropout" in recipe.monitors else ()
         job = TrainJob(unit, dense, scope.names, self.T, monitors=monitors)
+        # checks before k have no rewind point yet: only k = 0 gives init criteria one
+        init = self.inputs.rewind(unit.seed, self.k, self.phases).weights if self.k == 0 else None
         return eb_units.dense_search(lambda j: self.train(j, checkpoint=False), job, scope.spec, settings, self.k,
-                                     lambda: self.adapter.module)
+                                     lambda: self.adapter.module, init)
 
     def _prune_only(self, recipe: Recipe) -> None:
         """Prune a dense unit's final weights straight to this level's count (the ticket's counting

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from safetensors.torch import load_file
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
 from multiticket.core.recipe import Recipe
@@ -108,6 +108,13 @@ class UnitInputs:
             return self._starts[seed]
         return self.rewind(seed, recipe.step, phases)
 
+    def init_weights(self, recipe: Recipe, phases: Phases) -> dict[str, torch.Tensor] | None:
+        """The rewind-point weights an init-reading mask criterion ranks against (None when the
+        task's criterion reads none, or the recipe's chain has no rewind point)."""
+        if recipe.init_step is None or not self.scope.spec.needs_init:
+            return None
+        return self.rewind(recipe.unit.seed, recipe.init_step, phases).weights
+
     def unit_files(self, unit: Unit, phases: Phases) -> tuple[Mask, dict[str, torch.Tensor]]:
         """A finished unit's mask and final weights."""
         d = self.store.unit_dir(unit)
@@ -146,8 +153,9 @@ class UnitInputs:
                 searched = self.unit_files(recipe.source, phases)
             assert searched is not None, "an early-bird level needs its search's weights"
             prev_mask, weights = searched
+            init = self.init_weights(recipe, phases)
             with phases.timed("prune"):
-                mask = prune(weights, prev_mask, self.scope.spec, generator(*recipe.prune_draws))
+                mask = prune(weights, prev_mask, self.scope.spec, generator(*recipe.prune_draws), init)
             self._check_planned(recipe, mask)
             return Inputs(mask, None, weights)
         return self._control_mask(recipe, phases)
@@ -183,7 +191,8 @@ class UnitInputs:
         pruning rounds from a generator of the same parts, as the counting rule was pinned)."""
         assert recipe.source is not None
         _, final = self.unit_files(recipe.source, phases)
+        init = self.init_weights(recipe, phases)
         mask = self.scope.dense_mask()
         for _ in range(recipe.unit.level):
-            mask = prune(final, mask, self.scope.spec, generator(*recipe.prune_draws))
+            mask = prune(final, mask, self.scope.spec, generator(*recipe.prune_draws), init)
         return Inputs(mask, None, final)

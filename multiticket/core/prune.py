@@ -7,9 +7,12 @@ BERT-Tickets style), clamped to ``[1, alive]`` while any entry is alive. A group
 for global strategies, one parameter for layerwise ones, and one parameter for every parameter
 matched by a per-pattern rate override (those are always pruned layerwise at their own rate).
 
-Ranking is by |w| of the given (final) weights among live entries; ties are broken by position
-(the earlier parameter in scope order, then the lower flat index, is pruned first), so masks are
-identical across reruns and processes.
+Ranking is by the task's mask criterion (``prune.criterion``, :mod:`multiticket.core.criteria`;
+default ``large_final``: |w| of the given final weights) among live entries, or uniformly random
+for the ``random`` strategy; the lowest scores are pruned, ties broken by position (the earlier
+parameter in scope order, then the lower flat index, is pruned first), so masks are identical
+across reruns and processes. The strategy decides the scope (global or layerwise), the criterion
+the score.
 """
 
 from __future__ import annotations
@@ -20,19 +23,24 @@ from dataclasses import dataclass, field
 
 import torch
 
+from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
 from multiticket.core.mask import Mask
+from multiticket.core.registry import criteria
+from multiticket.errors import UserError
 
 STRATEGIES = ("global_magnitude", "layerwise_magnitude", "random")
 
 
 @dataclass(frozen=True)
 class PruneSpec:
-    """How one IMP level prunes. ``overrides`` maps parameter name -> its own rate."""
+    """How one IMP level prunes. ``overrides`` maps parameter name -> its own rate; ``criterion``
+    names a registered mask criterion (unused by the ``random`` strategy)."""
 
     strategy: str = "global_magnitude"
     rate: float = 0.2
     rate_of: str = "remaining"
     overrides: Mapping[str, float] = field(default_factory=dict)
+    criterion: str = DEFAULT_CRITERION
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -41,6 +49,12 @@ class PruneSpec:
             raise ValueError(f"rate must be in (0, 1), got {self.rate}")
         if self.rate_of not in ("remaining", "original"):
             raise ValueError(f"rate_of must be 'remaining' or 'original', got '{self.rate_of}'")
+        criteria.lookup(self.criterion)
+
+    @property
+    def needs_init(self) -> bool:
+        """True when ranking reads the rewind-point weights (an init-based criterion)."""
+        return self.strategy != "random" and criteria[self.criterion].needs_init
 
     def groups(self, names: list[str]) -> list[tuple[list[str], float]]:
         """Partition of ``names`` into groups ranked together, each with its rate."""
@@ -78,13 +92,20 @@ def planned_sparsity(sizes: Mapping[str, int], spec: PruneSpec, level: int) -> f
     return 1.0 - planned_alive(sizes, spec, level) / total if total else 0.0
 
 
-def _scores(weights: Mapping[str, torch.Tensor], names: list[str], spec: PruneSpec,
-            generator: torch.Generator | None) -> list[torch.Tensor]:
+def _flat(tensors: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    return torch.cat([tensors[n].detach().reshape(-1).float().cpu() for n in names])
+
+
+def _live_scores(weights: Mapping[str, torch.Tensor], init: Mapping[str, torch.Tensor] | None, names: list[str],
+                 live_idx: torch.Tensor, spec: PruneSpec, generator: torch.Generator | None) -> torch.Tensor:
+    """Scores of a group's live entries (in scope order): random draws, or the criterion's."""
     if spec.strategy == "random":
         if generator is None:
             raise ValueError("the random strategy needs a torch.Generator")
-        return [torch.rand(weights[n].numel(), generator=generator) for n in names]
-    return [weights[n].detach().reshape(-1).abs().float().cpu() for n in names]
+        return torch.cat([torch.rand(weights[n].numel(), generator=generator) for n in names])[live_idx]
+    criterion = criteria[spec.criterion]
+    w_init = _flat(init, names)[live_idx] if init is not None and criterion.needs_init else None
+    return criterion(w_init, _flat(weights, names)[live_idx])
 
 
 def prune(
@@ -92,18 +113,24 @@ def prune(
     mask: Mask,
     spec: PruneSpec,
     generator: torch.Generator | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> Mask:
-    """The mask of the next level: ``mask`` minus the lowest-ranked live entries of each group."""
+    """The mask of the next level: ``mask`` minus the lowest-ranked live entries of each group.
+    ``weights`` are the final weights the level prunes; ``init`` the chain's rewind-point weights,
+    required by the criteria that read them (UserError when there are none)."""
+    if init is None and spec.needs_init:
+        raise UserError(f"prune.criterion: '{spec.criterion}' needs the rewind-point weights, "
+                        "which this pruning step does not have")
     names = list(mask)
     new = {n: mask[n].clone() for n in names}
     for group, rate in spec.groups(names):
-        scores = torch.cat(_scores(weights, group, spec, generator))
         alive = torch.cat([mask[n].reshape(-1).cpu() for n in group])
+        live_idx = alive.nonzero().squeeze(1)
+        scores = _live_scores(weights, init, group, live_idx, spec, generator)  # draws even when none is pruned
         n_prune = prune_count(int(alive.sum()), alive.numel(), rate, spec.rate_of)
         if n_prune == 0:
             continue
-        live_idx = alive.nonzero().squeeze(1)
-        order = torch.sort(scores[live_idx], stable=True).indices
+        order = torch.sort(scores, stable=True).indices
         drop = live_idx[order[:n_prune]]
         flat_alive = alive.clone()
         flat_alive[drop] = False

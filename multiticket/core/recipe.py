@@ -70,6 +70,9 @@ class Recipe:
     step: int = 0
     init_seed: int | None = None
     permute: bool = False
+    #: the step of the rewind point whose weights init-reading mask criteria rank against (the
+    #: chain's own rewind point; Zhou et al.'s "initial" weights), None where the chain has none
+    init_step: int | None = None
     #: rewind points to capture while training (the dense run: steps 0 and k)
     captures: tuple[int, ...] = ()
     #: monitors by name, in call order: "targeted_dropout", "early_bird"
@@ -92,7 +95,7 @@ def resolve(unit: Unit, run: RunShape) -> Recipe:
     if spec.mask == "chain":
         return _chain(unit, run)
     if spec.start == "none":
-        return _prune_only(unit, spec)
+        return _prune_only(unit, run, spec)
     return _control(unit, run, spec)
 
 
@@ -126,18 +129,20 @@ def _chain(unit: Unit, run: RunShape) -> Recipe:
     if chain == "early_bird":
         prev = Unit(seed, chain, level - 1) if level > 1 else None
         return Recipe(unit, "early_bird", "rewind", run.rewind_mode, source=prev, prune_draws=draws, step=run.k,
-                      monitors=(*_dropout(unit, run), "early_bird"), check_planned=True)
+                      init_step=run.k, monitors=(*_dropout(unit, run), "early_bird"), check_planned=True)
     prev = Unit(seed, chain if level > 1 else "ticket", level - 1)
     step = run.k if chain == "ticket" else 0
     return Recipe(unit, "prune", "rewind", run.rewind_mode, source=prev, prune_draws=draws, step=step,
-                  monitors=_dropout(unit, run), check_planned=True)
+                  init_step=step, monitors=_dropout(unit, run), check_planned=True)
 
 
-def _prune_only(unit: Unit, spec: ControlSpec) -> Recipe:
+def _prune_only(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
     """``prune_dense``/``prune_dense_td``: a dense unit's final weights pruned one-shot to this
-    level's count and evaluated without retraining."""
+    level's count and evaluated without retraining. Init-reading criteria read the dense run's
+    rewind point (``dense_td`` records none: the config refuses such criteria there)."""
     return Recipe(unit, "one_shot", "trained", "none", source=Unit(unit.seed, spec.source, 0),
-                  prune_draws=(unit.seed, unit.control, "prune", unit.level), check_planned=True)
+                  prune_draws=(unit.seed, unit.control, "prune", unit.level),
+                  init_step=run.k if spec.source == "ticket" else None, check_planned=True)
 
 
 def _control(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
@@ -147,7 +152,7 @@ def _control(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
     monitors = _dropout(unit, run)
     if spec.mask == "one_shot":  # a pruned trained network: retrained as rewind.mode says
         return Recipe(unit, "one_shot", "rewind", run.rewind_mode, source=Unit(seed, "ticket", 0),
-                      prune_draws=(seed, control, "prune", level), step=run.k, monitors=monitors,
+                      prune_draws=(seed, control, "prune", level), step=run.k, init_step=run.k, monitors=monitors,
                       check_planned=True, match_ticket=True)
     if spec.mask not in ("ticket", "random_layer", "random_global"):
         raise RunFailure(f"control '{control}' has no per-level mask rule")

@@ -1,9 +1,10 @@
 """``RewindPoint``: a deep copy of everything a level restarts from (Frankle et al. 2019).
 
-A rewind point holds copies, never references: training after capture cannot change it (the
-first pitfall of DESIGN.md §7). It holds the full ``state_dict`` of the prunable root (weights and
-buffers, the head and target networks included), optimizer states, the RNG states of torch,
-numpy and Python, the step counter, and the adapter's own extra state.
+A rewind point holds copies, never references: training after capture cannot change it (rewinding
+by reference is the classic silent bug: training overwrites the "saved" θ_k). It holds the full
+``state_dict`` of the prunable root (weights and buffers, the head and target networks included),
+optimizer states, the RNG states of torch, numpy and Python, the step counter, and the adapter's
+own extra state.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def weights_of_types(module: nn.Module, types: Sequence[type[nn.Module]] = DEFAU
     canon = aliases(module)
     out: list[str] = []
     for mod_name, mod in module.named_modules():
-        if not isinstance(mod, tuple(types)):
+        if not any(isinstance(mod, t) for t in types):
             continue
         for p_name, _ in mod.named_parameters(recurse=False):
             if p_name == "weight" or p_name.startswith("weight_"):

@@ -1,6 +1,6 @@
 """The run store: one directory per resolved config, one sub-directory per unit of work.
 
-Layout (DESIGN.md §6)::
+Layout (the run-directory contract of the README; docs/architecture.md follows one unit into it)::
 
     <out>/<name>-<hash8>/
       config.yaml
@@ -48,7 +48,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

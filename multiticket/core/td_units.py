@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.mask import Mask
 from multiticket.core.monitors import DropoutMonitor

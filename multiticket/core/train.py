@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import Checkpoint, CheckpointStore
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.hooks import LevelHooks, NullReporter, Reporter, StopTraining

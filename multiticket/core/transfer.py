@@ -32,7 +32,7 @@ naming the parameter and both shapes, raised before anything is written.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,12 @@ class SourceRun:
         return Mask.load(self.mask_path(seed, level))
 
 
-def read_source(run_dir: Path | str) -> SourceRun:
+def read_source(run_dir: Path | str, parse_config: Callable[[dict[str, Any]], Any]) -> SourceRun:
     """Read a source run directory: its config, rewind step k and finished ticket levels per seed.
+    ``parse_config`` validates the recorded config (the task config model's ``model_validate``:
+    the core never imports the config layer) into an object with ``rewind_step()``.
 
     UserError if it is not a run directory or has no seed with rewind point k and ticket level 1."""
-    from multiticket.config import TaskConfig
-
     root = Path(run_dir)
     config_file = root / "config.yaml"
     if not config_file.is_file():
@@ -100,7 +100,7 @@ def read_source(run_dir: Path | str) -> SourceRun:
     try:
         resolved = yaml.safe_load(config_file.read_text()) or {}
         resolved.pop("versions", None)
-        k = TaskConfig.model_validate(resolved).rewind_step()
+        k = parse_config(resolved).rewind_step()
     except Exception as exc:  # noqa: BLE001 - YAML or validation problems: the user's to fix
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{config_file}: cannot be read as a run config: {first}") from None
@@ -226,7 +226,7 @@ class TransferStarts:
         section = cfg.transfer
         assert section is not None, "a transfer needs a task with a transfer section"
         self.cfg = cfg
-        self.source = read_source(section.source_dir)
+        self.source = read_source(section.source_dir, type(cfg).model_validate)
         if self.source.name != section.source:
             raise UserError(
                 f"transfer.source_dir: '{section.source_dir}' holds the run '{self.source.name}', "
@@ -292,61 +292,3 @@ class TransferStarts:
         point.weights = weights
         return point
 
-
-# -- building the transfer task ---------------------------------------------------------------------
-
-
-def transfer_task(
-    source_dir: Path | str,
-    target_path: Path | str,
-    overrides: Sequence[str] = (),
-    seeds: Sequence[int] | None = None,
-    levels: int | None = None,
-    controls: Sequence[str] | None = None,
-) -> tuple[Any, list[str]]:
-    """The target task (``TASK.yaml`` with ``--set`` overrides) turned into a transfer task; returns
-    it and notes about source controls that were replaced or dropped."""
-    from multiticket.config import ResolvedTask, TaskConfig, _field_error, load_task
-
-    source = read_source(source_dir)
-    target = load_task(target_path, list(overrides))
-    seeds = list(seeds) if seeds is not None else sorted(source.levels)
-    found = [s for s in seeds if s in source.levels]
-    if not found:
-        raise UserError(f"--seeds: source run {source.name} has finished tickets for seeds {sorted(source.levels)}")
-    n_levels = min(source.levels[s] for s in found) if levels is None else levels
-    if n_levels < 1:
-        raise UserError("--levels: must be >= 1")
-    notes: list[str] = []
-    if controls is None:
-        wanted: list[str] = []
-        for c in source.config.get("controls", []):
-            if c == "random_reinit":
-                notes.append("random_reinit (the ticket's mask, fresh init) is mask transfer here: transfer_mask")
-            elif c in TRANSFERABLE:
-                wanted.append(c)
-            else:
-                notes.append(f"{c} is not run in a transfer (it needs the target's own dense run or IMP chain)")
-        controls = ["transfer_mask", *wanted]
-    bad = [c for c in controls if c not in TRANSFER_CONTROLS]
-    if bad:
-        raise UserError(f"--controls: '{bad[0]}' cannot run in a transfer (choose from {', '.join(TRANSFER_CONTROLS)})")
-    data = target.resolved
-    data["name"] = f"{target.config.name}-from-{source.name}"
-    data["seeds"] = seeds
-    data["controls"] = list(dict.fromkeys(controls))
-    data["prune"] = {**data["prune"], "levels": n_levels}
-    data["transfer"] = {"source": source.name, "source_dir": str(source.root.resolve())}
-    domain = data.pop(target.config.domain)
-    if source.config.get("domain") != target.config.domain:
-        raise UserError(f"{target_path}: domain '{target.config.domain}' differs from the source's "
-                        f"'{source.config.get('domain')}'")
-    try:
-        config = TaskConfig.model_validate({**data, target.config.domain: domain})
-    except Exception as exc:  # pydantic ValidationError -> one line naming the field
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise _field_error(target_path, exc) from None
-        raise
-    return ResolvedTask(config=config, section=target.section, source=Path(target_path)), notes

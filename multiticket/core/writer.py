@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from multiticket.adapters.base import DomainAdapter
+from multiticket.core.adapter import DomainAdapter
 from multiticket.core.mask import Mask
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.store import RunStore, Unit, atomic_write_text

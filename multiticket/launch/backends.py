@@ -131,12 +131,16 @@ def _gpu_count(device: str) -> int:
 WORKER_MODULES = ("multiticket.launch.jobs", "torch._dynamo")
 
 
-def worker_modules(domains: Sequence[str] = ()) -> list[str]:
-    """Modules the fork server imports once for every worker: :data:`WORKER_MODULES` and the
-    adapters of the domains about to run (SB3 or transformers take seconds to import)."""
-    from multiticket.adapters import ADAPTERS
+def worker_modules(domains: Sequence[str] = (), user: Sequence[str] = ()) -> list[str]:
+    """Modules the fork server imports once for every worker: :data:`WORKER_MODULES`, the
+    adapters of the domains about to run (SB3 or transformers take seconds to import; a plugin
+    domain's module too), and the user's modules the tasks import (``rl.imports``: each worker
+    imports them again on validating its task, a no-op once preloaded, so one missing here is
+    still imported where it runs)."""
+    from multiticket.domains import domains as registry
 
-    return [*WORKER_MODULES, *sorted({ADAPTERS[d][0].partition(":")[0] for d in domains if d in ADAPTERS})]
+    adapters = sorted({m for d in domains if d in registry and (m := registry.module_of(d))})
+    return [*WORKER_MODULES, *adapters, *dict.fromkeys(user)]
 
 
 def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
@@ -152,11 +156,11 @@ def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
     return ctx
 
 
-def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
+def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequence[str] = ()) -> None:
     """Start the local pool's fork server now, so its imports overlap the driver's validation.
     (A fork server already running keeps the modules it preloaded.)"""
     if opts.backend == "local" and not opts.in_process:
-        ctx = worker_context(worker_modules(domains))
+        ctx = worker_context(worker_modules(domains, user))
         if ctx.get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
@@ -164,7 +168,8 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = ()) -> None:
 
 
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
-    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs]))
+    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs],
+                                        [m for j in jobs for m in j.spec.user_modules]))
     n_gpus = _gpu_count(opts.device)
     gpu_ids = None
     if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):

@@ -22,7 +22,8 @@ from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
-from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs
+from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
+from multiticket.runtime import library_versions, resolve_device
 
 
 @dataclass
@@ -34,8 +35,7 @@ class PreparedRun:
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
-    from multiticket.adapters import adapter_class
-    from multiticket.cli import resolve_device
+    from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
     existed = run_dir.exists()
@@ -59,14 +59,12 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
 
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
-    from multiticket.cli import library_versions
-
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
     reporter = reporter or NullReporter()
-    warm_up_workers(opts, [t.config.domain for t in tasks])
+    warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs = []
     for task in tasks:
         runs.append(prepare_run(task, out, opts.device))
@@ -97,7 +95,8 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
     """Send every unfinished unit to the backend; check each result is visible here."""
     jobs: list[Job] = []
     for run in runs:
-        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device)
+        spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
+                       user_modules(run.task))
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):

@@ -59,8 +59,8 @@ def run_instability(
     reporter: Any = None,
 ) -> list[dict[str, Any]]:
     """Analyse every planned unit of a finished run; returns their instability records."""
-    from multiticket.adapters import adapter_class
     from multiticket.core.instability import alphas
+    from multiticket.domains import adapter_class
 
     run_dir = Path(run_dir)
     alphas(points)  # validates --points before anything runs

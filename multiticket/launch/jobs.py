@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from multiticket.core.store import Unit
-from multiticket.core.units import PlannedUnit, unit_plan
+from multiticket.core.units import PlannedUnit
 from multiticket.errors import RunFailure
+from multiticket.runtime import resolve_device
 
 PROBE_DIR = ".probes"
 SHARED_STORAGE_HINT = (
@@ -35,6 +36,8 @@ class RunSpec:
     resolved: dict[str, Any]
     source: str
     device: str = "auto"
+    #: the user's modules the task imports (``rl.imports``): pool workers preload them once
+    user_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,22 +70,24 @@ def make_jobs(spec: RunSpec, plan: Sequence[PlannedUnit], granularity: str) -> l
     return [Job(spec, tuple(units)) for units in by_seed.values()]
 
 
-def plan_of(spec: RunSpec) -> list[PlannedUnit]:
-    return unit_plan(task_from_resolved(spec.resolved, spec.source).config)
-
-
 # -- worker side ----------------------------------------------------------------------------------
 
 
-def task_from_resolved(resolved: dict[str, Any], source: str | Path) -> Any:
-    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read)."""
-    from multiticket.adapters import adapter_class
-    from multiticket.config import ResolvedTask, TaskConfig
+def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True) -> Any:
+    """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read),
+    through the same validators as a task file. Validating the domain section imports the modules
+    the task names (``rl.imports``), so they are imported in every worker; ``user_code=False``
+    checks their form only (``status``)."""
+    from multiticket.config import resolve_task, validate_task
 
     data = {k: v for k, v in resolved.items() if k != "versions"}
-    config = TaskConfig.model_validate(data)
-    section = adapter_class(config.domain).Section.model_validate(data.get(config.domain) or {})
-    return ResolvedTask(config=config, section=section, source=Path(source))
+    return resolve_task(validate_task(data, source), source, user_code)
+
+
+def user_modules(task: Any) -> tuple[str, ...]:
+    """The modules of the user's that a task's domain section imports (none for most sections)."""
+    modules = getattr(task.section, "user_modules", None)
+    return tuple(modules()) if callable(modules) else ()
 
 
 _RUNNERS: dict[tuple[str, str], Any] = {}
@@ -90,10 +95,9 @@ _RUNNERS: dict[tuple[str, str], Any] = {}
 
 def _runner(spec: RunSpec) -> Any:
     """One runner (adapter, prepared scope) per run directory per worker process, reused."""
-    from multiticket.adapters import adapter_class
-    from multiticket.cli import resolve_device
     from multiticket.core.imp import IMPRunner
     from multiticket.core.store import RunStore
+    from multiticket.domains import adapter_class
 
     key = (spec.run_dir, spec.device)
     if key not in _RUNNERS:

@@ -29,7 +29,7 @@ def read_resolved(run_dir: Path) -> dict[str, Any]:
 
 def run_status(run_dir: Path) -> dict[Unit, str]:
     """State of every planned unit of a run directory, in plan order."""
-    task = task_from_resolved(read_resolved(run_dir), Path(run_dir) / "config.yaml")
+    task = task_from_resolved(read_resolved(run_dir), Path(run_dir) / "config.yaml", user_code=False)
     store = RunStore(Path(run_dir))
     k = task.config.rewind_step()
     out = {}

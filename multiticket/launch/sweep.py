@@ -28,9 +28,10 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from multiticket.config import ResolvedTask, Strict, load_task, read_yaml_file, validate_section
+from multiticket.config import ResolvedTask, load_task, read_yaml_file, validate_section
 from multiticket.errors import UserError
 from multiticket.paths import shipped_tasks
+from multiticket.schema import Strict
 
 
 class SweepFile(Strict):
@@ -80,7 +81,8 @@ def grid_points(grid: dict[str, list[Any]]) -> list[list[str]]:
     ]
 
 
-def load_sweep(path: Path | str) -> Sweep:
+def load_sweep(path: Path | str, user_code: bool = True) -> Sweep:
+    """Read a sweep file and validate its tasks (``user_code=False``: no module they name is imported)."""
     source = Path(path)
     data = read_yaml_file(source, "sweep")
     sweep = validate_section(SweepFile, data, source, "")
@@ -98,7 +100,8 @@ def load_sweep(path: Path | str) -> Sweep:
         for variant in sweep.variants or [[]]:
             for point in points:
                 task = load_task(
-                    task_path, [*sweep.set, *variant, *point], seeds=sweep.seeds, levels=sweep.levels
+                    task_path, [*sweep.set, *variant, *point], seeds=sweep.seeds, levels=sweep.levels,
+                    user_code=user_code,
                 )
                 seen = by_dir.get(task.run_name)
                 if seen is not None and seen.resolved != task.resolved:

@@ -131,7 +131,7 @@ def test_bad_mode_config(overrides, fragment):
 
 
 def test_finetune_refused_for_an_adapter_without_constant_lr(tmp_path):
-    from multiticket.adapters.base import DomainAdapter
+    from multiticket.core.adapter import DomainAdapter
     from multiticket.core.imp import IMPRunner
     from multiticket.core.store import RunStore
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from multiticket.adapters.base import TrainHooks
+from multiticket.core.adapter import TrainHooks
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 

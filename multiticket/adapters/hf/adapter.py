@@ -37,12 +37,12 @@ from transformers import (
     get_scheduler,
 )
 
-from multiticket.adapters.base import DomainAdapter, TrainHooks
 from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.models import build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
+from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.errors import UserError
 
 

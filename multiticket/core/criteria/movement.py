@@ -1,0 +1,15 @@
+"""``movement``: keep the weights that moved furthest from the rewind point, score |w_f - w_i|."""
+
+from __future__ import annotations
+
+import torch
+
+from multiticket.core.criteria.base import Criterion
+
+
+def _score(init: torch.Tensor | None, final: torch.Tensor) -> torch.Tensor:
+    assert init is not None
+    return (final - init).abs()
+
+
+CRITERION = Criterion("movement", _score, needs_init=True, doc="keep the largest |w_f - w_i|")

@@ -1,0 +1,138 @@
+"""A package outside multiticket registers a criterion, a domain (adapter + task-file section) and a
+control through entry points, and ``multiticket run`` uses both: in process and on the local pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLUGIN = '''
+"""An external multiticket plugin: a least-squares 'vision' domain and a positional criterion."""
+import torch
+from torch import nn
+
+from multiticket.core.adapter import DomainAdapter
+from multiticket.core.controls import ControlSpec
+from multiticket.core.criteria.base import Criterion
+from multiticket.schema import Strict
+
+
+def _first_entries_first(init, final):
+    return torch.arange(final.numel(), dtype=torch.float32)  # prunes the scope's first live entries
+
+
+CRITERION = Criterion("first_entries", _first_entries_first, needs_init=False, doc="prune by position")
+SPEC = ControlSpec("scattered_rewound", "random_global", "rewind", "random positions at the total count, from k")
+
+
+class VisionSection(Strict):
+    width: int = 6
+    lr: float = 0.05
+
+
+class VisionAdapter(DomainAdapter):
+    domain = "vision"
+    Section = VisionSection
+
+    metric = property(lambda self: "neg_mse")
+    higher_is_better = property(lambda self: True)
+
+    def build(self, seed, init_seed=None):
+        torch.manual_seed(seed if init_seed is None else init_seed)
+        w = self.section.width
+        self.model = nn.Sequential(nn.Linear(4, w), nn.Tanh(), nn.Linear(w, 1))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.section.lr)
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(64, 4, generator=g)
+        self.y = self.x.sum(1, keepdim=True)
+
+    @property
+    def module(self):
+        return self.model
+
+    def default_prunable(self):
+        return [n for n, p in self.model.named_parameters() if n.endswith("weight")]
+
+    def optimizers(self):
+        return [self.opt]
+
+    def train(self, start, stop, hooks):
+        hooks.on_optimizers([self.opt])
+        for step in range(start, stop):
+            loss = ((self.model(self.x) - self.y) ** 2).mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            hooks.on_step(step + 1)
+
+    @torch.no_grad()
+    def evaluate(self):
+        return {"neg_mse": -float(((self.model(self.x) - self.y) ** 2).mean())}
+'''
+
+TASK = """
+name: plug
+domain: vision
+seeds: [0, 1]
+train: {steps: 20}
+prune: {criterion: first_entries, rate: 0.5, levels: 2}
+controls: [random_reinit, scattered_rewound]
+vision: {width: 6}
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory) -> Path:
+    """A directory holding the plugin module and its dist-info (entry points), as pip would install it."""
+    root = tmp_path_factory.mktemp("plugin")
+    (root / "mt_vision.py").write_text(textwrap.dedent(PLUGIN))
+    info = root / "mt_vision-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mt-vision\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[multiticket.adapters]\nvision = mt_vision:VisionAdapter\n\n"
+        "[multiticket.criteria]\nfirst_entries = mt_vision:CRITERION\n\n"
+        "[multiticket.controls]\nscattered_rewound = mt_vision:SPEC\n"
+    )
+    return root
+
+
+def _run(plugin: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    task = tmp_path / "plug.yaml"
+    task.write_text(TASK)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(plugin)]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "multiticket", "run", str(task), "--out", str(tmp_path / "runs"),
+                           "--quiet", *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, workers):
+    result = _run(plugin_path, tmp_path, "--workers", workers)
+    assert result.returncode == 0, result.stderr
+    (run,) = list((tmp_path / "runs").iterdir())
+    assert run.name.startswith("plug-")
+    for seed in (0, 1):
+        for control in ("ticket", "random_reinit", "scattered_rewound"):
+            assert (run / f"seed_{seed}" / control / "level_2" / "DONE").is_file()
+        mask = load_file(str(run / f"seed_{seed}" / "ticket" / "level_1" / "mask.safetensors"))
+        flat = [bool(v) for name in ("0.weight", "2.weight") for v in mask[name].reshape(-1).tolist()]
+        assert flat == [False] * 15 + [True] * 15  # the plugin criterion pruned the first half of the scope
+        record = json.loads((run / f"seed_{seed}" / "ticket" / "level_2" / "metrics.json").read_text())
+        assert record["domain"] == "vision" and record["metric"] == "neg_mse"
+
+
+def test_a_misspelled_external_domain_gets_a_hint(plugin_path, tmp_path):
+    task = tmp_path / "plug.yaml"
+    result = _run(plugin_path, tmp_path, "--set", "domain=visoin")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"multiticket: error: {task}: domain: unknown domain 'visoin' "
+                                     "(did you mean 'vision'?; known: toy, rl, nlp, vision)")
