@@ -1,3 +1,3 @@
-from multiticket.cli import main
+from multiticket.interrupts import entry  # first: SIGINT/SIGTERM handlers before any other import
 
-raise SystemExit(main())
+raise SystemExit(entry())

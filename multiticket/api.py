@@ -8,6 +8,7 @@ so environments registered in a notebook exist where training runs. Bad input ra
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,14 @@ def execute(tasks: list[ResolvedTask], out: Path, opts: LaunchOptions, reporter:
     from multiticket.launch.driver import run_tasks
 
     run_dirs = [Path(out) / t.run_name for t in tasks]
+    summaries = lambda: [(d, write_summary(d)[1]) for d in run_dirs if (d / "config.yaml").is_file()]  # noqa: E731
     try:
         run_tasks(tasks, Path(out), opts, reporter)
-    finally:
-        results = [(d, write_summary(d)[1]) for d in run_dirs if (d / "config.yaml").is_file()]
-    return results
+    except BaseException:
+        with contextlib.suppress(Exception):  # what finished so far; never hides why the run stopped
+            summaries()
+        raise
+    return summaries()
 
 
 def run(

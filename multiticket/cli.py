@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.runtime import resolve_device
 
@@ -284,26 +285,28 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with interrupts.handled():  # SIGINT / SIGTERM: one line, exit 130 / 143, whenever they land
+        args = None
+        try:
+            args = build_parser().parse_args(argv)
+            return _dispatch(args)
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            code = interrupts.report(lambda line: print(line, file=sys.stderr), exc)
+            if code is not None:
+                return code
+            error = exc if isinstance(exc, (UserError, RunFailure)) else storage_error(exc)
+            if error is None or (args is not None and args.debug):
+                raise
+            print(f"multiticket: error: {error}", file=sys.stderr)
+            return error.exit_code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
                 "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability}
-    try:
-        return handlers[args.command](args)
-    except (UserError, RunFailure) as exc:
-        if args.debug:
-            raise
-        print(f"multiticket: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        storage = storage_error(exc)
-        if storage is None or args.debug:
-            raise
-        print(f"multiticket: error: {storage}", file=sys.stderr)
-        return storage.exit_code
-    except KeyboardInterrupt:
-        print("multiticket: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

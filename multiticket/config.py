@@ -337,18 +337,21 @@ class ResolvedTask:
 
     @property
     def hash(self) -> str:
-        return config_hash(self.resolved)
+        return config_hash(self.resolved, type(self.section))
 
     @property
     def run_name(self) -> str:
         return f"{self.config.name}-{self.hash}"
 
 
-def config_hash(resolved: dict[str, Any]) -> str:
+def config_hash(resolved: dict[str, Any], section: type[BaseModel] | None = None) -> str:
     """8 hex digits of the SHA-256 of the canonical JSON of a resolved config without its
-    ``NotHashed`` keys."""
+    ``NotHashed`` keys (those of the domain's ``section`` model too, when given)."""
     data = copy.deepcopy(resolved)
-    for path in not_hashed_paths(TaskConfig):
+    paths = list(not_hashed_paths(TaskConfig))
+    if section is not None:
+        paths += [(str(resolved.get("domain")), *path) for path in not_hashed_paths(section)]
+    for path in paths:
         node = data
         for p in path[:-1]:
             node = node.get(p) or {}
@@ -432,17 +435,24 @@ def _known_keys(model_title: str, loc: tuple[Any, ...]) -> list[str]:
 
 
 def validate_section(
-    model: type[BaseModel], data: Any, source: Path | str, prefix: str, user_code: bool = True
+    model: type[BaseModel],
+    data: Any,
+    source: Path | str,
+    prefix: str,
+    user_code: bool = True,
+    context: dict[str, Any] | None = None,
 ) -> BaseModel:
     """Validate a domain section; errors name ``prefix.field`` in ``source``. ``user_code=False``
-    checks the form of the modules and classes a section names without importing them (``status``)."""
+    checks the form of the modules and classes a section names without importing them (``status``).
+    ``context`` reaches the section's validators too (``task_dir``: the task file's folder, for
+    paths relative to it)."""
     _MODEL_REGISTRY[model.__name__] = model
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserError(f"{source}: {prefix.rstrip('.')}: expected a mapping")
     try:
-        return model.model_validate(data, context={"user_code": user_code})
+        return model.model_validate(data, context={"user_code": user_code, **(context or {})})
     except ValidationError as exc:
         raise _field_error(source, exc, prefix) from None
 
@@ -479,7 +489,9 @@ def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True)
     """Validate the domain section with the domain adapter's ``Section``: the task, complete
     (``user_code``: see :func:`validate_section`)."""
     cls = domains.lookup(config.domain)
-    section = validate_section(cls.Section, config.domain_section(), source, f"{config.domain}.", user_code)
+    section = validate_section(
+        cls.Section, config.domain_section(), source, f"{config.domain}.", user_code, {"task_dir": Path(source).parent}
+    )
     return ResolvedTask(config=config, section=section, source=Path(source))
 
 

@@ -17,6 +17,7 @@ from multiticket.core.registry import Lazy, domains
 domains.register("toy", Lazy("multiticket.adapters.toy:ToyAdapter"))
 domains.register("rl", Lazy("multiticket.adapters.sb3:SB3Adapter", extra="rl"))
 domains.register("nlp", Lazy("multiticket.adapters.hf:HFAdapter", extra="nlp"))
+domains.register("torch", Lazy("multiticket.adapters.torch:TorchAdapter"))
 
 
 def adapter_class(domain: str) -> Any:

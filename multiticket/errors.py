@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 
 class _OneLine(Exception):
@@ -31,16 +32,41 @@ class RunFailure(_OneLine):
 STORAGE_ERRNOS = {
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (file-size limit, e.g. ulimit -f)",
     errno.EROFS: "read-only file system",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "not a directory",
 }
 
+#: how Rust's I/O errors (safetensors' ``SafetensorError``) end: "... (os error 28)"
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
-def storage_error(exc: BaseException) -> UserError | None:
-    """A one-line :class:`UserError` naming the path for a disk-full / read-only / permission
-    failure, or None for any other error. Every write is atomic, so nothing is half-written."""
-    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
+
+def storage_errno(exc: BaseException) -> int | None:
+    """The errno of a storage failure the user can fix, whether ``exc`` is an ``OSError`` or a
+    library's wrapping of one that keeps only the text (safetensors' ``SafetensorError``)."""
+    if isinstance(exc, _OneLine):
         return None
-    path = exc.filename or "output directory"
-    return UserError(f"{path}: cannot write: {STORAGE_ERRNOS[exc.errno]}; fix it and rerun to resume")
+    if isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        found = _RUST_OS_ERROR.search(str(exc))
+        code = int(found.group(1)) if found else None
+    return code if code in STORAGE_ERRNOS else None
+
+
+def storage_error(exc: BaseException, path: object = None) -> UserError | None:
+    """A one-line :class:`UserError` naming the path for a disk-full / quota / file-size /
+    read-only / permission failure, or None for any other error. The file named is the one the
+    error names, unless that is a temporary (``*.tmp``); else ``path`` (safetensors' errors name
+    none). Every write is atomic, so nothing is half-written."""
+    code = storage_errno(exc)
+    if code is None:
+        return None
+    filename = getattr(exc, "filename", None)
+    if isinstance(filename, str) and filename and not filename.endswith(".tmp"):
+        where: object = filename
+    else:
+        where = path if path is not None else "output directory"
+    return UserError(f"{where}: cannot write: {STORAGE_ERRNOS[code]}; fix it and rerun to resume")

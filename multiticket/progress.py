@@ -59,4 +59,4 @@ class RichReporter:
         )
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
+        self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)  # one line, as with --quiet

@@ -21,6 +21,10 @@ CASES = {
     "sb3": (["cartpole-ppo", "--levels", "2", "--set", "train.steps=3072", "--set", "rewind.step=256",
              "--set", "controls=[random_mask]", "--set", "rl.n_eval_episodes=2", "--set", "rl.tensorboard=false",
              "--set", "checkpoint.every=512"], 8),
+    # the plain-PyTorch example (domain: torch), killed inside units and resumed from checkpoints
+    "torch": ([str(Path(__file__).resolve().parents[1] / "examples/digits_cnn/task.yaml"), "--levels", "2",
+               "--set", "train.steps=160", "--set", "torch.args={channels: 4, hidden: 16, batch_size: 16}",
+               "--set", "controls=[random_mask]", "--set", "checkpoint.every=20"], 4),
 }  # fmt: skip
 
 

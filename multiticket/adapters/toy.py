@@ -12,13 +12,17 @@ Data: inputs ~ N(0, I); labels are the argmax of a fixed random two-layer "teach
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from multiticket.adapters import torch as torch_domain
+from multiticket.adapters.torch import lr_factor, train_steps
 from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.core.seeding import derive_seed
@@ -67,22 +71,7 @@ def make_mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:
 
 
 def make_optimizer(cfg: ToySection, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """LR multiplier at ``step`` of ``total``: a pure function, so it replays from any step."""
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * step / total))
-    if schedule == "linear":
-        return 1.0 - step / total
-    return 1.0
+    return torch_domain.make_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
 
 
 class ToyAdapter(DomainAdapter):
@@ -144,24 +133,21 @@ class ToyAdapter(DomainAdapter):
         perm = torch.randperm(n, generator=g)
         return perm[pos * b : (pos + 1) * b].to(self.x.device)
 
-    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
-        model, opt, cfg = self.module, self.optimizers()[0], self.section
-        hooks.on_optimizers([opt])
-        model.train()
-        loss_fn = nn.CrossEntropyLoss()
-        for step in range(start, stop):
-            lr = self.constant_lr if self.constant_lr is not None else cfg.lr * lr_factor(cfg.schedule, step, stop)
-            for group in opt.param_groups:
-                group["lr"] = lr
+    def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for step in itertools.count(start):
             idx = self.batch_indices(step)
-            loss = loss_fn(model(self.x[idx]), self.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            hooks.on_step(step + 1, {"loss": loss.item()} if (step + 1) % 50 == 0 else None)
-            if getattr(hooks, "should_stop", False):
-                break
-            hooks.on_resumable(step + 1)  # LR and batch are functions of the step: resumable anywhere
+            yield self.x[idx], self.y[idx]
+
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        """The plain-PyTorch domain's loop (:func:`multiticket.adapters.torch.train_steps`)."""
+        model, opt, cfg = self.module, self.optimizers()[0], self.section
+        loss_fn = nn.CrossEntropyLoss()
+
+        def lr_at(step: int) -> float:
+            return self.constant_lr if self.constant_lr is not None else cfg.lr * lr_factor(cfg.schedule, step, stop)
+
+        train_steps(model, opt, self._batches(start), lambda b: loss_fn(model(b[0]), b[1]), range(start, stop),
+                    lr_at, hooks)  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -165,6 +165,13 @@ class DomainAdapter(abc.ABC):
         (e.g. an environment that cannot be copied); called once before a run with checkpoints."""
 
     # -- outputs ------------------------------------------------------------------------------
+    def notes(self) -> dict[str, Any]:
+        """Facts about how the last ``build`` made the model that a reader of its results must know
+        (JSON values), e.g. a pretrained model's freshly initialised head. The core records them
+        in each unit's ``metrics.json`` under ``notes`` and shows each one's ``message`` once when a
+        run starts. Default: none."""
+        return {}
+
     def export(self, level_dir: Path) -> None:
         """Write a domain-native copy of the trained ticket into ``level_dir`` (optional)."""
 

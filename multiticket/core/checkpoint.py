@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from multiticket.core.rewind import RewindPoint
-from multiticket.core.store import RunStore, fsync_dir
+from multiticket.core.store import RunStore, fsync_dir, save_torch
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -69,7 +69,7 @@ class CheckpointStore:
             files = ckpt.point.save(tmp)
             for k, point in sorted(ckpt.captured.items()):
                 files += [f"rewind_{k}/{name}" for name in point.save(tmp / f"rewind_{k}")]
-            torch.save(ckpt.core, tmp / "core.pt")
+            save_torch(ckpt.core, tmp / "core.pt")
             files.append("core.pt")
             meta = {"step": ckpt.step, "captured": sorted(ckpt.captured), "train_seconds": ckpt.train_seconds}
             (tmp / "meta.json").write_text(json.dumps(meta) + "\n")

@@ -38,7 +38,7 @@ from multiticket.core.train import Phases, TrainJob, TrainResult
 from multiticket.core.transfer import TransferStarts
 from multiticket.core.units import unit_dependencies, unit_finished, unit_plan
 from multiticket.core.writer import FAILED, RunInfo, UnitWriter, unit_record
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import RunFailure, UserError, storage_error
 
 __all__ = ["FAILED", "IMPRunner", "NullReporter"]
 
@@ -142,6 +142,11 @@ class IMPRunner:
             except RunFailure as exc:
                 self.writer.write_failure(unit, str(exc))
                 raise RunFailure(f"{unit.relpath()}: {exc}" if str(unit.relpath()) not in str(exc) else str(exc)) from exc
+            except Exception as exc:  # a full disk met by a library's own writes (rewind points, export)
+                error = storage_error(exc, self.store.unit_dir(unit))
+                if error is None:
+                    raise
+                raise error from exc
             self.phases["unit_total"] = time.perf_counter() - t0
             self.unit_phases[unit] = self.phases
             return self.store.metrics(unit), False

@@ -6,7 +6,10 @@ own start for a control (fresh init, or shuffled θ_k). Masks and starts are re-
 same recipe that made the unit (and checked against the stored mask). From there two
 copies train to T under the mask; they differ only in the data-order / environment seed given to
 ``adapter.build``: copy 1 uses s itself, copy 2 ``derive_seed(s, "instability", c, L)``. The
-start's RNG state and init are identical. The metric is then evaluated at ``points`` values of α
+start's RNG state and init are identical. Above level 0 copy 1 therefore replays the unit; at
+level 0 it does not (the dense unit trained 0 -> T without a restore at k; see
+:func:`replays_unit`). ``instability.json`` records the claim per copy (``replays_unit``) and the
+fact (``copy_1_equals_unit``: copy 1's weights equal the unit's ``final.safetensors`` bit for bit). The metric is then evaluated at ``points`` values of α
 evenly spaced in [0, 1] on θ(α) = (1 − α)·θ₁ + α·θ₂ over the whole ``state_dict`` (pruned entries
 are zero in both copies, so they stay zero; integer buffers must agree and are copied). α = 0
 and α = 1 give θ₁ and θ₂ bit for bit (no ``lerp``, whose a + α(b − a) need not round to b).
@@ -50,7 +53,7 @@ from multiticket.core.mask import Mask
 from multiticket.core.recipe import resolve
 from multiticket.core.rewind import copy_state_dict
 from multiticket.core.seeding import derive_seed
-from multiticket.core.store import Unit
+from multiticket.core.store import Unit, save_torch
 from multiticket.core.train import Phases, TrainJob
 from multiticket.core.writer import json_file, tensors_file
 from multiticket.errors import RunFailure, UserError
@@ -144,6 +147,10 @@ class InstabilityRunner:
         if unit.level > 0 and stored.is_file() and Mask.load(stored) != mask:
             raise RunFailure(f"{unit.relpath()}: the re-derived mask differs from the stored one")
         record.update(self._evaluate_path(unit, endpoints, state_1, points))
+        record["copy_1_equals_unit"] = _equal_weights(endpoints[0], self.store.unit_dir(unit) / "final.safetensors")
+        if record["copies"][0]["replays_unit"] and not record["copy_1_equals_unit"]:
+            self.reporter.warn(f"{unit.relpath()}: instability copy 1 did not reproduce the unit bit for bit "
+                               "(another device, thread count or library version than the run's?)")
         self._write(unit, mask, record, endpoints, state_1)
         return record
 
@@ -169,7 +176,7 @@ class InstabilityRunner:
             if i == 0:
                 state_1 = copy.deepcopy(self.adapter.state())
             copies.append({"data_seed": data_seed, "own_metric": result.metrics[self.adapter.metric],
-                           "train_seconds": result.seconds})
+                           "train_seconds": result.seconds, "replays_unit": replays_unit(unit, i)})
         return endpoints, state_1, copies
 
     def _write(self, unit: Unit, mask: Mask, record: dict[str, Any], endpoints: list[dict[str, torch.Tensor]],
@@ -178,7 +185,7 @@ class InstabilityRunner:
         self.store.begin(d)
         for name, weights in zip(ENDPOINTS, endpoints):
             self.store.write_file(d, name, tensors_file(weights))
-        self.store.write_file(d, "state.pt", lambda p: torch.save(state_1, p))
+        self.store.write_file(d, "state.pt", lambda p: save_torch(state_1, p))
         self.store.write_file(d, "mask.safetensors", mask.save)
         self.store.write_file(d, RESULT, json_file(record))
         self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
@@ -220,6 +227,22 @@ class InstabilityRunner:
         self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
         return record
+
+
+def replays_unit(unit: Unit, copy: int) -> bool:
+    """Whether copy ``copy`` (0-based) re-runs the unit's own training: copy 1 above level 0, which
+    starts exactly where the unit started. At level 0 the dense unit trained 0 -> T in one go,
+    while the copies start at θ_k with the rewind point's RNG and adapter state, fresh data
+    iterators or environments and the optimizer as ``rewind.optimizer`` says."""
+    return copy == 0 and unit.level > 0
+
+
+def _equal_weights(weights: dict[str, torch.Tensor], path: Any) -> bool:
+    """``weights`` equal the tensors stored at ``path`` bit for bit (same names, dtypes, values)."""
+    stored = load_file(str(path))
+    return stored.keys() == weights.keys() and all(
+        stored[n].dtype == w.dtype and torch.equal(stored[n], w.cpu()) for n, w in weights.items()
+    )
 
 
 def _as_metrics(record: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from multiticket.core.store import save_torch
+
 
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
@@ -91,7 +93,7 @@ class RewindPoint:
         """Write ``weights.safetensors`` and ``state.pt`` into ``directory``; returns file names."""
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.weights.items()}, str(directory / "weights.safetensors"))
-        torch.save(
+        save_torch(
             {"step": self.step, "optimizers": self.optimizers, "rng": self.rng, "extra": self.extra},
             directory / "state.pt",
         )

@@ -15,7 +15,10 @@ processes are asked to run (a duplicated array task) is trained once: the second
 finds it finished.
 
 Every file is written to a temporary name in its own directory, fsynced and renamed, so a crash
-or a kill never leaves a truncated file under a final name. ``DONE`` is written last and holds
+or a kill never leaves a truncated file under a final name. A write that fails because the disk
+is full, a quota or ``ulimit -f`` is hit, or the directory is read-only or not a directory
+becomes one :class:`UserError` naming the file (:func:`storage_errors`), its temporary removed.
+Unit directories are never written through a symbolic link. ``DONE`` is written last and holds
 the SHA-256 of every artifact of its unit; a unit counts as finished only if its ``DONE`` exists
 and every checksum matches, so a corrupt or half-written unit is recomputed, never loaded.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from multiticket.errors import RunFailure
+from multiticket.errors import RunFailure, UserError, storage_error
 
 DONE = "DONE"
 
@@ -48,21 +52,56 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+@contextlib.contextmanager
+def storage_errors(path: Path | str) -> Iterator[None]:
+    """Turn a full disk, a quota, a file-size limit, a read-only or a missing directory met by
+    the writes in the block into one :class:`UserError` naming ``path`` (libraries such as
+    safetensors report them without the file name, or not as ``OSError``)."""
     try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        yield
+    except UserError:
         raise
-    fsync_dir(path.parent)
+    except Exception as exc:
+        error = storage_error(exc, path)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``; a storage failure
+    is one :class:`UserError` naming ``path``, and the temporary is removed whatever happens."""
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through memory and one plain write: torch's own file writer turns a full
+    disk or a file-size limit into an errno-less ``RuntimeError`` ("unexpected pos ..."), while a
+    plain write raises the ``OSError`` that :func:`storage_errors` reports."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = memoryview(buffer.getvalue())
+    with open(path, "wb", buffering=0) as fh:
+        try:
+            while data:
+                data = data[fh.write(data):]
+        except OSError as exc:  # a failed write() names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -143,10 +182,27 @@ class RunStore:
         return out
 
     def begin(self, directory: Path) -> None:
-        """Clear a directory that holds an unfinished or corrupt unit before recomputing it."""
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        """Clear a directory that holds an unfinished or corrupt unit before recomputing it.
+        A symbolic link on the way from the run directory is refused (one line): following it
+        would write, or delete, outside the run directory."""
+        self.refuse_links(directory)
+        with storage_errors(directory):
+            if directory.exists():
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True)
+
+    def refuse_links(self, directory: Path) -> None:
+        """Raise :class:`UserError` if ``directory`` or a parent below the run root is a symlink."""
+        try:
+            below = Path(directory).relative_to(self.root)
+        except ValueError:
+            return
+        path = self.root
+        for part in below.parts:
+            path = path / part
+            if path.is_symlink():
+                raise UserError(f"{path}: is a symbolic link; multiticket does not write through links "
+                                "inside a run directory (remove it, then rerun)")
 
     def write_file(self, directory: Path, name: str, write: Callable[[Path], None]) -> None:
         atomic_write(directory / name, write)
@@ -186,7 +242,9 @@ class RunStore:
 
     @contextlib.contextmanager
     def unit_lock(self, unit: Unit) -> Iterator[None]:
-        """Exclusive lock on one unit, waiting for a process that holds it to finish."""
+        """Exclusive lock on one unit, waiting for a process that holds it to finish. A unit
+        directory reached through a symbolic link is refused before anything is read or trained."""
+        self.refuse_links(self.unit_dir(unit))
         path = self.lock_path(unit)
         path.parent.mkdir(parents=True, exist_ok=True)
         fh: IO[str] = open(path, "a")  # noqa: SIM115 - held for the block

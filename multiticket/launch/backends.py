@@ -14,6 +14,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.launch.jobs import Job, JobCall, execute_job
+from multiticket.launch.lifeline import exit_if_gone, tie_to_parent
 
 #: called by the driver with each finished job and its per-unit results
 OnResults = Callable[[Job, list[dict[str, Any]]], None]
@@ -109,8 +111,14 @@ def _failure(job: Job, exc: BaseException) -> RunFailure | UserError:
 # -- local process pool ---------------------------------------------------------------------------
 
 
-def _init_worker(gpu_ids: Any, threads: int) -> None:
-    """Pool initializer: one GPU per worker (before CUDA is touched), ``threads`` torch threads."""
+def _init_worker(gpu_ids: Any, threads: int, driver: int | None = None) -> None:
+    """Pool initializer: die with the process that forked this one and with the ``driver``
+    (:mod:`multiticket.launch.lifeline`); leave Ctrl-C to the driver, which stops the pool; one
+    GPU per worker (before CUDA is touched), ``threads`` torch threads."""
+    tie_to_parent()
+    if driver is not None:
+        exit_if_gone(driver)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
     import torch
@@ -148,11 +156,12 @@ def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
     workers fork from a clean server process that imported torch, multiticket and ``preload``
     once (Linux, macOS); each worker then starts in milliseconds instead of re-importing torch
     (about 1.5 s) and its adapter's libraries. A module that fails to import there is imported
-    by the worker instead. Elsewhere: spawn."""
+    by the worker instead. Elsewhere: spawn. The fork server first imports
+    :mod:`multiticket.launch.forkserver_lifeline`, so that it dies with the driver."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(list(preload))
+    ctx.set_forkserver_preload(["multiticket.launch.forkserver_lifeline", *preload])
     return ctx
 
 
@@ -177,7 +186,7 @@ def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: 
         for i in range(opts.workers):
             gpu_ids.put(i % n_gpus)
     pool = cf.ProcessPoolExecutor(
-        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads)
+        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads, os.getpid())
     )
     try:
         schedule(

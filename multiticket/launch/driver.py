@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,30 +32,69 @@ class PreparedRun:
     task: Any
     run_dir: Path
     runner: IMPRunner
+    #: where a new run's adapter prepared its caches, moved to ``run_dir/cache`` by :meth:`commit`
+    staging: Path | None = None
+
+    def commit(self) -> None:
+        """Create the run directory with the caches its validation prepared (every task is valid)."""
+        if self.staging is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.staging.exists():  # adapters with nothing to cache leave no cache/ behind
+            shutil.move(str(self.staging), str(self.run_dir / "cache"))
+        self.runner.adapter.workdir = self.run_dir / "cache"
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder (after :meth:`commit`, or when another task was invalid)."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging.parent, ignore_errors=True)
+            self.staging = None
 
 
 def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
-    """Build the adapter and resolve the scope; on bad input remove a run dir this created."""
+    """Build the adapter and resolve the scope. A run directory that does not exist yet is not
+    created here: its adapter prepares data and caches in a staging folder (inside ``out`` when
+    that exists, so moving is a rename; else in the system's temporary folder), and
+    :meth:`PreparedRun.commit` moves them in once every task is valid. On bad input nothing
+    new is left under ``out``."""
     from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
-    existed = run_dir.exists()
+    staging = None
+    if not run_dir.exists():
+        parent = Path(out) if Path(out).is_dir() else None
+        staging = Path(tempfile.mkdtemp(prefix=".multiticket-prepare-", dir=parent)) / "cache"
     try:
         adapter = adapter_class(task.config.domain)(
-            task.config, task.section, run_dir / "cache", resolve_device(device)
+            task.config, task.section, staging or run_dir / "cache", resolve_device(device)
         )
         runner = IMPRunner(task, adapter, RunStore(run_dir))
         runner.prepare()
-    except UserError as exc:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+        check_levels_keep_weights(runner)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+        if not isinstance(exc, UserError):
+            raise
         msg = str(exc)
         raise UserError(msg if msg.startswith(str(task.source)) else f"{task.source}: {msg}") from None
-    except BaseException:
-        if not existed and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    return PreparedRun(task, run_dir, runner)
+    return PreparedRun(task, run_dir, runner, staging)
+
+
+def check_levels_keep_weights(runner: IMPRunner) -> None:
+    """Refuse, before any training, a plan whose deepest level keeps no prunable weight alive
+    (``prune.rate: 0.999999`` empties the network at level 1; later levels would retrain nothing)."""
+    levels = runner.cfg.prune.levels
+    empty = next((lv for lv in range(1, levels + 1) if runner.inputs.planned_alive(lv) == 0), None)
+    if empty is None:
+        return
+    p = runner.cfg.prune
+    keeps = f"at most {empty - 1} level(s) keep a weight" if empty > 1 else "no level keeps a weight"
+    raise UserError(
+        f"prune.rate: {p.rate} (rate_of {p.rate_of}) leaves none of the {sum(runner.inputs.scope.sizes.values())} prunable "
+        f"weights alive at level {empty} of prune.levels {levels}; {keeps}: lower prune.rate or prune.levels"
+    )
 
 
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
@@ -63,13 +103,24 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     if opts.workers < 1:
         raise UserError("--workers: must be >= 1")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
-    runs = []
-    for task in tasks:
-        runs.append(prepare_run(task, out, opts.device))
+    runs: list[PreparedRun] = []
+    try:
+        for task in tasks:
+            runs.append(prepare_run(task, out, opts.device))
+    except BaseException:
+        for run in runs:
+            run.discard()
+        raise
+    for run in runs:
+        run.commit()
+        for note in run.runner.adapter.notes().values():
+            reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
         if not opts.in_process:
-            runs[-1].runner.adapter.close()  # validated; the workers build their own
+            run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
         for run in runs:
             stack.enter_context(RunStore(run.run_dir).locked())

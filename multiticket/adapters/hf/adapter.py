@@ -39,7 +39,7 @@ from transformers import (
 
 from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.data import Splits, load_splits
-from multiticket.adapters.hf.models import build_model, default_prunable, resolve_pretrained
+from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
 from multiticket.core.adapter import DomainAdapter, TrainHooks
@@ -177,6 +177,7 @@ class HFAdapter(DomainAdapter):
         self.tokenizer: Any = None
         self.seed = 0
         self.constant_lr: float | None = None
+        self.new_head: NewHead | None = None
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -215,17 +216,22 @@ class HFAdapter(DomainAdapter):
             and init_seed is not None
             and init_seed != seed
         )
-        model = build_model(
+        model, self.new_head = build_model(
             self.section, self.tokenizer, self.num_labels, self.pretrained,
             seed if init_seed is None else init_seed, fresh,
         )  # fmt: skip
         if self.section.task == "classification" and self._splits and self._splits.label_names:
-            model.config.id2label = dict(enumerate(self._splits.label_names))
+            names = self._splits.label_names  # ids beyond the data's (a larger nlp.num_labels): LABEL_<id>
+            names = names + [f"LABEL_{i}" for i in range(len(names), self.num_labels)]
+            model.config.id2label = dict(enumerate(names))
             model.config.label2id = {v: k for k, v in model.config.id2label.items()}
         self._model = model.to(self.device)
         self._optimizer = None
         self.seed = seed
         torch.manual_seed(seed)  # dropout etc. follow the run seed, not the init seed
+
+    def notes(self) -> dict[str, Any]:
+        return {"new_head": self.new_head.record()} if self.new_head is not None else {}
 
     @property
     def module(self) -> nn.Module:

@@ -11,6 +11,7 @@ Sources, in order of precedence (``nlp.dataset``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,10 @@ def _columns_needed(section: NLPSection) -> list[tuple[str, str]]:
 
 
 def load_splits(section: NLPSection, cache_dir: Path) -> Splits:
-    """Load, check and cap the data; split off validation/test from train when a source lacks them."""
+    """Load, check and cap the data; split off validation/test from train when a source lacks them.
+    Empty files, empty splits and missing labels stop here, naming the field, file and row."""
+    for field_name, path in _local_files(section):
+        _check_not_empty(field_name, path)
     raw = _load_raw(section, cache_dir)
     wanted = {
         "train": section.train_split,
@@ -136,30 +140,21 @@ def load_splits(section: NLPSection, cache_dir: Path) -> Splits:
     if wanted["train"] not in raw:
         have = ", ".join(raw)
         raise UserError(f"nlp.train_split: split '{wanted['train']}' not in dataset (splits: {have})")
-    train = raw[wanted["train"]]
-    missing = [s for s in ("validation", "test") if wanted[s] not in raw]
-    parts: dict[str, Any] = {"train": train}
-    if missing:
-        # deterministic hold-out from train (seed 0): 10 % per missing split
-        held = train.train_test_split(test_size=0.1 * len(missing), seed=0, shuffle=True)
-        parts["train"] = held["train"]
-        rest = held["test"]
-        if len(missing) == 2:
-            halves = rest.train_test_split(test_size=0.5, seed=0, shuffle=True)
-            parts["validation"], parts["test"] = halves["train"], halves["test"]
-        else:
-            parts[missing[0]] = rest
-    for s in ("validation", "test"):
-        if s not in parts:
-            parts[s] = raw[wanted[s]]
-    columns = parts["train"].column_names
+    columns = raw[wanted["train"]].column_names
     for field_name, col in _columns_needed(section):
         if col not in columns:
             raise UserError(f"nlp.{field_name}: column '{col}' not in dataset (columns: {', '.join(columns)})")
+    used = {s: raw[name] for s, name in wanted.items() if name in raw}
+    for s, ds in used.items():
+        if len(ds) == 0:
+            raise UserError(f"{_split_field(section, s, wanted[s])}: split '{wanted[s]}' has no rows")
+        if section.task == "classification":
+            used[s] = _checked_labels(section, ds, s, wanted[s])
+    parts = _with_held_out(used)
     label_names: list[str] = []
     if section.task == "classification":
         feature = parts["train"].features[section.label_column]
-        label_names = list(getattr(feature, "names", []) or [])
+        label_names = _given_labels(section) or list(getattr(feature, "names", []) or [])
     out: dict[str, dict[str, list[Any]]] = {}
     for s, ds in parts.items():
         cap = section.max_train_examples if s == "train" else section.max_eval_examples
@@ -167,11 +162,142 @@ def load_splits(section: NLPSection, cache_dir: Path) -> Splits:
         if len(idx) != len(ds):
             ds = ds.select(idx)
         out[s] = _columns_of(section, ds)
-        if not out[s]["n"]:
-            raise UserError(f"nlp.{s}_split: split '{wanted[s]}' has no usable examples")
+        if not out[s]["n"][0]:
+            raise UserError(f"{_split_field(section, s, wanted[s])}: split '{wanted[s]}' has no usable examples")
     if section.task == "classification":
         label_names = _encode_labels(out, label_names)
     return Splits(out["train"], out["validation"], out["test"], label_names)
+
+
+def _with_held_out(used: dict[str, Any]) -> dict[str, Any]:
+    """The three splits; those the source lacks are held out of train (seed 0, 10 % each)."""
+    missing = [s for s in ("validation", "test") if s not in used]
+    if not missing:
+        return dict(used)
+    parts: dict[str, Any] = dict(used)
+    held = used["train"].train_test_split(test_size=0.1 * len(missing), seed=0, shuffle=True)
+    parts["train"] = held["train"]
+    if len(missing) == 2:
+        halves = held["test"].train_test_split(test_size=0.5, seed=0, shuffle=True)
+        parts["validation"], parts["test"] = halves["train"], halves["test"]
+    else:
+        parts[missing[0]] = held["test"]
+    return parts
+
+
+def _local_files(section: NLPSection) -> list[tuple[str, Path]]:
+    """(field, path) of every local data file the task names (not built-ins, not the Hub)."""
+    if section.data_files is not None:
+        return [
+            (f"nlp.data_files.{split}", Path(p))
+            for split, paths in section.data_files.items()
+            for p in ([paths] if isinstance(paths, str) else paths)
+            if "://" not in p and Path(p).is_file()
+        ]
+    path = Path(section.dataset)
+    return [("nlp.dataset", path)] if path.is_file() else []
+
+
+def _check_not_empty(field_name: str, path: Path) -> None:
+    """A 0-byte file, or a text file with nothing below its header, is a UserError naming the
+    field (datasets would fail later with a long traceback or blame the wrong key)."""
+    if path.stat().st_size == 0:
+        raise UserError(f"{field_name}: '{path}' is empty (0 bytes)")
+    loader = _loader_of(path)
+    if loader not in ("csv", "json", "text") or path.suffixes[-1] in (".gz", ".bz2", ".xz", ".zst"):
+        return
+    lines = 0
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            lines += bool(line.strip())
+            if lines > 1:
+                return
+    if loader == "csv" and lines == 1:
+        raise UserError(f"{field_name}: '{path}' has a header but no rows")
+    if lines == 0:
+        raise UserError(f"{field_name}: '{path}' has no rows (only blank lines)")
+
+
+def _split_field(section: NLPSection, split: str, name: str) -> str:
+    """The task-file key to blame for a split's content: its data_files entry when there is one."""
+    if section.data_files is not None and name in section.data_files:
+        return f"nlp.data_files.{name}"
+    return "nlp.dataset" if split == "train" else f"nlp.{split}_split"
+
+
+def _where(section: NLPSection, name: str) -> str:
+    """The file a split came from (quoted), or the split's name when it has several or none."""
+    if section.data_files is not None and isinstance(section.data_files.get(name), str):
+        return f"'{section.data_files[name]}'"
+    if section.data_files is None and Path(section.dataset).is_file():
+        return f"'{section.dataset}'"
+    return f"split '{name}' of '{section.dataset}'"
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip()
+    )
+
+
+def _checked_labels(section: NLPSection, ds: Any, split: str, name: str) -> Any:
+    """The split without rows whose label is missing (with ``drop_missing_labels``), else a
+    UserError naming the file and the row (1 = the first data row); with ``labels`` given,
+    every label must be one of them."""
+    values = ds[section.label_column]
+    missing = [i for i, v in enumerate(values) if _is_missing(v)]
+    if missing and not section.drop_missing_labels:
+        raise UserError(
+            f"nlp.label_column: {_where(section, name)} data row "
+            f"{missing[0] + 1} has no label in column '{section.label_column}' ({len(missing)} such row(s); "
+            "fill them in or set nlp.drop_missing_labels: true)"
+        )
+    names, drop = _given_labels(section), set(missing)
+    if names:
+        for i, v in enumerate(values):
+            if i not in drop and _label_index(v, names) is None:
+                raise UserError(
+                    f"nlp.labels: {_where(section, name)} data row {i + 1} has label '{v}', "
+                    f"which is not one of the {len(names)} labels given"
+                )
+    if missing:
+        ds = ds.select([i for i in range(len(values)) if i not in drop])
+        if len(ds) == 0:
+            raise UserError(f"{_split_field(section, split, name)}: split '{name}' has no labelled rows")
+    return ds
+
+
+def _given_labels(section: NLPSection) -> list[str]:
+    """``nlp.labels``: a list of names, or a file with one name per line (blank lines ignored)."""
+    if section.labels is None:
+        return []
+    if isinstance(section.labels, list):
+        return [str(v) for v in section.labels]
+    path = Path(section.labels).expanduser()
+    if not path.is_file():
+        raise UserError(f"nlp.labels: no such file '{section.labels}'")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"nlp.labels: '{section.labels}' must list at least 2 distinct label names, one per line")
+    return names
+
+
+def _label_index(value: Any, names: list[str]) -> int | None:
+    """A label's id among given names: by name, or an integer id below their number."""
+    value = _plain(value)
+    if isinstance(value, str):
+        return names.index(value) if value in names else None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(names):
+        return int(value)
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A float label that is a whole number is an int (a CSV column with a blank cell is read as
+    floats: once that row is dropped, its labels are the ints the file holds)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _columns_of(section: NLPSection, ds: Any) -> dict[str, list[Any]]:
@@ -200,11 +326,15 @@ def _columns_of(section: NLPSection, ds: Any) -> dict[str, list[Any]]:
 
 
 def _encode_labels(out: dict[str, dict[str, list[Any]]], names: list[str]) -> list[str]:
-    """Map labels to 0..C-1: ClassLabel ints stay; other values map by their sorted training set."""
-    train_values = out["train"]["label"]
+    """Map labels to 0..C-1: given names (``nlp.labels``, a ClassLabel's names) map names and ids;
+    otherwise the sorted set of training values, whose string forms name the classes."""
+    for cols in out.values():
+        cols["label"] = [_plain(v) for v in cols["label"]]
     if names:
+        for cols in out.values():
+            cols["label"] = [_label_index(v, names) for v in cols["label"]]
         return names
-    values = sorted({v for v in train_values}, key=lambda v: (str(type(v)), v))
+    values = sorted(set(out["train"]["label"]), key=lambda v: (str(type(v)), v))
     if all(isinstance(v, (int, np.integer)) for v in values) and values == list(range(len(values))):
         return [str(v) for v in values]
     index = {v: i for i, v in enumerate(values)}

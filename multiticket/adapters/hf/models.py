@@ -10,6 +10,7 @@ name.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,34 @@ def _override(cfg: PretrainedConfig, args: dict[str, Any], field_name: str) -> N
         setattr(cfg, key, value)
 
 
+@dataclass
+class NewHead:
+    """Parameters of a pretrained model that its folder did not provide and that were drawn from
+    the init seed instead: a task head missing from the checkpoint, or one with another number of
+    labels than the data (Chen et al. 2020's "new head" on top of pretrained weights)."""
+
+    pretrained: str
+    parameters: list[str]
+    init_seed: int
+    num_labels: int
+    pretrained_num_labels: int | None  #: None: the checkpoint had no head
+
+    def message(self) -> str:
+        what = (
+            "has no classification head"
+            if self.pretrained_num_labels is None
+            else f"has a {self.pretrained_num_labels}-label head"
+        )
+        return (
+            f"nlp.pretrained: '{self.pretrained}' {what}; the task has {self.num_labels} labels: new head "
+            f"{', '.join(self.parameters)} initialised from seed {self.init_seed}"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What metrics.json keeps of it (JSON values)."""
+        return {**asdict(self), "message": self.message()}
+
+
 def build_model(
     section: NLPSection,
     tok: PreTrainedTokenizerBase,
@@ -145,12 +174,14 @@ def build_model(
     pretrained: str | None,
     init_seed: int,
     fresh_init: bool,
-) -> PreTrainedModel:
+) -> tuple[PreTrainedModel, NewHead | None]:
     """Build the model with weight init drawn from ``init_seed`` only. ``fresh_init`` re-initialises
-    a pretrained architecture from its config (random-reinit control of Chen et al. 2020)."""
+    a pretrained architecture from its config (random-reinit control of Chen et al. 2020). Also
+    returns the pretrained model's newly initialised head, if it got one."""
     auto = AUTO_CLASSES[section.task]
     kwargs: dict[str, Any] = {"num_labels": num_labels} if section.task == "classification" else {}
     torch.manual_seed(init_seed)
+    new_head = None
     if pretrained is None:
         cfg = _tiny_config(section, tok, num_labels)
         _apply_dropout(cfg, section.dropout)
@@ -165,9 +196,41 @@ def build_model(
         _apply_dropout(cfg, section.dropout)
         if getattr(cfg, "pad_token_id", None) is None and tok.pad_token_id is not None:
             cfg.pad_token_id = tok.pad_token_id
-        model = auto.from_config(cfg) if fresh_init else auto.from_pretrained(pretrained, config=cfg)
+        if fresh_init:
+            model = auto.from_config(cfg)
+        else:
+            model, new_head = _load_pretrained(auto, pretrained, cfg, section, init_seed)
     check_vocab(model, tok, section, pretrained)
-    return model
+    return model, new_head
+
+
+def _load_pretrained(
+    auto: Any, pretrained: str, cfg: PretrainedConfig, section: NLPSection, init_seed: int
+) -> tuple[PreTrainedModel, NewHead | None]:
+    """``from_pretrained``, where only the task head may be missing or of another shape (then it is
+    initialised from the seeded global RNG); any other shape mismatch is the user's error."""
+    model, info = auto.from_pretrained(pretrained, config=cfg, ignore_mismatched_sizes=True, output_loading_info=True)
+    base_ids = {id(p) for p in model.base_model.parameters()}
+    head = {n for n, p in model.named_parameters() if id(p) not in base_ids}
+    mismatched = {key: (tuple(old), tuple(new)) for key, old, new in info.get("mismatched_keys", ())}
+    outside = sorted(k for k in mismatched if k not in head)
+    if outside:
+        old, new = mismatched[outside[0]]
+        raise UserError(
+            f"nlp.pretrained: '{section.pretrained}': {outside[0]} has shape {list(old)} in the folder but "
+            f"{list(new)} in the model (check nlp.model_args)"
+        )
+    fresh = [n for n in head if n in mismatched or n in set(info.get("missing_keys", ()))]
+    if section.task != "classification" or not fresh:
+        return model, None
+    shapes = [old for key, (old, _) in mismatched.items() if key.endswith("weight") and len(old) == 2]
+    return model, NewHead(
+        pretrained=section.pretrained or pretrained,
+        parameters=sorted(fresh, key=list(dict(model.named_parameters())).index),
+        init_seed=init_seed,
+        num_labels=int(cfg.num_labels),
+        pretrained_num_labels=int(shapes[0][0]) if shapes else None,
+    )
 
 
 def _apply_dropout(cfg: PretrainedConfig, rate: float | None) -> None:

@@ -42,6 +42,14 @@ class NLPSection(Strict):
     text_column: AlwaysHashed[str] = "text"
     text_pair_column: AlwaysHashed[str | None] = Field(None, description="second text of sentence-pair classification")
     label_column: AlwaysHashed[str] = "label"
+    labels: str | list[str] | None = Field(
+        None,
+        description="the class names in id order: a list, or a file with one name per line; labels in the data "
+        "are these names or their ids. Default: the column's names (a ClassLabel), else the sorted training labels",
+    )
+    drop_missing_labels: bool = Field(
+        False, description="drop rows whose label is blank or NaN (default: such a row is an error)"
+    )
     translation_column: AlwaysHashed[str | None] = Field(
         "translation",
         description="column holding {lang: text} dicts; null: source_lang/target_lang are columns",

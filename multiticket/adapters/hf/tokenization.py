@@ -58,6 +58,8 @@ def cache_key(section: NLPSection) -> str:
     data["kind"] = tokenizer_kind(section)
     data["lowercase"] = lowercase_of(section)
     data["format"] = 1
+    if section.drop_missing_labels:  # fewer training texts; keys of existing runs stay as they were
+        data["drop_missing_labels"] = True
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 

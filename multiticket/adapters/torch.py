@@ -1,0 +1,275 @@
+"""``domain: torch``: lottery tickets of a plain PyTorch model from a user module of four functions.
+
+The user writes no adapter class. The ``torch:`` section names a module (``module: mypkg.task``,
+imported from ``module_dir``, by default the task file's folder) that provides::
+
+    build_model(seed: int, args: dict) -> torch.nn.Module
+    batches(seed: int, start: int, args: dict) -> Iterable[batch]   # the batch of step start, start+1, ...
+    loss(model: torch.nn.Module, batch) -> torch.Tensor              # a scalar
+    evaluate(model: torch.nn.Module, args: dict) -> dict[str, float]
+    prunable(model: torch.nn.Module) -> list[str]                    # optional
+
+``args`` is the section's ``args`` mapping. The adapter owns the loop: the optimizer and the LR
+schedule come from the section, the batches are moved to the device, the mask enforcer and every
+other core feature ride on :class:`~multiticket.core.adapter.TrainHooks`. Two contracts make
+rewinding and resuming exact: ``batches(seed, start, args)`` must yield the same batches from
+``start`` on whether or not training began at 0 (draw orders from a generator seeded by
+``(seed, epoch)``, never from the global RNG), and ``build_model`` draws the initial weights only
+from the global torch RNG, which the adapter seeds with the init seed (or from ``seed`` itself).
+The toy adapter shares this module's loop, optimizers and schedules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field, ValidationInfo, field_validator
+from torch import nn
+
+from multiticket.core.adapter import DomainAdapter, TrainHooks
+from multiticket.core.scope import weights_of_types
+from multiticket.errors import UserError
+from multiticket.schema import NotHashed, Strict
+
+#: the user module's functions (the optional ``prunable`` aside)
+REQUIRED = ("build_model", "batches", "loss", "evaluate")
+#: layers whose weights are pruned when the module defines no ``prunable``
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+ScheduleName = Literal["constant", "cosine", "linear"]
+
+
+def make_optimizer(
+    name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """One parameter group; ``momentum`` applies to SGD and RMSprop."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """LR multiplier at ``step`` of ``total``: a pure function, so it replays from any step."""
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    if schedule == "linear":
+        return 1.0 - step / total
+    return 1.0
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[Any],
+    loss_of: Callable[[Any], torch.Tensor],
+    steps: range,
+    lr_at: Callable[[int], float],
+    hooks: TrainHooks,
+    log_every: int = 50,
+) -> None:
+    """The plain loop: per step set the LR, take the next batch, backward, step, report. The LR and
+    the batch are functions of the step, so every step end is resumable."""
+    hooks.on_optimizers([optimizer])
+    model.train()
+    for step in steps:
+        lr = lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_of(next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        hooks.on_step(step + 1, {"loss": loss.item()} if (step + 1) % log_every == 0 else None)
+        if getattr(hooks, "should_stop", False):
+            break
+        hooks.on_resumable(step + 1)
+
+
+class TorchSection(Strict):
+    """Validated ``torch:`` section."""
+
+    module: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", description="dotted name of the user module")
+    module_dir: NotHashed[str | None] = Field(
+        None,
+        validate_default=True,
+        description="folder searched first for the module; default: the task file's folder. Recorded as an "
+        "absolute path in config.yaml and not hashed, so a moved project keeps its run names",
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="passed to the module's functions as `args`")
+    metric: str = Field("accuracy", description="the primary metric among those `evaluate` returns")
+    higher_is_better: bool = True
+    optimizer: OptimizerName = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: ScheduleName = "constant"
+    log_every: int = Field(50, gt=0, description="how often the loss reaches the core (NaN checks)")
+
+    @field_validator("module_dir")
+    @classmethod
+    def _absolute(cls, v: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("task_dir")
+        if v is None:
+            return str(Path(base).resolve()) if base is not None else None
+        path = Path(v).expanduser()
+        return str((Path(base) / path).resolve() if base is not None and not path.is_absolute() else path)
+
+
+def import_user_module(section: TorchSection) -> ModuleType:
+    """Import the module named by ``torch.module`` (its folder first on ``sys.path``) and check
+    that it has the functions; every failure is one line naming the field."""
+    if section.module_dir is not None:
+        if not Path(section.module_dir).is_dir():
+            raise UserError(f"torch.module_dir: no such folder '{section.module_dir}'")
+        if section.module_dir in sys.path:
+            sys.path.remove(section.module_dir)
+        sys.path.insert(0, section.module_dir)
+        _forget_if_elsewhere(section.module, Path(section.module_dir))
+    try:
+        module = importlib.import_module(section.module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not section.module.startswith(exc.name):
+            raise UserError(f"torch.module: importing '{section.module}' failed: {exc}") from exc
+        where = f" in {section.module_dir} or on sys.path" if section.module_dir else " on sys.path"
+        raise UserError(f"torch.module: no module '{section.module}'{where}") from exc
+    except Exception as exc:  # the user's code: its error in one line
+        raise UserError(f"torch.module: importing '{section.module}' failed: {type(exc).__name__}: {exc}") from exc
+    missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
+    if missing:
+        raise UserError(
+            f"torch.module: '{section.module}' has no function {', '.join(missing)} (it needs {', '.join(REQUIRED)})"
+        )
+    return module
+
+
+def _forget_if_elsewhere(name: str, folder: Path) -> None:
+    """A module of this name imported earlier from another folder (another task's module of the
+    same name, in one process) is dropped from ``sys.modules`` when ``folder`` has its own."""
+    top = name.split(".")[0]
+    if not ((folder / f"{top}.py").is_file() or (folder / top).is_dir()) or top not in sys.modules:
+        return
+    where = getattr(sys.modules[top], "__file__", None)
+    if where is None or not Path(where).resolve().is_relative_to(folder.resolve()):
+        for cached in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[cached]
+
+
+def to_device(batch: Any, device: str) -> Any:
+    """Tensors anywhere in nested tuples, lists and dicts moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+class TorchAdapter(DomainAdapter):
+    """Drives the user module's functions (see the module docstring)."""
+
+    domain: ClassVar[str] = "torch"
+    Section: ClassVar[type[TorchSection]] = TorchSection
+    grad_masking = "step"  # the loop reads no gradient between backward() and step()
+
+    def __init__(self, task: Any, section: TorchSection, workdir: Path, device: str = "cpu") -> None:
+        super().__init__(task, section, workdir, device)
+        self.section: TorchSection = section
+        self.user = import_user_module(section)
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.seed = 0
+        self.constant_lr: float | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.section.metric
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.section.higher_is_better
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return getattr(self.user, name)(*args)
+
+    def build(self, seed: int, init_seed: int | None = None) -> None:
+        s = self.section
+        self.seed = seed
+        init = seed if init_seed is None else init_seed
+        torch.manual_seed(init)
+        model = self._call("build_model", init, s.args)
+        if not isinstance(model, nn.Module):
+            raise UserError(
+                f"torch.module: {s.module}.build_model returned a {type(model).__name__}, not a torch.nn.Module"
+            )
+        self.model = model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(s.optimizer, params, s.lr, s.momentum, s.weight_decay)
+        torch.manual_seed(seed)  # dropout etc. follow the run seed, not the init seed
+
+    @property
+    def module(self) -> nn.Module:
+        if self.model is None:
+            raise RuntimeError("build() first")
+        return self.model
+
+    def default_prunable(self) -> list[str]:
+        if callable(getattr(self.user, "prunable", None)):
+            return list(self.user.prunable(self.module))
+        return weights_of_types(self.module, PRUNABLE_TYPES)
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] if self.optimizer is not None else []
+
+    def set_constant_lr(self, lr: float | None) -> None:
+        self.constant_lr = lr
+
+    def _lr(self, step: int, total: int) -> float:
+        if self.constant_lr is not None:
+            return self.constant_lr
+        return self.section.lr * lr_factor(self.section.schedule, step, total)
+
+    def _batches(self, start: int, stop: int) -> Iterator[Any]:
+        """The user's batches from ``start`` on, on the device; running out before ``stop`` is an error."""
+        s = self.section
+        source: Iterable[Any] = self._call("batches", self.seed, start, s.args)
+        it = iter(source)
+        for step in range(start, stop):
+            try:
+                yield to_device(next(it), self.device)
+            except StopIteration:
+                raise UserError(
+                    f"torch.module: {s.module}.batches(seed, {start}, args) ended at step {step}; it must yield "
+                    f"one batch per step up to train.steps ({stop}): loop over epochs"
+                ) from None
+
+    def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
+        if stop <= start:
+            return
+        model = self.module
+        assert self.optimizer is not None
+        train_steps(
+            model, self.optimizer, self._batches(start, stop), lambda b: self._call("loss", model, b),
+            range(start, stop), lambda step: self._lr(step, stop), hooks, self.section.log_every,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        s = self.section
+        self.module.eval()
+        result = self._call("evaluate", self.module, s.args)
+        if not isinstance(result, dict) or s.metric not in result:
+            got = ", ".join(map(str, result)) if isinstance(result, dict) else type(result).__name__
+            raise UserError(f"torch.metric: '{s.metric}' is not among what {s.module}.evaluate returned ({got})")
+        return {str(k): float(v) for k, v in result.items()}
