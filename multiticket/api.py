@@ -64,7 +64,7 @@ def run(
     seeds: Sequence[int] | None = None,
     levels: int | None = None,
     set: Overrides | None = None,  # noqa: A002 - the command line's --set
-    workers: int = 1,
+    workers: int | str = 1,
     device: str = "auto",
     threads: int | None = None,
     progress: bool = False,
@@ -73,7 +73,8 @@ def run(
     """Run (or resume) a ticket search like ``multiticket run`` and open its run directory.
 
     ``workers=1`` trains in this process; more use the local process pool (their environments must
-    come from importable modules, ``rl.imports``). ``launch``: other :class:`LaunchOptions` fields
+    come from importable modules, ``rl.imports``); ``"auto"`` is the command line's default (the
+    CPUs this process may use, capped by memory; docs/scale.md). ``launch``: other :class:`LaunchOptions` fields
     (``backend``, ``granularity``, ...). ``progress`` shows the command line's progress display."""
     from multiticket.core.hooks import NullReporter
 

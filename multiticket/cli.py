@@ -80,22 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--points", type=int, default=11, help="points on the path, ends included (default 11)")
     inst.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     inst.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_trust_arg(inst)
     return parser
+
+
+def _workers(text: str) -> int | str:
+    """``auto`` (multiticket.launch.resources) or a count >= 1; parsed here without importing
+    the launch package, which imports torch (argparse converts the default on every parse)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got '{text}'")
+    return count
 
 
 def _names(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _add_trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-checkpoints", action="store_true",
+                   help="read state files of older multiticket versions (state.pt, core.pt, final_state.pt) even "
+                        "if they hold objects outside the allowlist: unpickling them can run code, so only for "
+                        "run directories you trust (README: When things go wrong)")
+
+
 def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_trust_arg(p)
     g = p.add_argument_group("where units run (docs/scale.md)")
     g.add_argument("--backend", choices=("local", "ray", "slurm"), default="local",
                    help="local process pool (default), a Ray cluster, or Slurm via submitit")
-    g.add_argument("--workers", type=int, default=1,
+    g.add_argument("--workers", type=_workers, default="auto",
                    help="units at once: local pool size (1 = in this process), CPUs of a local Ray "
-                        "instance, Slurm array parallelism")
+                        "instance, Slurm array parallelism; default 'auto': the CPUs this process may "
+                        "use, capped by memory (1 trains in this process; docs/scale.md)")
     g.add_argument("--granularity", choices=("unit", "chain"),
                    help="one job per unit (default; slurm: per seed chain) or per seed chain")
     g.add_argument("--threads", type=int,
@@ -164,8 +188,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
-    from multiticket.launch.status import counts, run_status, status_table
+    from multiticket.launch.status import corrupt_lines, counts, status_table, unit_states
     from multiticket.launch.sweep import is_sweep_file, load_sweep
 
     target = Path(args.target)
@@ -185,18 +210,21 @@ def cmd_status(args: argparse.Namespace) -> int:
                 raise UserError(f"{d}: not a run directory (no config.yaml)")
             report[str(d)] = None
             if not args.json:
-                console.print(f"{d.name}: not started")
+                console.print(f"{escape(d.name)}: not started")
             continue
-        states = run_status(d)
-        report[str(d)] = counts(states)
+        status = unit_states(d)
+        report[str(d)] = counts(status.states)
         if not args.json:
-            console.print(status_table(d, states))
+            console.print(status_table(d, status.states))
+            for line in corrupt_lines(status):
+                console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     if args.json:
         print(json.dumps(report, indent=1))
     return 0
 
 
 def _print_table(console, records) -> None:  # noqa: ANN001
+    from rich.markup import escape
     from rich.table import Table
 
     from multiticket.analysis.summary import level_table
@@ -204,11 +232,11 @@ def _print_table(console, records) -> None:  # noqa: ANN001
     metric, header, rows = level_table(records)
     if not rows:
         return
-    table = Table(title=f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)")
+    table = Table(title=escape(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
     for h in header:
-        table.add_column(h, justify="right")
+        table.add_column(escape(h), justify="right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     console.print(table)
 
 
@@ -216,11 +244,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from multiticket.analysis.report import write_report
-    from multiticket.core.store import RunStore
+    from multiticket.rundir import finished_records
 
     run_dir = Path(args.run_dir)
-    html = write_report(run_dir)  # raises UserError for a directory that is no run
-    _print_table(Console(), list(RunStore(run_dir).finished_metrics()))
+    html = write_report(run_dir)  # raises UserError for a directory that is no run, or a malformed one
+    _print_table(Console(), finished_records(run_dir))
     print(html)
     return 0
 
@@ -270,6 +298,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from multiticket.paths import shipped_tasks
@@ -279,7 +308,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, path in shipped_tasks().items():
         data = yaml.safe_load(path.read_text()) or {}
-        table.add_row(name, str(data.get("domain", "")), str(data.get("description", "")))
+        table.add_row(*(escape(str(v)) for v in (name, data.get("domain", ""), data.get("description", ""))))
     Console().print(table)
     return 0
 
@@ -306,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
                 "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability}
+    if getattr(args, "trust_checkpoints", False):
+        from multiticket.core.legacy import trust_checkpoints
+
+        trust_checkpoints()  # this process and the workers it starts (an environment variable)
     return handlers[args.command](args)
 
 

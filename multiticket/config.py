@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -40,6 +40,11 @@ from multiticket.schema import AlwaysHashed, NotHashed, Strict, not_hashed_paths
 #: tickets collapsed (return 10-150 vs 500), while every 5 % they stopped at 30-50 % and held.
 EARLY_BIRD_INTERVAL: dict[str, int | str] = {"rl": "5%"}
 DEFAULT_EARLY_BIRD_INTERVAL = "2%"
+
+#: bounds that no real run reaches but that keep planning a run (and reading one) cheap
+MAX_SEEDS = 1000
+MAX_CONTROLS = 64
+MAX_UNITS = 100_000
 
 class TrainSection(Strict):
     steps: AlwaysHashed[int] = Field(gt=0, description="training length: env timesteps (rl), optimizer steps (nlp, toy)")
@@ -187,11 +192,13 @@ class TaskConfig(Strict):
     name: AlwaysHashed[str] = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     domain: AlwaysHashed[str] = Field(description="a registered domain (toy, rl, nlp, or a plugin's)")
     description: NotHashed[str] = ""
-    seeds: NotHashed[list[int]] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: NotHashed[list[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     train: AlwaysHashed[TrainSection]
     prune: AlwaysHashed[PruneSection] = Field(default_factory=PruneSection)
     rewind: AlwaysHashed[RewindSection] = Field(default_factory=RewindSection)
-    controls: NotHashed[list[str]] = Field(default_factory=lambda: ["random_reinit", "random_mask"])
+    controls: NotHashed[list[str]] = Field(default_factory=lambda: ["random_reinit", "random_mask"],
+                                           max_length=MAX_CONTROLS)
     report: AlwaysHashed[ReportSection] = Field(default_factory=ReportSection)
     checkpoint: NotHashed[CheckpointSection | None] = None
     early_bird: EarlyBirdSection | None = None
@@ -232,7 +239,8 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> TaskConfig:
-        for check in (_rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules, _transfer_rules):
+        for check in (_plan_rules, _rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules,
+                      _transfer_rules):
             check(self)
         return self
 
@@ -260,6 +268,14 @@ class TaskConfig(Strict):
 
 
 # -- cross-field rules (each raises ValueError("<field>: <why>"), reported naming that field) ---------
+
+
+def _plan_rules(config: TaskConfig) -> None:
+    """A plan stays cheap to build and to read back (a run directory's config.yaml is input)."""
+    units = len(config.seeds) * (1 + config.prune.levels * (1 + len(config.controls)))
+    if units > MAX_UNITS:
+        raise ValueError(f"seeds: {len(config.seeds)} seeds x {config.prune.levels} levels x {len(config.controls)} "
+                         f"controls plan {units} units, more than {MAX_UNITS}")
 
 
 def _rewind_rules(config: TaskConfig) -> None:

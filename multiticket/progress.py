@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from multiticket.core.store import Unit
@@ -36,7 +37,7 @@ class RichReporter:
             self.progress.remove_task(self._task)
         self._start = start
         self._task = self.progress.add_task(
-            f"seed {unit.seed} · {unit.control} · level {unit.level}", total=stop - start
+            escape(f"seed {unit.seed} · {unit.control} · level {unit.level}"), total=stop - start
         )
 
     def step(self, step: int) -> None:
@@ -51,12 +52,13 @@ class RichReporter:
             return
         metric = record["metric"]
         value = record["metrics"][metric]
-        tag = "[dim]done before[/dim]" if skipped else f"{record['train_seconds']:.1f}s"
+        seconds = record.get("train_seconds")
+        tag = "[dim]done before[/dim]" if skipped or seconds is None else f"{seconds:.1f}s"
         self.console.print(
-            f"seed {unit.seed} · {unit.control:<18} level {unit.level:>2}  sparsity "
-            f"{100 * record['sparsity']:5.1f}%  {metric} {value:.4g}  ({tag})",
+            f"seed {unit.seed} · {escape(f'{unit.control:<18}')} level {unit.level:>2}  sparsity "
+            f"{100 * record['sparsity']:5.1f}%  {escape(metric)} {value:.4g}  ({tag})",
             highlight=False,
         )
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)  # one line, as with --quiet
+        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)  # one line, as with --quiet

@@ -14,6 +14,7 @@ from typing import Any
 from multiticket.config import ResolvedTask, TaskConfig, load_task, validate_task
 from multiticket.core.transfer import TRANSFER_CONTROLS, TRANSFERABLE, read_source
 from multiticket.errors import UserError
+from multiticket.rundir import read_run_config
 
 
 def _controls(source_controls: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -41,6 +42,7 @@ def transfer_task(
 ) -> tuple[Any, list[str]]:
     """The target task (``TASK.yaml`` with ``--set`` overrides) turned into a transfer task; returns
     it and notes about source controls that were replaced or dropped."""
+    read_run_config(source_dir)  # bounded, validated: a malformed config.yaml is one line before anything else
     source = read_source(source_dir, TaskConfig.model_validate)
     target = load_task(target_path, list(overrides))
     seeds = list(seeds) if seeds is not None else sorted(source.levels)

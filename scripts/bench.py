@@ -8,6 +8,9 @@ Sections (each can be skipped with --skip NAME,...):
   of the level's training time, on toy and (if SB3 works here) PPO CartPole
 - local: the same work with 1 vs 2 local worker processes (throughput ratio)
 - ray: the same work on a local Ray instance with 1 vs 2 CPUs
+- e2e: scripts/bench_e2e.py, a whole multiticket search against a plain SB3 / HF loop doing the
+  same training, per phase (start-up, build, training, evaluation, writing), and batched vs
+  sequential RL evaluation
 - gpu (skipped without CUDA): masked vs plain step time with bf16 autocast, an MLP and the HF
   Trainer (GPT-2 small, scripts/bench_nlp.py --preset gpt2) eager and compiled; the graphs
   dynamo compiles across 3 IMP levels (a new mask must compile nothing)
@@ -215,6 +218,23 @@ def bench_ray(repeats: int) -> dict[str, Any]:
     }
 
 
+#: bench_e2e.py's printed ratios (its --json file holds the per-phase table)
+E2E_RATIOS = {
+    "rl_whole_run": r"rl whole run per trained step: median paired ratio ([\d.]+)x",
+    "nlp_whole_run": r"nlp whole run per trained step: median paired ratio ([\d.]+)x",
+    "eval_speedup": r"batched speed-up ([\d.]+)x",
+}
+
+
+def bench_e2e(args: list[str]) -> dict[str, Any]:
+    """scripts/bench_e2e.py with ``args``; its per-phase results come back under ``results``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = bench_script("bench_e2e", [*args, "--json", str(Path(tmp) / "e2e.json")], E2E_RATIOS)
+        if (Path(tmp) / "e2e.json").is_file():
+            out["results"] = json.loads((Path(tmp) / "e2e.json").read_text())
+    return out
+
+
 #: bench_nlp.py's printed ratios (bench.py parses them)
 NLP_RATIOS = {
     "masked_vs_plain": r"ratio ([\d.]+);",
@@ -327,6 +347,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("local scaling", "2 vs 1 workers throughput", get("local", "throughput_2_vs_1_workers")),
         ("local scaling", "2 workers vs in-process", get("local", "throughput_2_workers_vs_in_process")),
         ("Ray scaling", "2 vs 1 CPUs throughput", get("ray", "throughput_2_vs_1_cpus")),
+        ("whole run (SB3 PPO)", "multiticket / plain loop, time per env-step", get("e2e", "rl_whole_run")),
+        ("whole run (HF Trainer)", "multiticket / plain loop, time per step", get("e2e", "nlp_whole_run")),
+        ("RL evaluation", "batched vs sequential speed-up", get("e2e", "eval_speedup")),
     ]
     gpu = results.get("gpu", {})
     if "skipped" in gpu or not gpu:
@@ -358,8 +381,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench.json")
     parser.add_argument(
-        "--skip", default="", help="comma-separated sections: masking,rl,nlp,bookkeeping,local,ray,gpu"
+        "--skip", default="", help="comma-separated sections: masking,rl,nlp,bookkeeping,local,ray,e2e,gpu"
     )
+    parser.add_argument("--e2e-args", default="--repeats 3 --steps 10000 --levels 2 --eval-speedup",
+                        help="arguments of scripts/bench_e2e.py")
     parser.add_argument("--rl-args", default="--steps 8000 --repeats 3")
     parser.add_argument("--nlp-args", default="--steps 205 --repeats 3 --threads 1")
     parser.add_argument(
@@ -393,6 +418,7 @@ def main() -> None:
         "bookkeeping_sb3": lambda: bench_bookkeeping("sb3"),
         "local": lambda: bench_local(args.repeats),
         "ray": lambda: bench_ray(args.repeats),
+        "e2e": lambda: bench_e2e(args.e2e_args.split()),
         "gpu": lambda: bench_gpu(args.repeats),
     }
     for name, fn in sections.items():

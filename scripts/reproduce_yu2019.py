@@ -21,6 +21,7 @@ Parts (all with controls random_reinit, random_mask, rewind_init, one_shot unles
 | cartpole | yu2019-cartpole-a2c | 100k env steps, k 2048, 10 levels (89.3 %) | 153 | ~13 min |
 | acrobot | yu2019-acrobot-a2c | 100k env steps, k 2048, 10 levels (89.3 %) | 153 | ~16 min |
 | lunarlander | yu2019-lunarlander-a2c | 100k env steps, k 2048, 8 levels (83.2 %) | 123 | ~62 min |
+| lunarlander-ppo (not in the default parts; 2 seeds, random controls only) | yu2019-lunarlander-ppo | PPO, 1M env steps, k 32768, 4 levels (59 %) | 26 (2 seeds) | ~4 h 20 min, in two sessions |
 | lstm | yu2019-austen-lstm | 300 steps of 20 x 35 tokens, k 6 %, 10 levels (89.3 %) | 153 | ~17 min |
 | transformer | yu2019-bible-marian-all (all weights, embeddings too), yu2019-bible-marian-layers (transformer layers only, random controls only) | d_model 64, 400 steps of 32 pairs, k 5 %, 5 levels (67.2 %), BLEU on 64 verses | 78 + 48 | ~57 min |
 
@@ -52,6 +53,37 @@ Why the transformer budget looks as it does:
   untested and the other transformer verdicts use eval_loss.
 - BLEU above 1 needs about 1000+ steps of the d_model 128 model: some 6 h on 2 cores. Run
   ``--budget paper`` on a GPU for that.
+
+LunarLander with PPO (issue #21): Yu et al. used A2C, whose agents here do not land within the
+cpu budget (14 ± 55 at 100k steps), so every LunarLander comparison above is between agents that
+fly but do not land. The ``lunarlander-ppo`` part tests Yu's claims in spirit with PPO agents that
+land: the shipped ``lunarlander-ppo`` task (RL-Zoo's settings: 16 envs x 1024 steps, minibatches
+of 64, 4 epochs, gamma 0.999, gae_lambda 0.98, ent_coef 0.01), 1M env steps, the controls
+random_reinit and random_mask, 2 seeds, 4 levels (59 %), output layers at half rate as for A2C.
+Late rewinding: k = 32768, the end of the second rollout, i.e. the weights after PPO's first
+update (3.3 % of training; the rewind point is captured at the first env step >= k, and at
+k = 16384, the end of the first rollout, no update has happened yet, so it would equal rewinding
+to step 0). Its own claim ``dense-lands`` checks the precondition (dense deterministic evaluation
+return >= 200, mean over seeds). Without one_shot and rewind_init, the one-shot, iterative and
+late-rewinding claims are not attempted; at 59 % the past-80 % claims are untested (``--levels
+8`` extends the run directory: 24 more units, about 4 h).
+
+How the budget was chosen (measured on the shared 2-core machine at load average 10-12):
+- The integrator's scout, one dense unit with minibatches of 256 (``multiticket run
+  lunarlander-ppo --levels 0 --set train.steps=1000000 --set 'rl.overrides={batch_size: 256}'``):
+  deterministic evaluation return 198.7 ± 35.8 over 20 episodes (mean length 571 steps), training
+  return 178 (last 10 episodes); 1141 CPU s (19 min), 78.8 min wall on the loaded machine. The
+  training curve was still rising slowly (mean of the last 100 training episodes 118 at 950k).
+- Issue #21's earlier scouts on one core: RL-Zoo's settings (minibatches of 64) about 20 min per 1M
+  steps; minibatches of 256 at 500k steps 7 min, not landing (evaluation -2.4).
+- Minibatches of 256 land only just (198.7 on one seed, a standard error of about 8), so a second
+  seed may well fall short and fail the precondition after hours of compute. The budget therefore
+  keeps RL-Zoo's minibatches of 64, whose published 1M-step result lands with a margin (not
+  measured here), at about 20 min per unit on a quiet core (estimate). 2 seeds x (dense + 4 levels
+  x 3 units) = 26 units on 2 workers: about 4 h 20 min, so two sessions: ``--levels 2`` (14 units,
+  ~2 h 20 min), then the same command without ``--levels`` (12 units, ~2 h); the run store resumes.
+  one_shot would add 8 units (~1 h 20 min). To trade margin for time set ``PPO_LL_OVERRIDES =
+  {"batch_size": 256}`` (~14 min per unit; a new run directory).
 
 Settings and the mapping of the paper's rewind points:
 
@@ -103,7 +135,9 @@ import yaml
 #: every control this script runs, in table order
 ALL_CONTROLS = ("random_reinit", "random_mask", "one_shot", "rewind_init")
 RANDOM = ("random_reinit", "random_mask")
-PARTS_ORDER = ("cartpole", "acrobot", "lunarlander", "lstm", "transformer")
+PARTS_ORDER = ("cartpole", "acrobot", "lunarlander", "lunarlander-ppo", "lstm", "transformer")
+#: what runs without --parts: Yu's own parts (lunarlander-ppo is a study of its own, see the docstring)
+DEFAULT_PARTS = tuple(p for p in PARTS_ORDER if p != "lunarlander-ppo")
 BUDGETS = ("tiny", "cpu", "paper")
 
 #: direction of the metrics the tables show (primary metrics come from the run itself)
@@ -160,6 +194,8 @@ class Part:
     secondary: tuple[str, ...] = ()
     #: default --workers on the paper budget (NLP parts share one GPU)
     paper_workers: int | None = None
+    #: seeds when --seeds is not given
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 def rl_rewind(steps: int, n_envs: int = 32, n_steps: int = 4) -> int:
@@ -194,6 +230,16 @@ def _rl_part(key: str, title: str, env: str, overrides: dict[str, Any], budgets:
 
 _NLP_PRUNE = {"strategy": "global_magnitude", "rate": 0.2, "rate_of": "remaining"}
 
+#: LunarLander PPO: RL-Zoo's settings as shipped (``agents/ppo.yaml``, minibatches of 64); minibatches
+#: of 256 cost a third less but scored 198.7 at 1M steps, just short of landing (module docstring)
+PPO_LL_OVERRIDES: dict[str, Any] = {}
+#: env steps per PPO rollout (16 envs x 1024 steps)
+PPO_LL_ROLLOUT = 16 * 1024
+#: one_shot does not fit two sessions (module docstring)
+PPO_CONTROLS = ("random_reinit", "random_mask")
+#: estimated wall minutes of the cpu budget (26 units of ~20 min on 2 workers; module docstring)
+PPO_LL_MINUTES = 260.0
+
 PARTS: dict[str, Part] = {
     "cartpole": _rl_part("cartpole", "CartPole-v1, A2C", "CartPole-v1", {}, _rl_budgets(100_000, 10, 13)),
     "acrobot": _rl_part("acrobot", "Acrobot-v1, A2C", "Acrobot-v1", {}, _rl_budgets(100_000, 10, 16)),
@@ -201,6 +247,21 @@ PARTS: dict[str, Part] = {
         "lunarlander", "LunarLander-v3, A2C", "LunarLander-v3",
         {"learning_rate": "lin_0.00083", "gamma": 0.995, "ent_coef": 1.0e-5},
         _rl_budgets(100_000, 8, 62),
+    ),
+    "lunarlander-ppo": Part(
+        "lunarlander-ppo", "LunarLander-v3, PPO (Yu et al.'s claims in spirit)",
+        (Variant("yu2019-lunarlander-ppo", "PPO, RL-Zoo settings", "lunarlander-ppo",
+                 {"prune": _RL_PRUNE, **({"rl": {"overrides": PPO_LL_OVERRIDES}} if PPO_LL_OVERRIDES else {})},
+                 PPO_CONTROLS),),
+        {
+            "tiny": Budget(512, 1, 256, {"rl": {"n_eval_episodes": 1, "overrides": {
+                "n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 1}}}),
+            # 4 levels (59 %): two sessions of ~2 h (--levels 2, then without); --levels 8 extends it
+            "cpu": Budget(1_000_000, 4, 2 * PPO_LL_ROLLOUT, {"rl": {"n_eval_episodes": 10}}, PPO_LL_MINUTES),
+            "paper": Budget(1_000_000, 20, 2 * PPO_LL_ROLLOUT, {"rl": {"n_eval_episodes": 20}}),
+        },
+        secondary=("ticket_reward",),
+        seeds=(0, 1),
     ),
     "lstm": Part(
         "lstm", "Austen LSTM language model",
@@ -254,7 +315,8 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def task_data(part: Part, variant: Variant, budget_name: str, device: str, seeds: Sequence[int]) -> dict[str, Any]:
+def task_data(part: Part, variant: Variant, budget_name: str, device: str, seeds: Sequence[int],
+              study: str = "Yu et al. 2019 reproduction", script: str = "reproduce_yu2019.py") -> dict[str, Any]:
     """The full task file of one variant at one budget (``multiticket run FILE`` runs it as the script does)."""
     from multiticket.paths import resolve_task_path
 
@@ -267,9 +329,9 @@ def task_data(part: Part, variant: Variant, budget_name: str, device: str, seeds
             data = deep_merge(data, {"nlp": {"bf16": True}})
     data = deep_merge(data, budget.settings)
     data.update(name=variant.name, controls=list(variant.controls), seeds=list(seeds),
-                description=f"Yu et al. 2019 reproduction ({budget_name} budget): "
+                description=f"{study} ({budget_name} budget): "
                             f"{part.title}{'' if variant.label == part.title else ', ' + variant.label}. "
-                            "Written by scripts/reproduce_yu2019.py.")
+                            f"Written by scripts/{script}.")
     data["train"] = {"steps": budget.steps}
     data["rewind"] = {**(data.get("rewind") or {}), "step": budget.rewind}
     data["prune"] = {**data["prune"], "levels": budget.levels}
@@ -286,15 +348,16 @@ class PartTasks:
 
 
 def build_tasks(part: Part, budget: str, out: Path, seeds: Sequence[int], levels: int | None,
-                device: str) -> PartTasks:
-    """Write the part's task files to ``OUT/tasks/`` and load them (validating every key)."""
+                device: str, **study: str) -> PartTasks:
+    """Write the part's task files to ``OUT/tasks/`` and load them (validating every key);
+    ``study``: the ``study`` / ``script`` of :func:`task_data`."""
     from multiticket.config import load_task
 
     task_dir = out / "tasks"
     task_dir.mkdir(parents=True, exist_ok=True)
     tasks, files = [], []
     for variant in part.variants:
-        data = task_data(part, variant, budget, device, seeds)
+        data = task_data(part, variant, budget, device, seeds, **study)
         if levels is not None:
             data["prune"]["levels"] = levels
         path = task_dir / f"{variant.name}.{budget}.yaml"
@@ -309,7 +372,7 @@ def build_tasks(part: Part, budget: str, out: Path, seeds: Sequence[int], levels
 # -- running ---------------------------------------------------------------------------------------
 
 
-def run_part(pt: PartTasks, out: Path, workers: int, device: str, quiet: bool) -> str | None:
+def run_part(pt: PartTasks, out: Path, workers: int | str, device: str, quiet: bool) -> str | None:
     """Run (or resume) every task of a part; returns an error line, or None on success."""
     from multiticket.core.hooks import NullReporter
     from multiticket.errors import RunFailure, UserError
@@ -448,7 +511,11 @@ CLAIM_TEXT = {
     "iterative-helps": "Iterative pruning helps (over one-shot pruning), by amounts that vary per task.",
     "embeddings-dense": "With embeddings kept dense, random tickets degrade much faster while winning tickets stay "
                         "robust.",
+    "dense-lands": "Precondition, not a claim of the paper: the dense LunarLander agent lands (deterministic "
+                   "evaluation return of at least 200), so the comparisons are between agents that solve the task.",
 }
+#: LunarLander-v3 counts as solved at this return
+LANDED_RETURN = 200.0
 
 
 @dataclass
@@ -714,6 +781,27 @@ def claim_embeddings(part: str, runs: dict[str, Any]) -> Claim:
     return claim
 
 
+def claim_dense_lands(part: str, label: str, run: Any) -> Claim:
+    """The dense agent's mean deterministic evaluation return over seeds is at least LANDED_RETURN."""
+    claim = Claim("dense-lands", part, f"eval_return of the dense unit, mean over seeds, at least {LANDED_RETURN:g}",
+                  UNTESTED, "", metric="eval_return")
+    m, s, n = stat(run, "ticket", 0, "eval_return")
+    if not n:
+        claim.detail = "no dense unit finished"
+        return claim
+    per_seed = values(run, "ticket", 0, "eval_return")
+    claim.evidence.append({"level": 0, "dense_eval_return": per_seed})
+    claim.verdict = REPRODUCED if m >= LANDED_RETURN else NOT_REPRODUCED
+    seeds = ", ".join(f"seed {k}: {fmt_num(v)}" for k, v in sorted(per_seed.items()))
+    claim.detail = (f"dense eval_return {fmt_num(m)}" + (f" ± {fmt_num(s)}" if n > 1 else "") + f" ({seeds}); "
+                    + ("the agents land" if m >= LANDED_RETURN else "the agents do not land on average"))
+    return claim
+
+
+def _not_in_part(claim_id: str, part: str, control: str) -> Claim:
+    return Claim(claim_id, part, "", NOT_ATTEMPTED, f"this part does not run {control}")
+
+
 def _mean(xs: Sequence[float]) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return sum(xs) / len(xs) if xs else math.nan
@@ -725,13 +813,16 @@ def fmt_num(x: float) -> str:
     return fmt(x) if not (isinstance(x, float) and math.isnan(x)) else "–"
 
 
-def part_claims(key: str, runs: dict[str, Any]) -> list[Claim]:
-    """Every claim a part can speak to, from its loaded runs (label -> RunData)."""
+def part_claims(key: str, runs: dict[str, Any], controls: Sequence[str] = ALL_CONTROLS) -> list[Claim]:
+    """Every claim a part can speak to, from its loaded runs (label -> RunData); ``controls``: those
+    the part runs (a claim resting on another is not attempted)."""
     out: list[Claim] = []
     if not runs:
         return out
     label, run = next(iter(runs.items()))
-    if key in ("cartpole", "acrobot", "lunarlander"):
+    if key == "lunarlander-ppo":
+        out.append(claim_dense_lands(key, label, run))
+    if key in ("cartpole", "acrobot", "lunarlander", "lunarlander-ppo"):
         out.append(claim_ticket_vs_random(key, label, run, run.metric))
     if key == "lstm":
         out.append(claim_lstm(key, label, run))
@@ -739,16 +830,20 @@ def part_claims(key: str, runs: dict[str, Any]) -> list[Claim]:
         out.append(claim_transformer_67(key, label, run))
         out.append(claim_embeddings(key, runs))
     metric = "eval_loss" if key == "transformer" and stat(run, "ticket", 0, "bleu")[0] < MIN_TESTABLE_BLEU else run.metric
-    out.append(claim_one_shot(key, label, run, metric))
-    out.append(claim_ablation(key, label, run, metric, "rewind_init"))
-    out.append(claim_ablation(key, label, run, metric, "one_shot"))
+    one_shot = "one_shot" in controls
+    out.append(claim_one_shot(key, label, run, metric) if one_shot else
+               _not_in_part("one-shot-below-random", key, "one_shot"))
+    out.append(claim_ablation(key, label, run, metric, "rewind_init") if "rewind_init" in controls else
+               _not_in_part("late-rewinding-helps", key, "rewind_init"))
+    out.append(claim_ablation(key, label, run, metric, "one_shot") if one_shot else
+               _not_in_part("iterative-helps", key, "one_shot"))
     return out
 
 
 # -- results files ----------------------------------------------------------------------------------
 
 
-CLAIM_ORDER = ("ticket-beats-random", "atari", "lstm-90", "one-shot-below-random", "transformer-67",
+CLAIM_ORDER = ("dense-lands", "ticket-beats-random", "atari", "lstm-90", "one-shot-below-random", "transformer-67",
                "late-rewinding-helps", "iterative-helps", "embeddings-dense")
 
 
@@ -819,7 +914,8 @@ def collect(out: Path, budget: str, part_tasks: dict[str, PartTasks], ledger: li
                            "complete" if all(r.get("status") == "complete" for r in entry["runs"]) else "partial")
         parts[key] = entry
         if runs and any(r.records for r in runs.values()):
-            claims += part_claims(key, {lab: r for lab, r in runs.items() if r.records})
+            controls = sorted({c for v in pt.variants for c in v.controls})
+            claims += part_claims(key, {lab: r for lab, r in runs.items() if r.records}, controls)
         else:
             claims += [Claim(cid, key, "", NOT_RUN, "the part has not run at this budget") for cid in
                        _claim_ids(key)]
@@ -846,7 +942,8 @@ def collect(out: Path, budget: str, part_tasks: dict[str, PartTasks], ledger: li
 
 def _claim_ids(key: str) -> list[str]:
     ids = {"cartpole": ["ticket-beats-random"], "acrobot": ["ticket-beats-random"],
-           "lunarlander": ["ticket-beats-random"], "lstm": ["lstm-90"],
+           "lunarlander": ["ticket-beats-random"], "lunarlander-ppo": ["dense-lands", "ticket-beats-random"],
+           "lstm": ["lstm-90"],
            "transformer": ["transformer-67", "embeddings-dense"]}[key]
     return [*ids, "one-shot-below-random", "late-rewinding-helps", "iterative-helps"]
 
@@ -870,7 +967,7 @@ def results_md(res: dict[str, Any]) -> str:
               f"{m['device']}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}; load average at the last start "
               f"{', '.join(map(str, m['load_average_at_start']))} (other jobs on the machine slow every part).", ""]
     lines += ["| part | status | units done / planned | deepest sparsity | wall time (all invocations) | "
-              "estimate (cpu budget, 3 seeds) | unit training time, summed (workers overlap) |",
+              "estimate (cpu budget, default seeds) | unit training time, summed (workers overlap) |",
               "|---|---|---|---|---|---|---|"]
     for key, p in res["parts"].items():
         done = sum(r.get("units_done", 0) for r in p["runs"])
@@ -954,16 +1051,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reproduce_yu2019.py", description=__doc__.splitlines()[0],
         epilog="Estimated wall time of --budget cpu with 2 workers: " + ", ".join(
-            f"{k} ~{PARTS[k].budgets['cpu'].minutes:.0f} min" for k in PARTS_ORDER)
-        + f"; total ~{sum(PARTS[k].budgets['cpu'].minutes or 0 for k in PARTS_ORDER):.0f} min. "
+            f"{k} ~{PARTS[k].budgets['cpu'].minutes:.0f} min" for k in DEFAULT_PARTS)
+        + f"; total ~{sum(PARTS[k].budgets['cpu'].minutes or 0 for k in DEFAULT_PARTS):.0f} min; lunarlander-ppo "
+          f"(not in the default parts) ~{PARTS['lunarlander-ppo'].budgets['cpu'].minutes:.0f} min. "
           "See the module docstring for the settings and how this was measured.")
-    p.add_argument("--parts", type=_parts, default=list(PARTS_ORDER), help=f"comma-separated subset of {','.join(PARTS_ORDER)}")
+    p.add_argument("--parts", type=_parts, default=list(DEFAULT_PARTS),
+                   help=f"comma-separated subset of {','.join(PARTS_ORDER)} (default: all but lunarlander-ppo)")
     p.add_argument("--budget", choices=BUDGETS, default="cpu",
                    help="tiny: seconds (tests); cpu: 2 cores, <= 3 h in all; paper: Yu's scale, for a GPU machine")
-    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default 0,1,2; 0,1 for lunarlander-ppo)")
     p.add_argument("--out", default="runs/yu2019", help="output directory (default runs/yu2019)")
-    p.add_argument("--workers", type=int, help="units at once (default: 1 tiny, 2 cpu, the CPU count on paper; "
-                                                "2 for the NLP parts on paper, which share the GPU)")
+    p.add_argument("--workers", type=int, help="units at once (default: 1 tiny, else 'auto': the CPUs this process "
+                                                "may use; 2 for the NLP parts on paper, which share the GPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--levels", type=int, help="override the budget's number of pruning levels (every part)")
     p.add_argument("--results-only", action="store_true", help="train nothing; rewrite reports and results")
@@ -971,12 +1070,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_workers(part: Part, budget: str) -> int:
+def default_workers(part: Part, budget: str) -> int | str:
+    """1 on the tiny budget (seconds, in-process); otherwise multiticket's ``auto`` (the CPUs this
+    process may use, capped by memory; 2 on the 2-core machine the cpu budget was measured on),
+    but the NLP parts on paper share one GPU between ``paper_workers``."""
     if budget == "tiny":
         return 1
-    if budget == "cpu":
-        return 2
-    return part.paper_workers or os.cpu_count() or 1
+    if budget == "paper" and part.paper_workers:
+        return part.paper_workers
+    return "auto"
+
+
+def run_parts(part_tasks: dict[str, PartTasks], args: argparse.Namespace, ledger: list[dict[str, Any]],
+              invocation: dict[str, Any], ledger_path: Path, report_errors: dict[str, str],
+              clock: Callable[[], float], prog: str) -> bool:
+    """Run (or resume) each part in turn and write its reports, timing each in ``invocation`` (saved
+    to the ledger after every part, and on an interrupt); True if a part failed. Trains nothing with
+    ``args.results_only``."""
+    failed = False
+    start = clock()
+    try:
+        if not args.results_only:
+            ledger.append(invocation)
+            for key, pt in part_tasks.items():
+                workers = args.workers or default_workers(pt.part, args.budget)
+                print(f"{prog}: part {key} ({args.budget}, {len(pt.tasks)} task(s), workers {workers})",
+                      file=sys.stderr)
+                t0 = clock()
+                invocation["parts"][key] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
+                error = None
+                try:
+                    error = run_part(pt, Path(args.out), workers, args.device, args.quiet)
+                    report_errors.update(write_reports(pt.run_dirs))
+                finally:
+                    invocation["parts"][key].update(wall_seconds=round(clock() - t0, 1), error=error,
+                                                    load_after=[round(x, 2) for x in os.getloadavg()])
+                    invocation["wall_seconds"] = round(clock() - start, 1)
+                    atomic_write(ledger_path, json.dumps({"invocations": ledger}, indent=1) + "\n")
+                if error:
+                    failed = True
+                    print(f"{prog}: part {key} failed: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        invocation["interrupted"] = True
+        raise
+    finally:
+        invocation["wall_seconds"] = round(clock() - start, 1)
+        if not args.results_only:
+            atomic_write(ledger_path, json.dumps({"invocations": ledger}, indent=1) + "\n")
+    return failed
 
 
 def main(argv: Sequence[str] | None = None, clock: Callable[[], float] = time.monotonic) -> int:
@@ -990,8 +1131,8 @@ def main(argv: Sequence[str] | None = None, clock: Callable[[], float] = time.mo
     command = shlex.join(["python", "scripts/reproduce_yu2019.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         machine = machine_info(args.device)
-        part_tasks = {k: build_tasks(PARTS[k], args.budget, out, args.seeds, args.levels, args.device)
-                      for k in PARTS_ORDER}
+        part_tasks = {k: build_tasks(PARTS[k], args.budget, out, args.seeds or list(PARTS[k].seeds), args.levels,
+                                     args.device) for k in PARTS_ORDER}
     except UserError as exc:
         print(f"reproduce_yu2019: error: {exc}", file=sys.stderr)
         return 2
@@ -1000,38 +1141,12 @@ def main(argv: Sequence[str] | None = None, clock: Callable[[], float] = time.mo
     invocation: dict[str, Any] = {"command": command, "budget": args.budget, "seeds": args.seeds,
                                   "machine": {k: machine[k] for k in ("cpus", "cpu_model", "device", "gpu", "torch")},
                                   "started": _dt.datetime.now().isoformat(timespec="seconds"), "parts": {}}
-    failed = False
     report_errors: dict[str, str] = {}
-    start = clock()
+    failed = False
     try:
-        if not args.results_only:
-            ledger.append(invocation)
-            for key in args.parts:
-                pt = part_tasks[key]
-                workers = args.workers or default_workers(pt.part, args.budget)
-                print(f"reproduce_yu2019: part {key} ({args.budget}, {len(pt.tasks)} task(s), workers {workers})",
-                      file=sys.stderr)
-                t0 = clock()
-                invocation["parts"][key] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
-                error = None
-                try:
-                    error = run_part(pt, out, workers, args.device, args.quiet)
-                    report_errors.update(write_reports(pt.run_dirs))
-                finally:
-                    invocation["parts"][key].update(wall_seconds=round(clock() - t0, 1), error=error,
-                                                    load_after=[round(x, 2) for x in os.getloadavg()])
-                    invocation["wall_seconds"] = round(clock() - start, 1)
-                    atomic_write(ledger_path, json.dumps({"invocations": ledger}, indent=1) + "\n")
-                if error:
-                    failed = True
-                    print(f"reproduce_yu2019: part {key} failed: {error}", file=sys.stderr)
-    except KeyboardInterrupt:
-        invocation["interrupted"] = True
-        raise
+        failed = run_parts({k: part_tasks[k] for k in args.parts}, args, ledger, invocation, ledger_path,
+                           report_errors, clock, "reproduce_yu2019")
     finally:
-        invocation["wall_seconds"] = round(clock() - start, 1)
-        if not args.results_only:
-            atomic_write(ledger_path, json.dumps({"invocations": ledger}, indent=1) + "\n")
         for key in PARTS_ORDER:
             if args.results_only or key not in args.parts:
                 report_errors.update(write_reports(part_tasks[key].run_dirs))

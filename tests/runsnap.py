@@ -16,11 +16,12 @@ def only_run(out: Path) -> Path:
 
 
 def snapshot(run: Path) -> dict[str, Any]:
-    """summary.csv, every safetensors file (masks, weights, rewind points; checkpoints aside) and
-    every metrics.json without its wall time."""
+    """summary.csv, every safetensors file (masks, weights, rewind points; checkpoints and state
+    trees aside: ``state.safetensors`` beside ``state.json`` holds the global RNG states, which
+    differ between processes) and every metrics.json without its wall time."""
     snap: dict[str, Any] = {"summary": (run / "summary.csv").read_text()}
     for f in sorted(run.rglob("*.safetensors")):
-        if "checkpoint" not in f.relative_to(run).parts:
+        if "checkpoint" not in f.relative_to(run).parts and not f.with_suffix(".json").is_file():
             snap[str(f.relative_to(run))] = {k: v.tolist() for k, v in load_file(str(f)).items()}
     for f in sorted(run.rglob("metrics.json")):
         record = json.loads(f.read_text())

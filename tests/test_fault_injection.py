@@ -29,7 +29,7 @@ CASES = {
 
 
 def _cmd(args: list[str], out: Path) -> list[str]:
-    return [sys.executable, "-m", "multiticket", "run", *args, "--quiet", "--out", str(out)]
+    return [sys.executable, "-m", "multiticket", "run", *args, "--quiet", "--workers", "1", "--out", str(out)]
 
 
 def _done_count(out: Path) -> int:

@@ -87,7 +87,7 @@ def test_nan_unit_is_recorded_keeps_last_good_checkpoint_and_other_seeds_finish(
     # seed 0 went on and finished; seed 1's other units were skipped, not half-done
     states = run_status(run)
     assert all(state == "done" for unit, state in states.items() if unit.seed == 0)
-    assert counts(states)["total"] == {"done": 7, "running": 0, "failed": 1, "missing": 6}
+    assert counts(states)["total"] == {"done": 7, "running": 0, "failed": 1, "corrupt": 0, "missing": 6}
     for unit in ("ticket/level_0", "ticket/level_1", "random_mask/level_1"):
         assert not (run / "seed_1" / unit / "DONE").exists()
     # once the cause is gone, a rerun finishes the failed seed and clears its FAILED record
@@ -117,7 +117,8 @@ ARTIFACTS = {
     "metrics": ("seed_0/random_mask/level_2/metrics.json", "metrics.json"),
     "DONE record": ("seed_1/one_shot/level_1/DONE", "level_1"),
     "rewind weights": ("seed_0/rewind/step_0/weights.safetensors", "weights.safetensors"),
-    "rewind state": ("seed_1/rewind/step_3/state.pt", "state.pt"),
+    "rewind state": ("seed_1/rewind/step_3/state.safetensors", "state.safetensors"),
+    "rewind skeleton": ("seed_1/rewind/step_3/state.json", "state.json"),
     "summary": ("summary.csv", None),
 }
 

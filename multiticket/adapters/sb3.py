@@ -32,7 +32,9 @@ from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import DomainAdapter, TrainHooks
+from multiticket.core.statefile import Pickled
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]
@@ -88,6 +90,11 @@ class SB3Adapter(DomainAdapter):
 
     domain = "rl"
     Section = Section
+    #: ``batched``: the N evaluation episodes run on N copies of the eval env, seeded seed+offset+i,
+    #: one batched ``predict`` per step; ``sequential``: one after another on one env (runs written
+    #: before batching; :mod:`multiticket.core.eval_method` keeps a run on the method it began with)
+    eval_methods = ("batched", "sequential")
+    eval_method = "batched"
 
     def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
@@ -174,8 +181,9 @@ class SB3Adapter(DomainAdapter):
             raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
         if self.init_seed != seed:
             self._reinitialise(self.init_seed)
+        copies = self.section.n_eval_episodes if self.eval_method == "batched" else 1
         self.eval_env = make_env(
-            env_id, self.hyper, seed + self.section.eval_seed_offset, 1, training=False, env_attrs=self.section.env_attrs
+            env_id, self.hyper, seed + self.section.eval_seed_offset, copies, training=False, env_attrs=self.section.env_attrs
         )
 
     def _reinitialise(self, init_seed: int) -> None:
@@ -300,19 +308,7 @@ class SB3Adapter(DomainAdapter):
         """Deterministic episodes on the separately seeded eval env, plus Yu et al.'s ticket reward
         (mean return of the last ``ticket_reward_episodes`` training episodes, when any ended)."""
         model = self._require_model()
-        assert self.eval_env is not None
-        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
-        if train_norm is not None and eval_norm is not None:
-            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
-        self.eval_env.seed(self.seed + self.section.eval_seed_offset)
-        returns, lengths = evaluate_policy(
-            model,
-            self.eval_env,
-            n_eval_episodes=self.section.n_eval_episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-            warn=False,
-        )
+        returns, lengths = self.eval_episodes()
         metrics = {
             "eval_return": float(np.mean(returns)),
             "eval_return_std": float(np.std(returns)),
@@ -323,10 +319,32 @@ class SB3Adapter(DomainAdapter):
             metrics["ticket_reward"] = float(np.mean([ep["r"] for ep in episodes]))
         return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
+    def eval_episodes(self) -> tuple[list[float], list[int]]:
+        """Return and length of each of the ``n_eval_episodes`` deterministic evaluation episodes,
+        in the order they ended. Batched, the eval env holds one copy per episode and
+        ``evaluate_policy`` runs exactly one episode on each (it splits N episodes evenly over N
+        envs), predicting for all copies at once; sequential, one env runs them in turn."""
+        model = self._require_model()
+        assert self.eval_env is not None
+        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
+        if train_norm is not None and eval_norm is not None:
+            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
+        self.eval_env.seed(self.seed + self.section.eval_seed_offset)  # copy i: seed + offset + i
+        returns, lengths = evaluate_policy(
+            model,
+            self.eval_env,
+            n_eval_episodes=self.section.n_eval_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        return [float(r) for r in returns], [int(n) for n in lengths]
+
     # -- rewind state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Counters, exploration rate, entropy coefficient, VecNormalize statistics and (with
-        ``keep_replay_buffer``) the replay buffer. Returned by reference: the core deep-copies it."""
+        ``keep_replay_buffer``) the replay buffer, as plain arrays and numbers (stored without
+        pickles, :mod:`multiticket.adapters.sb3_state`). By reference: the core deep-copies it."""
         model = self._require_model()
         st: dict[str, Any] = {
             "num_timesteps": int(model.num_timesteps),
@@ -342,9 +360,9 @@ class SB3Adapter(DomainAdapter):
             st["log_ent_coef"] = model.log_ent_coef.detach().cpu().clone()
         norm = vec_normalize(model.get_env())
         if norm is not None:
-            st["obs_rms"], st["ret_rms"] = norm.obs_rms, norm.ret_rms
+            st["obs_rms"], st["ret_rms"] = rms_tree(norm.obs_rms), rms_tree(norm.ret_rms)
         if self.section.keep_replay_buffer and getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = model.replay_buffer
+            st["replay_buffer"] = buffer_tree(model.replay_buffer)
         return st
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -362,9 +380,9 @@ class SB3Adapter(DomainAdapter):
                 model.log_ent_coef.copy_(state["log_ent_coef"].to(model.log_ent_coef.device))
         norm = vec_normalize(model.get_env())
         if norm is not None and "obs_rms" in state:
-            norm.obs_rms, norm.ret_rms = copy.deepcopy(state["obs_rms"]), copy.deepcopy(state["ret_rms"])
+            norm.obs_rms, norm.ret_rms = rms_from(state["obs_rms"]), rms_from(state["ret_rms"])
         if self.section.keep_replay_buffer and state.get("replay_buffer") is not None:
-            model.replay_buffer = copy.deepcopy(state["replay_buffer"])
+            model.replay_buffer = restore_buffer(model.replay_buffer, state["replay_buffer"])
         self._state_loaded = True
 
     # -- mid-level checkpoints ------------------------------------------------------------------
@@ -378,12 +396,13 @@ class SB3Adapter(DomainAdapter):
         """:meth:`state` plus the training environments (physics, episode counters, their RNGs,
         Monitor statistics), the last observations, episode buffers, action noise, the entropy
         coefficient's optimizer and, off-policy, the replay buffer. Taken between rollouts only
-        (``on_resumable``), so the rollout buffer is empty and needs no saving."""
+        (``on_resumable``), so the rollout buffer is empty and needs no saving. The environments
+        and the other algorithm attributes can only be pickled: they travel as a signed pickle."""
         model = self._require_model()
         st = self.state()
-        st["algo"] = {a: getattr(model, a) for a in self._RESUME_ATTRS if hasattr(model, a)}
+        st["algo"] = Pickled({a: getattr(model, a) for a in self._RESUME_ATTRS if hasattr(model, a)})
         if getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = model.replay_buffer
+            st["replay_buffer"] = buffer_tree(model.replay_buffer)
         ent_opt = getattr(model, "ent_coef_optimizer", None)
         if ent_opt is not None:
             st["ent_coef_optimizer"] = ent_opt.state_dict()
@@ -393,13 +412,14 @@ class SB3Adapter(DomainAdapter):
         model = self._require_model()
         old_env = model.get_env()
         self.load_state(state)
-        for attr, value in state["algo"].items():
+        algo = state["algo"].value if isinstance(state["algo"], Pickled) else state["algo"]
+        for attr, value in algo.items():
             setattr(model, attr, copy.deepcopy(value))
         if old_env is not None and old_env is not model.env:
             old_env.close()
         model._vec_normalize_env = vec_normalize(model.env)
         if state.get("replay_buffer") is not None:
-            model.replay_buffer = copy.deepcopy(state["replay_buffer"])
+            model.replay_buffer = restore_buffer(model.replay_buffer, state["replay_buffer"])
         if "ent_coef_optimizer" in state and getattr(model, "ent_coef_optimizer", None) is not None:
             model.ent_coef_optimizer.load_state_dict(copy.deepcopy(state["ent_coef_optimizer"]))
         self._resumed = True

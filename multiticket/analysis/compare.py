@@ -9,22 +9,20 @@ level); and where each ticket keeps its weights, per layer role, at matched spar
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from multiticket.analysis import layers as L
-from multiticket.analysis.htmlpage import img, num_cell, page
+from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
-from multiticket.analysis.stats import fmt, normalise
+from multiticket.analysis.stats import normalise
 from multiticket.core.store import atomic_write_text
 from multiticket.errors import UserError
-
-esc = html.escape
 
 
 @dataclass
@@ -159,7 +157,7 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None
     """Write ``comparison.html`` and ``plots/*.png`` into ``out_dir``; return the HTML path.
 
     ``sparsity``: where to compare layer-role profiles (default: the largest sparsity every run
-    has reached). Raises UserError for a directory that is not a run.
+    has reached). Raises UserError for a directory that is not a run, or a malformed one.
     """
     if not run_dirs:
         raise UserError("compare: give at least one run directory")
@@ -169,59 +167,27 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None
     series = [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in
               enumerate(zip(runs, _labels(runs)))]
     metrics = {(r.metric, r.higher_is_better) for r in runs if r.records}
-    body = ["<h1>Run comparison <span class='sub'>multiticket</span></h1>"]
-    rows = "".join(
-        f"<tr><td><span class='swatch' style='background:{s.color}'></span>{esc(s.label)}</td>"
-        f"<td>{esc(s.run.domain)}</td><td>{esc(s.run.metric or '–')}</td><td>{esc(s.run.direction)}</td>"
-        f"<td class='num'>{fmt(s.run.dense)}</td><td>{len(s.levels)} / {s.run.planned_levels + 1}</td>"
-        f"<td>{', '.join(map(str, s.run.seeds))}</td>"
-        f"<td>{len(s.run.missing) or 'none'}</td></tr>"
-        for s in series
-    )
-    body.append("<table class='levels'><tr><th>run</th><th>domain</th><th>metric</th><th>direction</th>"
-                "<th>dense</th><th>ticket levels (incl. dense) finished / planned</th><th>seeds</th>"
-                f"<th>units missing</th></tr>{rows}</table>")
-    note = ("The runs use different metrics, so each is shown relative to its own dense network. "
-            if len(metrics) > 1 else "Each run is shown relative to its own dense network. ")
-    body.append(f"<div class='headline'>{note}1.0 = the dense network, higher = better. Higher-is-better metrics: "
-                "1 + (value − dense) / |dense| (= value / dense for positive metrics); lower-is-better metrics "
-                "such as perplexity or loss: dense / value.</div>")
+    context: dict[str, Any] = {"series": series, "several_metrics": len(metrics) > 1, "plots": None}
     with_data = [s for s in series if s.levels]
-    if not with_data:
-        body.append("<p>No run has a finished ticket unit yet.</p>")
-    else:
-        body.append("<h2>Ticket vs sparsity, normalised</h2>")
-        body.append(img(save_png(normalised_figure(with_data), plot_dir / "normalised.png"), "normalised metric"))
-        body.append("<p class='note'>Solid: the ticket (mean ± std over seeds); dotted: the best random control "
-                    "(random_reinit, random_mask, random_mask_global, permuted_*) at each level.</p>")
-        body.append("<h2>Winning margin</h2>")
-        body.append(img(save_png(margin_figure(with_data), plot_dir / "margin.png"), "winning margin"))
-        body.append(_margin_table(with_data))
+    if with_data:
+        context["plots"] = {
+            "normalised": png_src(save_png(normalised_figure(with_data), plot_dir / "normalised.png")),
+            "margin": png_src(save_png(margin_figure(with_data), plot_dir / "margin.png")),
+            "rows": _margin_rows(with_data), "roles": None,
+        }
         reached = [max(s.run.sparsity[lv] for lv in s.levels) for s in with_data]
         target = sparsity if sparsity is not None else min(reached)
         profiles = [(s, *p) for s in with_data if (p := role_profile(s.run, target)) is not None]
         if profiles:
-            body.append("<h2>Layer-role profiles at matched sparsity</h2>")
-            body.append(img(save_png(roles_figure(profiles, target), plot_dir / "roles.png"), "role profiles"))
-            body.append(f"<p class='note'>For each run, the level whose sparsity is closest to {pct(target)}; "
-                        "roles as in the single-run report (input/hidden/output by position; NLP roles by name). "
-                        "Bars above the dashed line: the ticket keeps that role denser than average.</p>")
+            context["plots"]["roles"] = png_src(save_png(roles_figure(profiles, target), plot_dir / "roles.png"))
+            context["plots"]["target"] = pct(target)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "comparison.html"
-    atomic_write_text(path, page("multiticket comparison", "".join(body)))
+    atomic_write_text(path, str(render("compare.html.j2", title="multiticket comparison", **context)))
     return path
 
 
-def _margin_table(series: list[Series]) -> str:
-    rows = []
-    for s in series:
-        for i, lv in enumerate(s.levels):
-            rows.append(
-                f"<tr><td>{esc(s.label)}</td><td>L{lv}</td><td class='num'>{pct(s.remaining[i])}</td>"
-                + num_cell(s.ticket[i], fmt(s.ticket[i]), run=s.label, level=lv, kind="ticket")
-                + f"<td>{esc(s.best_random_name[i] or '–')}</td>"
-                + num_cell(s.best_random[i], fmt(s.best_random[i]), run=s.label, level=lv, kind="best_random")
-                + num_cell(s.margin[i], fmt(s.margin[i]), run=s.label, level=lv, kind="margin") + "</tr>"
-            )
-    return ("<table class='levels'><tr><th>run</th><th>level</th><th>remaining</th><th>ticket (norm.)</th>"
-            "<th>best random control</th><th>its value (norm.)</th><th>margin</th></tr>" + "".join(rows) + "</table>")
+def _margin_rows(series: list[Series]) -> list[dict[str, Any]]:
+    return [{"label": s.label, "level": lv, "remaining": pct(s.remaining[i]), "ticket": s.ticket[i],
+             "best_name": s.best_random_name[i] or "–", "best": s.best_random[i], "margin": s.margin[i]}
+            for s in series for i, lv in enumerate(s.levels)]

@@ -10,15 +10,16 @@ costs the same in both, so the fraction including it is shown as well.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
+from markupsafe import Markup
+
 from multiticket.analysis import plots
+from multiticket.analysis.htmlpage import render
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import bootstrap_diff, fmt, mean_std
 
-esc = html.escape
 CONTROL = "early_bird"
 
 
@@ -36,7 +37,7 @@ def early_bird_rows(run: RunData) -> list[dict[str, Any]]:
         infos = [r["early_bird"] for r in recs]
         search = mean_std([float(i["search_steps"]) for i in infos])[0]
         imp = float(infos[0]["imp_search_steps"])
-        retrain = float(recs[0]["stop_step"]) - float(recs[0]["start_step"])
+        retrain = float(recs[0]["stop_step"] - recs[0]["start_step"])
         # the step at which this level's mask stabilised: the dense search's stop for level 1,
         # the previous early-bird level's stop otherwise (None: it never did, T was used)
         found = []
@@ -70,11 +71,6 @@ def _stops(values: list[int | None]) -> str:
     return ", ".join("never" if v is None else str(v) for v in values) or "–"
 
 
-def _cell(value: float, text: str, **data: object) -> str:
-    attrs = "".join(f' data-{k}="{esc(str(v))}"' for k, v in data.items())
-    return f'<td class="num"{attrs} data-value="{value!r}">{esc(text)}</td>'
-
-
 def _mean(stat: tuple[float, float, int]) -> str:
     m, s, n = stat
     if n == 0:
@@ -82,49 +78,22 @@ def _mean(stat: tuple[float, float, int]) -> str:
     return fmt(m) if n == 1 else f"{fmt(m)} ± {fmt(s, 2)} (n={n})"
 
 
-def early_bird_section(run: RunData) -> str:
-    """HTML of the section, or "" when the run has no finished early-bird unit."""
+def _view(r: dict[str, Any]) -> dict[str, Any]:
+    """The table cells of one level row, as text and exact values."""
+    d = r["diff"]
+    return {
+        **r, "sparsity": plots.pct(r["sparsity"]), "ticket_text": _mean(r["ticket"]), "eb_text": _mean(r["early_bird"]),
+        "diff_value": d.diff if d else math.nan,
+        "diff_text": "–" if d is None else fmt(d.diff) + (f" [{fmt(d.low)}, {fmt(d.high)}]" if d.has_interval else ""),
+        "stops": ("dense run: " if r["level"] == 1 else f"L{r['level'] - 1}: ") + _stops(r["found_at"]),
+        "search_text": f"{r['search']:.0f} / {r['imp']:.0f}",
+    }
+
+
+def early_bird_section(run: RunData) -> Markup:
+    """HTML of the section (rendered from ``templates/early_bird.html.j2``), or "" when the run
+    has no finished early-bird unit."""
     rows = early_bird_rows(run)
     if not rows:
-        return ""
-    first = rows[0]
-    out = ["<h2>Early-bird tickets vs full IMP</h2>",
-           f"<p>The <code>early_bird</code> chain draws each level's mask as soon as it has stabilised "
-           f"(You et al. 2020): every {first['interval']} steps it computes the mask the next pruning step "
-           f"would produce, and once the newest differs from each of the previous {first['window'] - 1} by "
-           f"less than {first['threshold']:g} (Hamming distance over the weights alive) it keeps the weights "
-           "of that step for the next level. Level 1 stops its dense search there; every level is then "
-           "trained to T like the IMP ticket, so the two columns of metrics compare tickets at the same "
-           "sparsity under the same budget. <i>Search compute</i> is the number of steps trained to find "
-           "the level's mask: IMP needs T + (L−1)(T−k); the early-bird chain e₀ + Σ(eᵢ − k) over the "
-           "earlier levels' stop steps eᵢ.</p>"]
-    head = ("<tr><th>level</th><th>sparsity</th><th>ticket (IMP)</th><th>early-bird ticket</th>"
-            "<th>ticket − early-bird</th><th>mask Jaccard</th><th>mask stable at step</th>"
-            "<th>search steps: early-bird / IMP</th><th>compute fraction</th>"
-            "<th>incl. training the ticket</th></tr>")
-    body = []
-    for r in rows:
-        d = r["diff"]
-        diff = "–" if d is None else fmt(d.diff) + (
-            f" [{fmt(d.low)}, {fmt(d.high)}]" if d.has_interval else "")
-        stops = ("dense run: " if r["level"] == 1 else f"L{r['level'] - 1}: ") + _stops(r["found_at"])
-        body.append(
-            f"<tr><td>L{r['level']}</td><td>{plots.pct(r['sparsity'])}</td>"
-            + _cell(r["ticket"][0], _mean(r["ticket"]), control="ticket", level=r["level"], kind="mean")
-            + _cell(r["early_bird"][0], _mean(r["early_bird"]), control=CONTROL, level=r["level"], kind="mean")
-            + _cell(d.diff if d else math.nan, diff, level=r["level"], kind="diff")
-            + _cell(r["jaccard"], fmt(r["jaccard"], 3), level=r["level"], kind="jaccard")
-            + f"<td>{esc(stops)}</td>"
-            + f'<td class="num">{r["search"]:.0f} / {r["imp"]:.0f}</td>'
-            + _cell(r["fraction"], f"{r['fraction']:.3f}×", level=r["level"], kind="compute_fraction")
-            + _cell(r["fraction_with_training"], f"{r['fraction_with_training']:.3f}×", level=r["level"],
-                    kind="compute_fraction_with_training")
-            + "</tr>"
-        )
-    out.append(f'<table class="levels">{head}{"".join(body)}</table>')
-    out.append(f"<p class='note'>{esc(run.metric)}: {run.direction}; mean over seeds (± std when n &gt; 1); "
-               "ticket − early-bird with a bootstrap 95% interval when both have two or more seeds. Mask stable at: "
-               "the step of the run this level's mask was drawn from at which it stabilised (one per seed; "
-               "“never”: not before T, so that run saved nothing). Mask Jaccard: "
-               "overlap of the alive weights of the two tickets at that level (same seed).</p>")
-    return "".join(out)
+        return Markup("")
+    return render("early_bird.html.j2", first=rows[0], rows=[_view(r) for r in rows], run=run, control=CONTROL)

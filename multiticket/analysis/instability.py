@@ -6,31 +6,33 @@ controls. Reads the finished ``seed_<s>/instability/<control>/level_<L>/`` units
 
 from __future__ import annotations
 
-import html
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from multiticket.analysis import plots
-from multiticket.analysis.htmlpage import img, num_cell
+from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.stats import fmt, mean_std
 from multiticket.core.instability import RESULT
 from multiticket.core.store import RunStore
-
-esc = html.escape
+from multiticket.rundir import read_instability_record
 
 
 def load_instability(run_dir: Path | str) -> list[dict[str, Any]]:
-    """Every finished instability record of a run directory (DONE checksums valid), sorted."""
-    store = RunStore(Path(run_dir))
+    """Every finished instability record of a run directory (DONE checksums valid, validated
+    by :class:`~multiticket.rundir.InstabilityRecord`), sorted."""
+    root = Path(run_dir)
+    store = RunStore(root)
     found = []
-    for path in Path(run_dir).glob(f"seed_*/instability/*/level_*/{RESULT}"):
+    for path in sorted(root.glob(f"seed_*/instability/*/level_*/{RESULT}")):
         if store.is_done(path.parent):
-            found.append(json.loads(path.read_text()))
+            record = read_instability_record(path, root)
+            if record is not None:
+                found.append(record)
     return sorted(found, key=lambda r: (r["level"], r["control"] != "ticket", r["control"], r["seed"]))
 
 
@@ -109,46 +111,27 @@ def barrier_figure(records: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def instability_section(run_dir: Path, plot_dir: Path) -> str:
-    """The HTML section (plots embedded), or "" when the run has no instability result."""
+def instability_section(run_dir: Path, plot_dir: Path) -> Markup:
+    """The HTML section (from ``templates/instability.html.j2``, plots embedded), or "" when the
+    run has no instability result."""
     records = load_instability(run_dir)
     if not records:
-        return ""
-    metric = records[0]["metric"]
+        return Markup("")
     hib = records[0]["higher_is_better"]
-    out = [
-        "<h2>Instability (linear mode connectivity)</h2>",
-        "<p>From each unit's own starting point (the rewind point θ<sub>k</sub> ⊙ mask for the ticket and the "
-        "dense network; the control's own start for a control), two copies were trained to the end, differing "
-        "only in data order / environment seeds, and the metric was evaluated along the straight line "
-        "θ(α) = (1−α)·θ₁ + α·θ₂ between them. The <b>error barrier</b> is the largest increase in error "
-        "along the path over the mean of the two endpoints' errors (Frankle et al. 2020), in "
-        f"{esc(metric)} units: {'mean(endpoints) − min along the path' if hib else 'max along the path − mean(endpoints)'}"
-        ". ≈ 0: the copies sit in one linearly connected basin (stable); large: SGD noise sends them to "
-        "different basins.</p>",
-        img(plots.save_png(path_figure(records), plot_dir / "instability_path.png"), "metric along the path"),
-        img(plots.save_png(barrier_figure(records), plot_dir / "instability_barrier.png"), "barrier vs sparsity"),
-    ]
     rows = []
     for (level, control), recs in _groups(records).items():
         b_mean, b_sd, n = mean_std([r["barrier"] for r in recs])
-        e1 = float(np.mean([r["values"][0] for r in recs]))
-        e2 = float(np.mean([r["values"][-1] for r in recs]))
-        worst = float(np.mean([(min if hib else max)(r["values"]) for r in recs]))
-        lin = float(np.mean([r["barrier_linear"] for r in recs]))
-        barrier_text = fmt(b_mean) if n == 1 else f"{fmt(b_mean)} ± {fmt(b_sd, 2)}"
-        rows.append(
-            f"<tr><td>L{level}</td><td>{plots.pct(1 - recs[0]['sparsity'])}</td><td>{esc(_label(level, control))}</td>"
-            f"<td>{n}</td><td>{recs[0]['points']}</td><td class='num'>{fmt(e1)}</td><td class='num'>{fmt(e2)}</td>"
-            f"<td class='num'>{fmt(worst)}</td>"
-            + num_cell(b_mean, barrier_text, control=control, level=level, kind="barrier")
-            + f"<td class='num'>{fmt(lin)}</td></tr>"
-        )
-    head = ("<tr><th>level</th><th>remaining</th><th>unit</th><th>seeds</th><th>points</th><th>θ₁ (α=0)</th>"
-            f"<th>θ₂ (α=1)</th><th>{'min' if hib else 'max'} on path</th><th>barrier</th>"
-            "<th>barrier vs line</th></tr>")
-    out.append(f'<table class="levels">{head}{"".join(rows)}</table>')
-    out.append("<p class='note'>Means over seeds. 'barrier vs line': the largest gap between the path and the "
-               "straight line joining the endpoints' metrics. Raw numbers: <code>seed_*/instability/*/level_*/"
-               "instability.json</code>.</p>")
-    return "".join(out)
+        rows.append({
+            "level": level, "control": control, "label": _label(level, control), "n": n,
+            "remaining": plots.pct(1 - recs[0]["sparsity"]), "points": recs[0]["points"],
+            "e1": fmt(float(np.mean([r["values"][0] for r in recs]))),
+            "e2": fmt(float(np.mean([r["values"][-1] for r in recs]))),
+            "worst": fmt(float(np.mean([(min if hib else max)(r["values"]) for r in recs]))),
+            "barrier": b_mean, "barrier_text": fmt(b_mean) if n == 1 else f"{fmt(b_mean)} ± {fmt(b_sd, 2)}",
+            "linear": fmt(float(np.mean([r["barrier_linear"] for r in recs]))),
+        })
+    return render(
+        "instability.html.j2", metric=records[0]["metric"], hib=hib, rows=rows,
+        path_plot=png_src(plots.save_png(path_figure(records), plot_dir / "instability_path.png")),
+        barrier_plot=png_src(plots.save_png(barrier_figure(records), plot_dir / "instability_barrier.png")),
+    )

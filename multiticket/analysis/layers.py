@@ -1,4 +1,6 @@
-"""Where a ticket keeps its weights: per-layer and per-role remaining fractions, mask stability
+"""Where a ticket keeps its weights: per-layer and per-role remaining fractions (roles: input /
+hidden / output by position; embeddings, attention query/key/value/output, feed-forward
+intermediate/output, pooler, head, LSTM input-to-hidden / hidden-to-hidden by name), mask stability
 across seeds, and which input (observation) dimensions the first layer has cut off.
 
 All functions take masks (``Mask``: parameter name -> bool tensor) in the order the prunable
@@ -15,20 +17,48 @@ import torch
 
 from multiticket.core.mask import Mask
 
-#: display order of roles (rows of heatmaps, bars of the comparison)
-ROLE_ORDER = ("input", "embeddings", "lstm", "attention", "mlp", "hidden", "head", "output")
+#: display order of roles (rows of heatmaps, bars of the comparison). A role with a dot is one part
+#: of a family (:func:`role_group`): attention projections, the two feed-forward matrices, the
+#: LSTM's input-to-hidden (``weight_ih``) and hidden-to-hidden (``weight_hh``) matrices; the bare
+#: family name is for a parameter of that family whose part the name does not tell.
+ROLE_ORDER = (
+    "input", "embeddings",
+    "lstm.ih", "lstm.hh", "lstm",
+    "attention.query", "attention.key", "attention.value", "attention.qkv", "attention.output", "attention",
+    "ffn.intermediate", "ffn.output", "ffn",
+    "hidden", "pooler", "head", "output",
+)  # fmt: skip
 
 # Name patterns, tried in this order (first match wins); matched against the lower-cased name
 # split at '.' and '_' so that 'fc' matches 'mlp.fc1' but not 'bfc'.
 _NAME_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("embeddings", ("embeddings", "embedding", "embed", "embed_tokens", "wte", "wpe", "shared")),
-    ("head", ("classifier", "lm_head", "pooler", "score", "qa_outputs", "cls")),
-    ("lstm", ("lstm", "rnn", "gru")),
+    ("pooler", ("pooler",)),
+    ("head", ("classifier", "lm_head", "score", "qa_outputs", "cls")),
+    ("lstm", ("lstm", "rnn", "gru", "weight_ih", "weight_hh", "bias_ih", "bias_hh")),
     ("attention", ("attention", "attn", "self", "q", "k", "v", "o", "query", "key", "value",
                    "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_attn")),
-    ("mlp", ("intermediate", "mlp", "fc", "fc1", "fc2", "ffn", "dense", "c_fc", "wi", "wo",
+    ("ffn", ("intermediate", "mlp", "fc", "fc1", "fc2", "ffn", "dense", "c_fc", "wi", "wo",
              "up_proj", "down_proj", "gate_proj")),
 )
+# The part of a family, from the name's tokens (first match wins). BERT's feed-forward output is
+# 'layer.N.output.dense'; its attention output, 'attention.output.dense', matches attention first.
+_PARTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "attention": (
+        ("qkv", ("c_attn", "qkv", "in_proj", "query_key_value", "wqkv")),
+        ("query", ("query", "q", "q_proj", "q_lin")),
+        ("key", ("key", "k", "k_proj", "k_lin")),
+        ("value", ("value", "v", "v_proj", "v_lin")),
+        ("output", ("output", "o", "o_proj", "out_proj", "out_lin", "c_proj", "dense")),
+    ),
+    "ffn": (
+        ("intermediate", ("intermediate", "fc1", "c_fc", "wi", "up_proj", "gate_proj", "lin1", "fc_in",
+                          "dense_h_to_4h")),
+        ("output", ("output", "fc2", "c_proj", "wo", "down_proj", "lin2", "fc_out", "dense_4h_to_h")),
+    ),
+}
+
+
 def _tokens(name: str) -> set[str]:
     """'bert.encoder.layer.0.attention.self.query.weight' -> {'bert', ..., 'query', 'weight'}.
 
@@ -40,12 +70,29 @@ def _tokens(name: str) -> set[str]:
 
 
 def name_role(name: str) -> str | None:
-    """NLP role from the parameter name: the first pattern family that matches, or None."""
+    """NLP role from the parameter name: the first pattern family that matches, refined to its part
+    (``attention.query``, ``ffn.output``, ``lstm.hh``, ...) where the name tells it; or None."""
     tokens = _tokens(name)
     for role, patterns in _NAME_ROLES:
         if tokens & set(patterns):
-            return role
+            return _part(role, name, tokens)
     return None
+
+
+def _part(family: str, name: str, tokens: set[str]) -> str:
+    """``family`` refined by the name: torch RNN matrices end in weight_ih_l<k> / weight_hh_l<k>."""
+    if family == "lstm":
+        last = name.rsplit(".", 1)[-1]
+        return "lstm.ih" if "_ih" in last else "lstm.hh" if "_hh" in last else "lstm"
+    for part, patterns in _PARTS.get(family, ()):
+        if tokens & set(patterns):
+            return f"{family}.{part}"
+    return family
+
+
+def role_group(role: str) -> str:
+    """The family of a role: 'attention.query' -> 'attention', 'lstm.hh' -> 'lstm', 'input' -> 'input'."""
+    return role.split(".", 1)[0]
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -107,14 +154,16 @@ def remaining_per_layer(masks_by_level: dict[int, dict[int, Mask]]) -> dict[int,
     return out
 
 
-def remaining_per_role(mask: Mask, domain: str) -> dict[str, float]:
-    """role -> alive / numel over all parameters of that role."""
+def remaining_per_role(mask: Mask, domain: str, grouped: bool = False) -> dict[str, float]:
+    """role -> alive / numel over all parameters of that role (``grouped``: per family,
+    :func:`role_group`, e.g. one 'attention' for its four projections)."""
     r = roles(mask, domain)
     alive: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     for layer in mask.report():
-        alive[r[layer.name]] += layer.alive
-        total[r[layer.name]] += layer.numel
+        role = role_group(r[layer.name]) if grouped else r[layer.name]
+        alive[role] += layer.alive
+        total[role] += layer.numel
     return {role: alive[role] / total[role] for role in ROLE_ORDER if total.get(role)}
 
 

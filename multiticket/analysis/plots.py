@@ -60,6 +60,7 @@ STYLE = {
     "legend.frameon": False,
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
+    "text.parse_math": False,  # names from a run directory are text, never mathtext ('$' is a dollar)
 }
 
 

@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.summary import COLUMNS, summary_rows
-from multiticket.config import steps_of
 from multiticket.core.controls import CONTROLS
 from multiticket.core.enforce import GradMasking, MaskEnforcer
 from multiticket.core.mask import Mask
 from multiticket.core.store import RunStore, Unit
+from multiticket.core.tensorfile import load_tensors
 from multiticket.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,9 +31,10 @@ CHAINS = ("ticket", "rewind_init")
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file, its header checked against its size first (:func:`load_tensors`)."""
     try:
-        return load_file(str(path))
-    except (OSError, SafetensorError) as exc:
+        return load_tensors(path)
+    except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
 
 
@@ -86,12 +85,8 @@ class Run:
 
     @property
     def rewind_step(self) -> int:
-        """The rewind step k in domain units."""
-        rewind, train = self.config.get("rewind") or {}, self.config.get("train") or {}
-        try:
-            return steps_of(rewind.get("step", 0), int(train["steps"]))
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{self.path}/config.yaml: rewind.step or train.steps is missing or invalid") from None
+        """The rewind step k in domain units (``config.yaml`` was validated when the run was read)."""
+        return self.data.task_config.rewind_step()
 
     def summary(self) -> pd.DataFrame:
         """One row per (seed, control, level, metric) of every finished unit, as ``summary.csv``."""

@@ -2,8 +2,10 @@
 
 Everything the report and the comparison show comes from here, so both agree on which units
 count (only those whose ``DONE`` checksums match, via :class:`RunStore`) and on how seeds are
-averaged. Nothing here writes to the run directory except :func:`load_run` refreshing
-``summary.csv`` (through :func:`write_summary`, which rewrites it only when its content changes).
+averaged. Everything read is validated first (:mod:`multiticket.rundir`), so a malformed run
+directory is one line naming the file and field. Nothing here writes to the run directory except
+:func:`load_run` refreshing ``summary.csv`` (through :func:`write_summary`, which rewrites it only
+when its content changes).
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from multiticket.analysis.stats import mean_std
 from multiticket.analysis.summary import write_summary
-from multiticket.config import config_hash
+from multiticket.config import TaskConfig, config_hash
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.mask import Mask
-from multiticket.core.store import Unit
+from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
+from multiticket.rundir import corrupt_reason, finished_records, read_run_config
 
 #: controls that test whether the ticket's mask *and* its initialisation matter: a winning ticket
 #: beats all of them (one_shot and rewind_init are ablations of the IMP procedure, not controls)
@@ -37,6 +38,7 @@ class RunData:
     config: dict[str, Any]
     records: list[dict[str, Any]]
     summary_path: Path
+    task_config: TaskConfig
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
 
     # -- plan -------------------------------------------------------------------------------
@@ -58,21 +60,27 @@ class RunData:
         return config_hash(resolved)
 
     @property
+    def description(self) -> str:
+        return self.task_config.description
+
+    @property
     def seeds(self) -> list[int]:
-        return [int(s) for s in self.config.get("seeds", [])]
+        """The config's seeds, then any other seed with a finished unit (a directory whose
+        config.yaml an older version overwrote with the last invocation's seeds)."""
+        return list(dict.fromkeys([*self.task_config.seeds, *sorted({r["seed"] for r in self.records})]))
 
     @property
     def planned_levels(self) -> int:
-        return int((self.config.get("prune") or {}).get("levels", 0))
+        return self.task_config.prune.levels
 
     @property
     def controls(self) -> list[str]:
         """Planned controls (without ``ticket``), in config order."""
-        return [str(c) for c in self.config.get("controls", [])]
+        return list(self.task_config.controls)
 
     @property
     def tolerance(self) -> float:
-        return float((self.config.get("report") or {}).get("tolerance", 0.01))
+        return self.task_config.report.tolerance
 
     def planned_units(self) -> list[Unit]:
         units = []
@@ -85,9 +93,22 @@ class RunData:
         return units
 
     @cached_property
-    def missing(self) -> list[Unit]:
+    def unfinished(self) -> list[Unit]:
+        """Planned units without a finished result (missing or corrupt)."""
         done = {(r["seed"], r["control"], r["level"]) for r in self.records}
         return [u for u in self.planned_units() if (u.seed, u.control, u.level) not in done]
+
+    @cached_property
+    def corrupt(self) -> dict[Unit, str]:
+        """Unfinished units whose ``DONE`` is there but does not hold (checksums, unreadable) -> why."""
+        store = RunStore(self.root)
+        found = {u: corrupt_reason(store, u) for u in self.unfinished}
+        return {u: why for u, why in found.items() if why is not None}
+
+    @cached_property
+    def missing(self) -> list[Unit]:
+        """Unfinished units that are not corrupt: never written, or interrupted before ``DONE``."""
+        return [u for u in self.unfinished if u not in self.corrupt]
 
     def missing_lines(self) -> list[str]:
         """The missing units, compacted to one line per seed and control: 'seed 1 ticket: levels 3-4'."""
@@ -183,21 +204,17 @@ def _ranges(levels: list[int]) -> str:
 
 
 def load_run(run_dir: Path | str) -> RunData:
-    """Read a run directory (refreshing its ``summary.csv``); UserError if it is not one."""
+    """Read and validate a run directory (refreshing its ``summary.csv``); UserError if it is
+    not one, or when its config or a finished unit's files are malformed (nothing is written then)."""
     root = Path(run_dir)
-    config_file = root / "config.yaml"
-    if not root.is_dir():
-        raise UserError(f"{root}: not a run directory (no such directory)")
-    if not config_file.is_file():
-        raise UserError(f"{root}: not a run directory (no config.yaml; pass the <task>-<hash> directory)")
-    try:
-        config = yaml.safe_load(config_file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{config_file}: cannot parse: {exc}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{config_file}: expected a mapping")
-    summary_path, records = write_summary(root)
-    metrics = {r["metric"] for r in records}
+    run_config = read_run_config(root)
+    records = finished_records(root)
+    metrics = sorted({r["metric"] for r in records})
     if len(metrics) > 1:
-        raise UserError(f"{root}: units disagree on the primary metric ({', '.join(sorted(metrics))})")
-    return RunData(root=root, config=config, records=records, summary_path=summary_path)
+        raise UserError(f"{root}: units disagree on the primary metric ({', '.join(map(repr, metrics))})")
+    directions = {r["higher_is_better"] for r in records}
+    if len(directions) > 1:
+        raise UserError(f"{root}: units disagree on higher_is_better of '{metrics[0]}'")
+    summary_path, _ = write_summary(root, records)
+    return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
+                   task_config=run_config.config)

@@ -9,7 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from multiticket.core.store import RunStore, write_text_if_changed
+from multiticket.core.store import write_text_if_changed
+from multiticket.rundir import finished_records
 
 COLUMNS = ("task", "domain", "seed", "control", "level", "sparsity", "metric", "value")
 
@@ -33,9 +34,11 @@ def summary_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_summary(run_dir: Path) -> tuple[Path, list[dict[str, Any]]]:
-    """(Re)write ``summary.csv`` from the finished units (only if its content changes)."""
-    records = list(RunStore(run_dir).finished_metrics())
+def write_summary(run_dir: Path, records: list[dict[str, Any]] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """(Re)write ``summary.csv`` from the finished units' validated records (read here unless
+    given), only if its content changes."""
+    if records is None:
+        records = finished_records(Path(run_dir))
     path = Path(run_dir) / "summary.csv"
     write_text_if_changed(path, summary_text(summary_rows(records)))
     return path, records

@@ -9,18 +9,17 @@ sparsities (same counting rule), from finished units only.
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from multiticket.analysis import plots
+from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import fmt
-
-esc = html.escape
 
 #: (control, label) of the three curves, in table order
 CURVES = (
@@ -35,13 +34,13 @@ def has_section(run: RunData) -> bool:
 
 
 def settings_text(run: RunData) -> str:
-    td = run.config.get("targeted_dropout")
-    if not isinstance(td, dict):
+    td = run.task_config.targeted_dropout
+    if td is None:
         return "no targeted_dropout section in config.yaml"
-    ramp = td.get("ramp")
-    gamma = (f"γ ramped {ramp['gamma_start']:g} → {ramp['gamma_end']:g} over {ramp['start']:.0%}–{ramp['end']:.0%} "
-             "of training" if isinstance(ramp, dict) else f"γ = {td.get('gamma'):g}")
-    return f"{td.get('variant')} variant, {gamma}, α = {td.get('alpha'):g}, applied to: {td.get('apply_to')}"
+    ramp = td.ramp
+    gamma = (f"γ ramped {ramp.gamma_start:g} → {ramp.gamma_end:g} over {ramp.start:.0%}–{ramp.end:.0%} "
+             "of training" if ramp is not None else f"γ = {td.gamma:g}")
+    return f"{td.variant} variant, {gamma}, α = {td.alpha:g}, applied to: {td.apply_to}"
 
 
 @plots.styled
@@ -71,46 +70,25 @@ def td_figure(run: RunData) -> Figure:
     return fig
 
 
-def td_section(run: RunData, plot_dir: Path) -> str:
-    """HTML of the section ('' when the run has none of its units)."""
+def td_section(run: RunData, plot_dir: Path) -> Markup:
+    """HTML of the section (from ``templates/targeted.html.j2``; '' when the run has none of its units)."""
     if not has_section(run):
-        return ""
-    out = ["<h2>Targeted dropout: pruning without retraining vs the ticket</h2>",
-           f"<p>Targeted dropout ({esc(settings_text(run))}). <b>prune_dense_td</b>: the dense network "
-           "trained with targeted dropout (unit <code>dense_td/level_0</code>), pruned one-shot by magnitude "
-           "to each level's sparsity and evaluated <i>without retraining</i>; <b>prune_dense</b>: the same "
-           "for the normally trained dense network; the IMP ticket retrains at every level. All three use "
-           "the ticket's counting rule, so sparsities are identical.</p>"]
+        return Markup("")
+    figure = None
     if any(run.stat(c, lv)[2] for c, _ in CURVES[1:] for lv in run.levels if lv > 0):
-        out.append(plots_img(td_figure(run), plot_dir / "targeted_dropout.png"))
-    head = "<tr><th>level</th><th>sparsity</th>" + "".join(f"<th>{esc(label)}</th>" for _, label in CURVES) + "</tr>"
-    rows = []
-    dense_cells = []
-    for control in ("ticket", "prune_dense", "prune_dense_td"):
-        source = "dense_td" if control == "prune_dense_td" else "ticket"
-        m, s, n = run.stat(source, 0)
-        dense_cells.append(_cell(m, s, n, source, 0))
-    rows.append("<tr><td>0 (dense)</td><td>0%</td>" + "".join(dense_cells) + "</tr>")
+        figure = png_src(plots.save_png(td_figure(run), plot_dir / "targeted_dropout.png"))
+    dense = [_cell(*run.stat("dense_td" if c == "prune_dense_td" else "ticket", 0), c, 0) for c, _ in CURVES]
+    rows = [{"level": "0 (dense)", "sparsity": "0%", "cells": dense}]
     for lv in run.levels:
-        if lv == 0:
-            continue
-        cells = "".join(_cell(*run.stat(c, lv), c, lv) for c, _ in CURVES)
-        rows.append(f"<tr><td>{lv}</td><td>{plots.pct(run.sparsity[lv])}</td>{cells}</tr>")
-    out.append(f'<table class="levels">{head}{"".join(rows)}</table>')
-    out.append(f"<p class='note'>{esc(run.metric)}, mean ± std over seeds ({esc(run.direction)}). Level 0 row: "
-               "the dense network each column starts from (normal training for the ticket and prune_dense, "
-               "targeted dropout for prune_dense_td).</p>")
-    return "".join(out)
+        if lv > 0:
+            rows.append({"level": lv, "sparsity": plots.pct(run.sparsity[lv]),
+                         "cells": [_cell(*run.stat(c, lv), c, lv) for c, _ in CURVES]})
+    return render("targeted.html.j2", settings=settings_text(run), figure=figure, labels=[lab for _, lab in CURVES],
+                  rows=rows, run=run)
 
 
-def plots_img(fig: Figure, path: Path) -> str:
-    png = base64.b64encode(plots.save_png(fig, path)).decode()
-    return f'<img alt="targeted dropout: metric vs sparsity" src="data:image/png;base64,{png}">'
-
-
-def _cell(mean: float, sd: float, n: int, control: str, level: int) -> str:
+def _cell(mean: float, sd: float, n: int, control: str, level: int) -> dict[str, Any] | None:
     if not n:
-        return "<td>–</td>"
+        return None
     text = fmt(mean) if n == 1 else f"{fmt(mean)} ± {fmt(sd, 2)}"
-    return (f'<td class="num" data-control="{esc(control)}" data-level="{level}" data-value="{mean!r}">'
-            f"{esc(text)}</td>")
+    return {"value": mean, "text": text, "control": control, "level": level}

@@ -66,6 +66,11 @@ class DomainAdapter(abc.ABC):
     #: ``"hook"`` on every backward, safe for any loop; ``"step"`` once right before each optimizer
     #: step, cheaper, for adapters whose own loop reads no gradient between backward and step
     grad_masking: ClassVar[GradMasking] = "hook"
+    #: ways this adapter can evaluate, newest first (:mod:`multiticket.core.eval_method`); empty
+    #: when there is one way only. The core sets :attr:`eval_method` from the run directory before
+    #: ``build`` and records it in every unit's ``metrics.json``.
+    eval_methods: ClassVar[tuple[str, ...]] = ()
+    eval_method: str | None = None
 
     def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
         """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its
@@ -142,7 +147,9 @@ class DomainAdapter(abc.ABC):
     # -- rewind state beyond parameters -------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Non-parameter state that belongs to a rewind point (counters, normalisation
-        statistics, exploration rate). The core deep-copies it; it must be picklable."""
+        statistics, exploration rate). The core deep-copies it and stores it without pickles, so
+        it must be a plain tree (:mod:`multiticket.core.statefile`): dicts, lists and tuples of
+        tensors, numpy arrays and scalars, numbers, strings, bools and None."""
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -152,7 +159,9 @@ class DomainAdapter(abc.ABC):
     def resume_state(self) -> dict[str, Any]:
         """Everything beyond weights, optimizer states and global RNG that a checkpoint needs to
         resume bit for bit at a point the adapter reported with ``hooks.on_resumable`` (for SB3:
-        environments, last observations, episode buffers). Default: :meth:`state`."""
+        environments, last observations, episode buffers). Default: :meth:`state`. A plain tree
+        like :meth:`state`; what only a pickle can hold goes in a
+        :class:`~multiticket.core.statefile.Pickled`, stored signed with this user's key."""
         return self.state()
 
     def load_resume_state(self, state: dict[str, Any]) -> None:

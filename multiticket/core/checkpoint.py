@@ -11,7 +11,15 @@ Layout inside the unit's directory (removed when the unit finishes, since the un
 cleared and rewritten then)::
 
     seed_<s>/<control>/level_<L>/checkpoint/step_<n>/
-        weights.safetensors  state.pt  core.pt  meta.json  [rewind_<k>/{weights.safetensors, state.pt}]  DONE
+        weights.safetensors  state.{safetensors,json}  [state.pickle]  core.{safetensors,json}  meta.json
+        [rewind_<k>/{weights.safetensors, state.safetensors, state.json}]  DONE
+
+Nothing is unpickled when a checkpoint is read, except ``state.pickle`` (an SB3 unit's environments),
+which is signed with this user's key (:mod:`multiticket.core.signing`). A checkpoint that fails its
+checksums, whose signature does not verify (written by someone else, or modified), or that is not
+what multiticket writes is reported in one line and not used: its unit restarts from an older
+checkpoint or from the start (it is only a shortcut). Checkpoints of older versions (``state.pt``,
+``core.pt``) are read through the allowlist of :mod:`multiticket.core.legacy`.
 
 Each checkpoint is written into a hidden temporary directory, checksummed (``DONE``), then renamed
 into place, and only then are older checkpoints deleted: a kill at any moment leaves the previous
@@ -30,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from multiticket.core.rewind import RewindPoint
-from multiticket.core.store import RunStore, fsync_dir, save_torch
+from multiticket.core.statefile import load_tree, save_tree
+from multiticket.core.store import RunStore, fsync_dir
+from multiticket.errors import UserError
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -69,8 +77,7 @@ class CheckpointStore:
             files = ckpt.point.save(tmp)
             for k, point in sorted(ckpt.captured.items()):
                 files += [f"rewind_{k}/{name}" for name in point.save(tmp / f"rewind_{k}")]
-            save_torch(ckpt.core, tmp / "core.pt")
-            files.append("core.pt")
+            files += save_tree(tmp, "core", ckpt.core)
             meta = {"step": ckpt.step, "captured": sorted(ckpt.captured), "train_seconds": ckpt.train_seconds}
             (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
             files.append("meta.json")
@@ -107,8 +114,15 @@ class CheckpointStore:
             try:
                 meta = json.loads((d / "meta.json").read_text())
                 point = RewindPoint.load(d)
-                captured = {int(k): RewindPoint.load(d / f"rewind_{k}") for k in meta["captured"]}
-                core = torch.load(d / "core.pt", weights_only=False)
+                if not all(isinstance(k, int) and not isinstance(k, bool) for k in meta["captured"]):
+                    raise UserError(f"{d / 'meta.json'}: captured steps are not integers")
+                captured = {k: RewindPoint.load(d / f"rewind_{k}") for k in meta["captured"]}
+                core = load_tree(d, "core")
+                if not isinstance(core, dict):
+                    raise UserError(f"{d}: core state is not a mapping")
+            except UserError as exc:  # refused (unsigned, unexpected content): one line, then restart
+                self.warn(f"{exc}; checkpoint not used")
+                continue
             except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped, not fatal
                 self.warn(f"{d}: checkpoint cannot be read ({type(exc).__name__}); not used")
                 continue

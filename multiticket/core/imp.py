@@ -28,6 +28,7 @@ from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import CheckpointStore
 from multiticket.core.controls import CONTROLS
 from multiticket.core.early_bird import EarlyBirdMonitor
+from multiticket.core.eval_method import run_eval_method, unit_records
 from multiticket.core.hooks import NullReporter, Reporter
 from multiticket.core.inputs import Inputs, Scope, UnitInputs
 from multiticket.core.prune import PruneSpec
@@ -72,6 +73,7 @@ class IMPRunner:
         """Build once and resolve the prunable scope (raises UserError on a bad scope, or on a
         transfer source that does not fit the target)."""
         p = self.cfg.prune
+        self.adapter.eval_method = run_eval_method(self.adapter.eval_methods, unit_records(self.store.root))
         self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
         module = self.adapter.module
         names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)

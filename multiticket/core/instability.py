@@ -29,7 +29,8 @@ So for accuracy or return the barrier is mean(m(0), m(1)) − min_α m(α); for 
 it is max_α m(α) − mean(m(0), m(1)). A positive barrier means the path dips (unstable).
 
 Storage: ``seed_<s>/instability/<control>/level_<L>/`` holds ``instability.json``,
-``endpoint_1.safetensors``, ``endpoint_2.safetensors``, ``state.pt`` (copy 1's adapter state),
+``endpoint_1.safetensors``, ``endpoint_2.safetensors``, ``state.safetensors`` + ``state.json``
+(copy 1's adapter state, :mod:`multiticket.core.statefile`; ``state.pt`` in older directories),
 ``mask.safetensors`` and ``DONE`` (checksums, written last), under the unit's own lock. A rerun
 skips finished units; asking for another number of points re-evaluates the path from the stored
 endpoints without training.
@@ -53,7 +54,8 @@ from multiticket.core.mask import Mask
 from multiticket.core.recipe import resolve
 from multiticket.core.rewind import copy_state_dict
 from multiticket.core.seeding import derive_seed
-from multiticket.core.store import Unit, save_torch
+from multiticket.core.statefile import load_tree, save_tree, saved_files
+from multiticket.core.store import Unit
 from multiticket.core.train import Phases, TrainJob
 from multiticket.core.writer import json_file, tensors_file
 from multiticket.errors import RunFailure, UserError
@@ -185,10 +187,10 @@ class InstabilityRunner:
         self.store.begin(d)
         for name, weights in zip(ENDPOINTS, endpoints):
             self.store.write_file(d, name, tensors_file(weights))
-        self.store.write_file(d, "state.pt", lambda p: save_torch(state_1, p))
+        state_files = save_tree(d, "state", state_1)
         self.store.write_file(d, "mask.safetensors", mask.save)
         self.store.write_file(d, RESULT, json_file(record))
-        self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
+        self.store.finish(d, [*ENDPOINTS, *state_files, "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
 
     # -- the path ---------------------------------------------------------------------------------
@@ -221,10 +223,10 @@ class InstabilityRunner:
         """Another number of points: evaluate the path again from the stored endpoints."""
         d = self.store.root / instability_dir(unit)
         endpoints = [load_file(str(d / name)) for name in ENDPOINTS]
-        extra = torch.load(d / "state.pt", weights_only=False)
+        extra = load_tree(d, "state")
         record = {**record, **self._evaluate_path(unit, endpoints, extra, points)}
         self.store.write_file(d, RESULT, json_file(record))
-        self.store.finish(d, [*ENDPOINTS, "state.pt", "mask.safetensors", RESULT])
+        self.store.finish(d, [*ENDPOINTS, *saved_files(d, "state"), "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
         return record
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from multiticket.core.tensorfile import check_safetensors, load_tensors
+from multiticket.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,35 @@ class Mask(Mapping[str, torch.Tensor]):
             raise KeyError(f"no parameter named {missing[0]!r}")
         return cls({n: torch.ones_like(params[n], dtype=torch.bool, device="cpu") for n in names})
 
+    @staticmethod
+    def check_file(path: Path | str) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape of a mask file in parameter order, from its header alone (no
+        tensor is read): a file whose header, dtypes, shapes (1 to 5 dimensions, not empty) or
+        ``order`` metadata do not describe a mask is a UserError naming it."""
+        header = check_safetensors(path)
+        meta = header.pop("__metadata__", {})
+        try:
+            order = json.loads(meta["order"]) if "order" in meta else list(header)
+        except (ValueError, RecursionError):
+            order = None
+        if not (isinstance(order, list) and all(isinstance(n, str) for n in order) and sorted(order) == sorted(header)):
+            raise UserError(f"{path}: metadata 'order' does not list exactly the file's tensors")
+        for n, e in header.items():
+            if e["dtype"] not in ("BOOL", "U8"):
+                raise UserError(f"{path}: not a mask: tensor '{n}' has dtype {e['dtype']}")
+            if not 1 <= len(e["shape"]) <= 5 or 0 in e["shape"]:
+                raise UserError(f"{path}: not a mask: tensor '{n}' has shape {e['shape']}")
+        return {n: tuple(header[n]["shape"]) for n in order}
+
     @classmethod
     def load(cls, path: Path | str) -> Mask:
         """Read a mask; parameter order (model order) is restored from the file's metadata."""
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        order = json.loads(meta["order"]) if "order" in meta else list(tensors)
-        return cls({n: tensors[n] for n in order})
+        order = list(cls.check_file(path))
+        tensors = load_tensors(path)
+        try:
+            return cls({n: tensors[n] for n in order})
+        except ValueError as exc:
+            raise UserError(f"{path}: not a mask: {exc}") from None
 
     def save(self, path: Path | str) -> None:
         """Write as safetensors (uint8), keeping the parameter order in the metadata (safetensors

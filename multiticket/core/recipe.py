@@ -80,7 +80,7 @@ class Recipe:
     #: the mask must keep exactly the planned count / exactly the ticket's count at this level
     check_planned: bool = False
     match_ticket: bool = False
-    #: keep the adapter's state next to the final weights (``final_state.pt``): what evaluating
+    #: keep the adapter's state next to the final weights (``final_state``): what evaluating
     #: them later needs besides them (e.g. VecNormalize statistics), for prune-only controls
     keep_state: bool = False
 

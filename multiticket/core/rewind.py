@@ -5,6 +5,11 @@ by reference is the classic silent bug: training overwrites the "saved" θ_k). I
 ``state_dict`` of the prunable root (weights and buffers, the head and target networks included),
 optimizer states, the RNG states of torch, numpy and Python, the step counter, and the adapter's
 own extra state.
+
+On disk (``save``/``load``): ``weights.safetensors`` and the rest as a state tree
+(``state.safetensors`` + ``state.json``, :mod:`multiticket.core.statefile`): nothing is unpickled
+when a rewind point is read back, except a ``state.pickle`` signed by this user's key, which only a
+mid-level checkpoint of an SB3 unit has (its environments).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from multiticket.core.store import save_torch
+from multiticket.core.statefile import load_tree, save_tree
+from multiticket.errors import UserError
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,21 +96,42 @@ class RewindPoint:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: Path) -> list[str]:
-        """Write ``weights.safetensors`` and ``state.pt`` into ``directory``; returns file names."""
+        """Write ``weights.safetensors`` and the state tree ``state`` into ``directory``; returns
+        the file names."""
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.weights.items()}, str(directory / "weights.safetensors"))
-        save_torch(
-            {"step": self.step, "optimizers": self.optimizers, "rng": self.rng, "extra": self.extra},
-            directory / "state.pt",
-        )
-        return ["weights.safetensors", "state.pt"]
+        state = {"step": self.step, "optimizers": self.optimizers, "rng": self.rng, "extra": self.extra}
+        return ["weights.safetensors", *save_tree(directory, "state", state)]
 
     @classmethod
     def load(cls, directory: Path) -> RewindPoint:
-        weights = load_file(str(directory / "weights.safetensors"))
-        state = torch.load(directory / "state.pt", weights_only=False)
+        """Read a rewind point (a legacy ``state.pt`` through the allowlist); a file that is not
+        what multiticket writes is one line naming it (:class:`multiticket.errors.UserError`)."""
+        try:
+            weights = load_file(str(directory / "weights.safetensors"))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise UserError(f"{directory / 'weights.safetensors'}: unreadable ({type(exc).__name__})") from None
+        state = load_tree(directory, "state")
+        if not (isinstance(state, dict) and {"step", "optimizers", "rng", "extra"} <= set(state)
+                and isinstance(state["step"], int) and isinstance(state["optimizers"], list)
+                and isinstance(state["rng"], dict) and isinstance(state["extra"], dict)):
+            raise UserError(f"{directory}: rewind state has not the fields of a rewind point; not loaded")
+        _check_rng(state["rng"], directory)
         return cls(step=state["step"], weights=weights, optimizers=state["optimizers"], rng=state["rng"],
                    extra=state["extra"])
+
+
+def _check_rng(rng: dict[str, Any], directory: Path) -> None:
+    """Fail with one line now, not with a traceback mid-run, if ``rng`` is no valid RNG state
+    (set it, then put the current state back)."""
+    current = rng_state()
+    try:
+        set_rng_state(rng)
+    except Exception as exc:  # noqa: BLE001 - torch, numpy and random raise various types
+        raise UserError(f"{directory}: rewind state holds no valid RNG state ({type(exc).__name__}); not loaded") \
+            from None
+    finally:
+        set_rng_state(current)
 
 
 def _cpu(obj: Any) -> Any:

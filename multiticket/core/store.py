@@ -4,7 +4,7 @@ Layout (the run-directory contract of the README; docs/architecture.md follows o
 
     <out>/<name>-<hash8>/
       config.yaml
-      seed_<s>/rewind/step_<k>/{weights.safetensors, state.pt, DONE}
+      seed_<s>/rewind/step_<k>/{weights.safetensors, state.safetensors, state.json, DONE}
       seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
       summary.csv
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -87,23 +86,6 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         fsync_dir(path.parent)
 
 
-def save_torch(obj: Any, path: Path) -> None:
-    """``torch.save`` through memory and one plain write: torch's own file writer turns a full
-    disk or a file-size limit into an errno-less ``RuntimeError`` ("unexpected pos ..."), while a
-    plain write raises the ``OSError`` that :func:`storage_errors` reports."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    data = memoryview(buffer.getvalue())
-    with open(path, "wb", buffering=0) as fh:
-        try:
-            while data:
-                data = data[fh.write(data):]
-        except OSError as exc:  # a failed write() names no file
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
@@ -149,15 +131,27 @@ class RunStore:
     def rewind_dir(self, seed: int, step: int) -> Path:
         return self.root / f"seed_{seed}" / "rewind" / f"step_{step}"
 
+    def done_files(self, directory: Path) -> dict[str, str] | None:
+        """File name -> SHA-256 as listed by ``directory``'s ``DONE``; None when it is absent,
+        unreadable, over 1 MB, or names anything outside that directory (absolute, ``..``)."""
+        done = directory / DONE
+        try:
+            if not done.is_file() or done.stat().st_size > 1 << 20:
+                return None
+            files = json.loads(done.read_bytes())["files"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
+        if not isinstance(files, dict) or not all(
+            isinstance(f, str) and isinstance(h, str) and all(p not in ("", ".", "..") for p in f.split("/"))
+            for f, h in files.items()
+        ):
+            return None
+        return files
+
     def is_done(self, directory: Path) -> bool:
         """``DONE`` exists and every artifact it lists has the recorded checksum."""
-        done = directory / DONE
-        if not done.is_file():
-            return False
-        try:
-            record = json.loads(done.read_text())
-            files = record["files"]
-        except (ValueError, KeyError, TypeError):
+        files = self.done_files(directory)
+        if files is None:
             return False
         return all((directory / f).is_file() and sha256(directory / f) == digest for f, digest in files.items())
 
@@ -167,10 +161,8 @@ class RunStore:
         done = directory / DONE
         if not done.is_file():
             return []
-        try:
-            files = json.loads(done.read_text())["files"]
-            assert isinstance(files, dict)
-        except (ValueError, KeyError, TypeError, AssertionError):
+        files = self.done_files(directory)
+        if files is None:
             return [f"{done}: unreadable or truncated"]
         out = []
         for name, digest in files.items():
@@ -217,14 +209,6 @@ class RunStore:
         if not self.is_done(self.unit_dir(unit)):
             return None
         return json.loads(path.read_text())
-
-    def finished_metrics(self) -> Iterator[dict[str, Any]]:
-        """Metrics of every finished unit, ordered by seed, control, level."""
-        found = []
-        for metrics_file in self.root.glob("seed_*/*/level_*/metrics.json"):
-            if self.is_done(metrics_file.parent):
-                found.append(json.loads(metrics_file.read_text()))
-        yield from sorted(found, key=lambda m: (m["seed"], m["control"] != "ticket", m["control"], m["level"]))
 
     def clear_temporaries(self) -> None:
         """Remove the temporaries a killed process left in the run directory itself (unit

@@ -18,6 +18,7 @@ from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.mask import Mask
 from multiticket.core.monitors import DropoutMonitor
 from multiticket.core.seeding import derive_seed
+from multiticket.core.statefile import has_tree, load_tree
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.targeted_dropout import TargetedDropout, TDSpec
 from multiticket.core.train import MonitorFactory, Phases, evaluate_unit, hard_copy_targets
@@ -45,9 +46,9 @@ def evaluate_pruned(adapter: DomainAdapter, store: RunStore, unit: Unit, source:
     module = adapter.module
     with phases.timed("restore"):
         module.load_state_dict(dict(weights), strict=True)
-        state_file = store.unit_dir(source) / "final_state.pt"
-        if state_file.is_file():
-            adapter.load_state(torch.load(state_file, weights_only=False))
+        source_dir = store.unit_dir(source)
+        if has_tree(source_dir, "final_state"):
+            adapter.load_state(load_tree(source_dir, "final_state"))
         MaskEnforcer(module, mask).zero_weights()
         hard_copy_targets(adapter)
     return evaluate_unit(adapter, unit, mask, phases)

@@ -39,8 +39,6 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from multiticket.core.inputs import Scope
 from multiticket.core.mask import Mask
@@ -48,6 +46,7 @@ from multiticket.core.prune import PruneSpec
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import generator
 from multiticket.core.store import RunStore, Unit
+from multiticket.core.tensorfile import load_tensors
 from multiticket.errors import UserError
 
 #: source controls a transfer run keeps: those built from the ticket's mask at the same counts.
@@ -81,7 +80,7 @@ class SourceRun:
         return RunStore(self.root).unit_dir(Unit(seed, "ticket", level)) / "mask.safetensors"
 
     def rewind_weights(self, seed: int) -> dict[str, torch.Tensor]:
-        return load_file(str(self.rewind_dir(seed) / "weights.safetensors"))
+        return load_tensors(self.rewind_dir(seed) / "weights.safetensors")
 
     def mask(self, seed: int, level: int) -> Mask:
         return Mask.load(self.mask_path(seed, level))
@@ -205,11 +204,7 @@ def transfer_mask(
 
 def mask_names(path: Path) -> list[str]:
     """Parameter names of a mask file, in model order, without reading the tensors."""
-    import json
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        return json.loads(meta["order"]) if "order" in meta else list(fh.keys())
+    return list(Mask.check_file(path))
 
 
 # -- the transfer run's tickets -------------------------------------------------------------------

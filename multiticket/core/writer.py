@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.mask import Mask
 from multiticket.core.rewind import RewindPoint, copy_state_dict
-from multiticket.core.store import RunStore, Unit, atomic_write_text, save_torch
+from multiticket.core.statefile import save_tree
+from multiticket.core.store import RunStore, Unit, atomic_write_text
 from multiticket.core.train import TrainResult
 
 #: written into a unit's directory when it fails (JSON: unit, error, time); removed on retry
@@ -57,6 +58,7 @@ def unit_record(run: RunInfo, adapter: DomainAdapter, unit: Unit, mask: Mask, pl
         "metric": adapter.metric,
         "higher_is_better": adapter.higher_is_better,
         "metrics": result.metrics,
+        **({"eval_method": adapter.eval_method} if adapter.eval_method else {}),
         **({"notes": notes} if (notes := adapter.notes()) else {}),
     }
 
@@ -99,8 +101,7 @@ class UnitWriter:
         for name, tensors in (extra or {}).items():
             self.store.write_file(d, name, tensors_file(tensors))
         if keep_state:
-            state = self.adapter.state()
-            self.store.write_file(d, "final_state.pt", lambda p: save_torch(state, p))
+            save_tree(d, "final_state", self.adapter.state())
         self.store.write_file(d, "metrics.json", json_file(record))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -24,6 +24,7 @@ from typing import Any
 from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.launch.jobs import Job, JobCall, execute_job
 from multiticket.launch.lifeline import exit_if_gone, tie_to_parent
+from multiticket.launch.resources import gpu_slots
 
 #: called by the driver with each finished job and its per-unit results
 OnResults = Callable[[Job, list[dict[str, Any]]], None]
@@ -32,7 +33,9 @@ OnResults = Callable[[Job, list[dict[str, Any]]], None]
 @dataclass
 class LaunchOptions:
     backend: str = "local"  # local | ray | slurm
-    workers: int = 1  # units at once: pool size (local), CPUs of a local Ray (ray), array parallelism (slurm)
+    #: units at once: pool size (local), CPUs of a local Ray (ray), array parallelism (slurm); "auto":
+    #: what this machine allows (multiticket.launch.resources; the command line's default)
+    workers: int | str = 1
     granularity: str | None = None  # unit | chain (default: unit, chain for slurm)
     device: str = "auto"
     threads: int = 1  # torch threads per worker (local pool)
@@ -179,14 +182,15 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequ
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
     ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs],
                                         [m for j in jobs for m in j.spec.user_modules]))
-    n_gpus = _gpu_count(opts.device)
+    size = max(1, min(opts.workers, len(jobs)))  # no idle workers
+    slots = gpu_slots(size, _gpu_count(opts.device))
     gpu_ids = None
-    if n_gpus > 1 or (n_gpus == 1 and opts.workers > 1):
+    if slots is not None:
         gpu_ids = ctx.Queue()
-        for i in range(opts.workers):
-            gpu_ids.put(i % n_gpus)
+        for gpu in slots:
+            gpu_ids.put(gpu)
     pool = cf.ProcessPoolExecutor(
-        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads, os.getpid())
+        size, mp_context=ctx, initializer=_init_worker, initargs=(gpu_ids, opts.threads, os.getpid())
     )
     try:
         schedule(

@@ -9,6 +9,8 @@ whole run, writes ``config.yaml``, then either trains in this process (``--backe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import secrets
 import shutil
 import tempfile
@@ -19,11 +21,22 @@ from typing import Any
 import yaml
 
 from multiticket.core.imp import IMPRunner, NullReporter
+from multiticket.core.legacy import trusted
 from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
+from multiticket.launch.resources import (
+    AUTO,
+    SLURM_AUTO_PARALLELISM,
+    WorkerNeed,
+    allowed_cpus,
+    available_memory,
+    gpu_free_memory,
+    memory_cap,
+    worker_memory,
+)
 from multiticket.runtime import library_versions, resolve_device
 
 
@@ -97,15 +110,35 @@ def check_levels_keep_weights(runner: IMPRunner) -> None:
     )
 
 
+def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
+    """What ``config.yaml`` records: the resolved config, with the seeds of every earlier
+    invocation on this run directory first (read and validated from its ``config.yaml``), so the
+    file names every seed the directory holds. A resumed run's finished records are validated too."""
+    from multiticket.config import validate_task
+    from multiticket.rundir import CONFIG, check_resumable, read_run_config
+
+    resolved = dict(task.resolved)
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return resolved
+    resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
+    check_resumable(Path(run_dir))
+    validate_task(resolved, path)  # the union too must stay within the schema's bounds
+    return resolved
+
+
 def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
     """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
-    if opts.workers < 1:
-        raise UserError("--workers: must be >= 1")
+    auto = opts.workers == AUTO
+    opts = dataclasses.replace(opts, workers=cpu_workers(opts)) if auto else opts
+    if not isinstance(opts.workers, int) or opts.workers < 1:
+        raise UserError("--workers: must be >= 1 or 'auto'")
     if Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
+    configs = [recorded_config(out / t.run_name, t) for t in tasks]  # a resumed run's files are checked first
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs: list[PreparedRun] = []
     try:
@@ -115,6 +148,8 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         for run in runs:
             run.discard()
         raise
+    if auto and opts.backend != "slurm" and not opts.address:
+        opts = fit_memory(opts, runs)
     for run in runs:
         run.commit()
         for note in run.runner.adapter.notes().values():
@@ -122,10 +157,10 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         if not opts.in_process:
             run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
-        for run in runs:
+        for run, resolved in zip(runs, configs):
             stack.enter_context(RunStore(run.run_dir).locked())
             RunStore(run.run_dir).clear_temporaries()
-            config = {**run.task.resolved, "versions": library_versions()}
+            config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         if opts.in_process:
             if opts.in_process_threads:
@@ -142,12 +177,40 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     return [r.run_dir for r in runs]
 
 
+def cpu_workers(opts: LaunchOptions) -> int:
+    """``--workers auto`` before the memory cap: the CPUs this process may use (local pool), that
+    many units of ``cpus_per_unit`` CPUs (a local Ray), or the cluster's limit (Slurm, a Ray
+    cluster)."""
+    if opts.backend == "slurm" or opts.address:
+        return SLURM_AUTO_PARALLELISM if opts.backend == "slurm" else allowed_cpus()
+    cpus = allowed_cpus()
+    if opts.backend == "ray":
+        return max(1, math.floor(cpus / max(opts.cpus_per_unit, 1e-9)))
+    return cpus
+
+
+def fit_memory(opts: LaunchOptions, runs: list[PreparedRun]) -> LaunchOptions:
+    """``--workers auto`` after the CPUs: no more workers than fit in memory, from each run's
+    validated (still open) adapter; one means in-process."""
+    needs = [worker_need(r) for r in runs]
+    gpu_free = gpu_free_memory() if any(n.gpu for n in needs) else []
+    capped = memory_cap(opts.workers, needs, available_memory(), gpu_free)
+    return dataclasses.replace(opts, workers=capped) if capped < opts.workers else opts
+
+
+def worker_need(run: PreparedRun) -> WorkerNeed:
+    """The memory one worker of ``run`` needs, from its built (validated) module."""
+    params = list(run.runner.adapter.module.parameters())
+    on_gpu = any(p.is_cuda for p in params)
+    return worker_memory(run.task.config.domain, sum(p.numel() for p in params), on_gpu)
+
+
 def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> None:
     """Send every unfinished unit to the backend; check each result is visible here."""
     jobs: list[Job] = []
     for run in runs:
         spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
-                       user_modules(run.task))
+                       user_modules(run.task), trusted())
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
         for p in _plan(run):

@@ -15,7 +15,7 @@ from multiticket.core.instability import InstabilityRunner
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
 from multiticket.launch.jobs import task_from_resolved
-from multiticket.launch.status import read_resolved
+from multiticket.rundir import read_run_config
 
 
 def plan_instability(
@@ -64,7 +64,8 @@ def run_instability(
 
     run_dir = Path(run_dir)
     alphas(points)  # validates --points before anything runs
-    task = task_from_resolved(read_resolved(run_dir), run_dir / "config.yaml")
+    run_config = read_run_config(run_dir)
+    task = task_from_resolved(run_config.data, run_config.path)
     if task.run_name != run_dir.name:
         raise UserError(f"{run_dir}: its config.yaml resolves to '{task.run_name}' (made by another version?)")
     units = plan_instability(task.config, seeds, levels, controls)

@@ -38,6 +38,8 @@ class RunSpec:
     device: str = "auto"
     #: the user's modules the task imports (``rl.imports``): pool workers preload them once
     user_modules: tuple[str, ...] = ()
+    #: ``--trust-checkpoints`` of the driver, for workers that do not inherit its environment
+    trust_checkpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,10 @@ def execute_job(
     run_dir = Path(job.spec.run_dir)
     if probe is not None:
         check_probe(run_dir, probe)
+    if job.spec.trust_checkpoints:
+        from multiticket.core.legacy import trust_checkpoints
+
+        trust_checkpoints()
     runner = _runner(job.spec)
     out = []
     for unit in job.units:

@@ -1,49 +1,75 @@
 """``multiticket status``: which units of a run are done, running (lock held), failed (a ``FAILED``
-record in the unit's directory, see :meth:`IMPRunner.run`) or missing."""
+record in the unit's directory, see :meth:`IMPRunner.run`), corrupt (a ``DONE`` whose checksums do
+not hold, or a ``metrics.json`` that does not pass its schema: the next run recomputes the former)
+or missing. Reads the run's ``config.yaml`` through :func:`multiticket.rundir.read_run_config`, so
+it needs neither SB3 nor transformers."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from rich.markup import escape
 
 from multiticket.core.imp import FAILED
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.units import unit_finished, unit_plan
 from multiticket.errors import UserError
-from multiticket.launch.jobs import task_from_resolved
+from multiticket.rundir import check_finished_unit, corrupt_reason, read_run_config
 
-STATES = ("done", "running", "failed", "missing")
+STATES = ("done", "running", "failed", "corrupt", "missing")
 
 
-def read_resolved(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
-    data = yaml.safe_load(path.read_text()) or {}
-    data.pop("versions", None)
-    return data
+@dataclass
+class RunStatus:
+    """State of every planned unit of a run directory, in plan order, and why each corrupt one is."""
+
+    states: dict[Unit, str]
+    reasons: dict[Unit, str] = field(default_factory=dict)
+
+
+def _corrupt(store: RunStore, unit: Unit, k: int) -> tuple[bool, str | None]:
+    """(finished, why the unit's ``DONE`` cannot be used or None): checksums, or a malformed
+    metrics.json or mask header (which ``report`` refuses with that line). Hashes each artifact
+    once for a finished unit."""
+    if not unit_finished(store, unit, k):
+        return False, corrupt_reason(store, unit)
+    reason = corrupt_reason(store, unit, verified=True)
+    if reason is None:
+        try:
+            check_finished_unit(store.unit_dir(unit), unit)  # record and mask header
+        except UserError as exc:
+            reason = str(exc)
+    return True, reason
+
+
+def unit_states(run_dir: Path) -> RunStatus:
+    """Validate the run's config and classify every planned unit."""
+    config = read_run_config(run_dir).config
+    store = RunStore(Path(run_dir))
+    k = config.rewind_step()
+    out = RunStatus({})
+    for planned in unit_plan(config):
+        unit = planned.unit
+        finished, reason = _corrupt(store, unit, k)
+        if reason is not None:
+            out.states[unit], out.reasons[unit] = "corrupt", reason
+        elif finished:
+            out.states[unit] = "done"
+        elif store.is_running(unit):
+            out.states[unit] = "running"
+        elif (store.unit_dir(unit) / FAILED).is_file():
+            out.states[unit] = "failed"
+        else:
+            out.states[unit] = "missing"
+    return out
 
 
 def run_status(run_dir: Path) -> dict[Unit, str]:
     """State of every planned unit of a run directory, in plan order."""
-    task = task_from_resolved(read_resolved(run_dir), Path(run_dir) / "config.yaml", user_code=False)
-    store = RunStore(Path(run_dir))
-    k = task.config.rewind_step()
-    out = {}
-    for planned in unit_plan(task.config):
-        unit = planned.unit
-        if unit_finished(store, unit, k):
-            out[unit] = "done"
-        elif store.is_running(unit):
-            out[unit] = "running"
-        elif (store.unit_dir(unit) / FAILED).is_file():
-            out[unit] = "failed"
-        else:
-            out[unit] = "missing"
-    return out
+    return unit_states(run_dir).states
 
 
 def counts(states: dict[Unit, str]) -> dict[str, Any]:
@@ -57,22 +83,21 @@ def counts(states: dict[Unit, str]) -> dict[str, Any]:
 
 
 def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
-    """A rich table: one row per control, one column per level, cells ``done/total`` (+ running)."""
+    """A rich table: one row per control, one column per level, cells ``done/total`` (+ running,
+    ✗ failed, ! corrupt). Every name is escaped, so nothing from the run directory is markup."""
     from rich.table import Table
 
     summary = counts(states)
     levels = sorted({u.level for u in states})
     t = summary["total"]
-    table = Table(
-        title=Path(run_dir).name,
-        caption=f"{t['done']} done · {t['running']} running · {t['failed']} failed · {t['missing']} missing",
-        min_width=48,
-    )
+    caption = (f"{t['done']} done · {t['running']} running · {t['failed']} failed · {t['corrupt']} corrupt · "
+               f"{t['missing']} missing")
+    table = Table(title=escape(Path(run_dir).name), caption=caption, min_width=max(48, len(caption)))
     table.add_column("control")
     for level in levels:
         table.add_column(f"L{level}", justify="center")
     for control, by_level in summary["by_control_level"].items():
-        row = [control]
+        row = [escape(control)]
         for level in levels:
             c = by_level.get(level)
             if c is None:
@@ -82,6 +107,15 @@ def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
             style = "green" if c["done"] == n else ("yellow" if c["running"] else "red")
             text = f"{c['done']}/{n}" + (f" ▶{c['running']}" if c["running"] else "")
             text += f" ✗{c['failed']}" if c["failed"] else ""
+            text += f" !{c['corrupt']}" if c["corrupt"] else ""
             row.append(f"[{style}]{text}[/{style}]")
         table.add_row(*row)
     return table
+
+
+def corrupt_lines(status: RunStatus, limit: int = 10) -> list[str]:
+    """One line per corrupt unit (the first ``limit``), for the terminal."""
+    lines = [f"corrupt: {u.relpath()}: {why}" for u, why in list(status.reasons.items())[:limit]]
+    if len(status.reasons) > limit:
+        lines.append(f"... and {len(status.reasons) - limit} more corrupt unit(s)")
+    return lines

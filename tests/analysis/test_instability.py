@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from multiticket.cli import main
 from multiticket.core.instability import alphas, error_barrier, interpolate
 from multiticket.core.mask import Mask
+from multiticket.core.statefile import load_tree
 
 SMALL = ["--set", "train.steps=120", "--set", "toy.n_train=512", "--set", "toy.n_test=256",
          "--set", "toy.hidden=[32,16]", "--set", "rewind.step=6"]
@@ -46,14 +47,14 @@ def test_interpolation_is_exact_at_the_ends():
 def test_instability_endpoints_storage_resume_and_report(tmp_path):
     from multiticket.adapters.toy import ToyAdapter
     from multiticket.launch.jobs import task_from_resolved
-    from multiticket.launch.status import read_resolved
+    from multiticket.rundir import read_run_config
 
     assert main(["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "1", *SMALL]) == 0
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     args = ["instability", str(run), "--levels", "0,1", "--controls", "ticket,random_reinit", "--points", "5",
             "--quiet"]
     assert main(args) == 0
-    task = task_from_resolved(read_resolved(run), run / "config.yaml")
+    task = task_from_resolved(read_run_config(run).data, run / "config.yaml")
     adapter = ToyAdapter(task.config, task.section, tmp_path / "cache")
     units = {"ticket/level_0", "ticket/level_1", "random_reinit/level_1"}
     for unit in units:
@@ -73,7 +74,7 @@ def test_instability_endpoints_storage_resume_and_report(tmp_path):
         # pruned entries stay exactly zero in both endpoints
         mask = Mask.load(d / "mask.safetensors")
         assert all(bool((e[n][~m] == 0).all()) for e in (e1, e2) for n, m in mask.items())
-        assert torch.load(d / "state.pt", weights_only=False) == {}  # the toy has no adapter state
+        assert load_tree(d, "state") == {}  # the toy has no adapter state
         b, _ = error_barrier(record["values"], record["alphas"], True)
         assert record["barrier"] == b
     # copy 1 of the ticket replays the ticket unit itself (same start, same data seed)

@@ -122,7 +122,7 @@ def test_nlp_one_seed_lower_is_better(tmp_path: Path):
     assert "perplexity (lower is better)" in html
     assert "n=1: no interval" in html
     assert "at least two seeds" in html
-    for role in ("embeddings", "attention", "mlp", "head"):
+    for role in ("embeddings", "attention.query", "attention.output", "ffn.intermediate", "ffn.output", "pooler", "head"):
         assert f"<th>{role}</th>" in html
     diffs = [c for c in cells(html) if c["kind"] == "diff"]
     assert diffs and all(float(c["value"]) < 0 for c in diffs if c["control"] == "random_reinit")

@@ -215,7 +215,7 @@ def test_experiment_mode_units_and_report(tiny_toy_args, tmp_path):
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     seed = run / "seed_0"
     dense_td = json.loads((seed / "dense_td" / "level_0" / "metrics.json").read_text())
-    assert dense_td["sparsity"] == 0 and (seed / "dense_td" / "level_0" / "final_state.pt").is_file()
+    assert dense_td["sparsity"] == 0 and (seed / "dense_td" / "level_0" / "final_state.json").is_file()
     from safetensors.torch import load_file
 
     dense_final = load_file(str(seed / "ticket" / "level_0" / "final.safetensors"))

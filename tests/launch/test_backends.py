@@ -27,14 +27,14 @@ def write_sweep(path: Path) -> Path:
 
 def content(run: Path) -> dict[str, object]:
     """What must not depend on the backend: masks, final weights, metrics minus timings, the file
-    list of every unit. (Rewind ``state.pt`` holds Python's and numpy's global RNG states, which
-    the toy adapter never seeds, so their bytes differ between processes; weights do not.)"""
+    list of every unit. (Rewind ``state.safetensors`` holds Python's and numpy's global RNG states,
+    which the toy adapter never seeds, so their bytes differ between processes; weights do not.)"""
     out: dict[str, object] = {}
     for p in sorted(run.rglob("*")):
         rel = str(p.relative_to(run))
         if not p.is_file() or rel.startswith(".") or rel == "summary.csv":
             continue
-        if p.suffix == ".safetensors":
+        if p.suffix == ".safetensors" and not p.with_suffix(".json").is_file():
             out[rel] = {k: v.tolist() for k, v in load_file(str(p)).items()}
         elif p.name == "metrics.json":
             record = json.loads(p.read_text())

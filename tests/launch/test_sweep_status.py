@@ -117,12 +117,12 @@ def _hold(store: RunStore, unit: Unit):
     return fh
 
 
-def test_status_counts_done_running_missing(finished_run, capsys):
+def test_status_counts_done_running_corrupt_missing(finished_run, capsys):
     run, store = finished_run, RunStore(finished_run)
     states = run_status(run)
     assert len(states) == 2 * (1 + 2 * 3) and set(states.values()) == {"done"}
     shutil.rmtree(run / "seed_1" / "random_mask" / "level_2")  # missing
-    (run / "seed_0" / "ticket" / "level_2" / "final.safetensors").write_bytes(b"corrupt")  # checksum: missing
+    (run / "seed_0" / "ticket" / "level_2" / "final.safetensors").write_bytes(b"corrupt")  # checksum: corrupt
     (run / "seed_0" / "rewind" / "step_3" / "DONE").unlink()  # dense counts as unfinished without its rewind
     held = _hold(store, Unit(1, "random_reinit", 2))  # running (lock held by another "process")
     (run / "seed_1" / "random_reinit" / "level_2" / "DONE").unlink()
@@ -131,22 +131,23 @@ def test_status_counts_done_running_missing(finished_run, capsys):
     (failed / "FAILED").write_text('{"error": "non-finite loss (nan) at step 7"}')  # failed
     try:
         summary = counts(run_status(run))
-        assert summary["total"] == {"done": 9, "running": 1, "failed": 1, "missing": 3}
+        assert summary["total"] == {"done": 9, "running": 1, "failed": 1, "corrupt": 1, "missing": 2}
         cells = summary["by_control_level"]
-        assert cells["ticket"][0] == {"done": 1, "running": 0, "failed": 0, "missing": 1}
-        assert cells["ticket"][2] == {"done": 1, "running": 0, "failed": 0, "missing": 1}
-        assert cells["random_reinit"][2] == {"done": 1, "running": 1, "failed": 0, "missing": 0}
-        assert cells["random_mask"][1] == {"done": 1, "running": 0, "failed": 1, "missing": 0}
-        assert cells["random_mask"][2] == {"done": 1, "running": 0, "failed": 0, "missing": 1}
+        assert cells["ticket"][0] == {"done": 1, "running": 0, "failed": 0, "corrupt": 0, "missing": 1}
+        assert cells["ticket"][2] == {"done": 1, "running": 0, "failed": 0, "corrupt": 1, "missing": 0}
+        assert cells["random_reinit"][2] == {"done": 1, "running": 1, "failed": 0, "corrupt": 0, "missing": 0}
+        assert cells["random_mask"][1] == {"done": 1, "running": 0, "failed": 1, "corrupt": 0, "missing": 0}
+        assert cells["random_mask"][2] == {"done": 1, "running": 0, "failed": 0, "corrupt": 0, "missing": 1}
         assert main(["status", str(run)]) == 0
         out = capsys.readouterr().out
-        assert "9 done · 1 running · 1 failed · 3 missing" in out
+        assert "9 done · 1 running · 1 failed · 1 corrupt · 2 missing" in out
+        assert "corrupt: seed_0/ticket/level_2: " in out and "final.safetensors: corrupt (checksum mismatch)" in out
         assert main(["status", str(run), "--json"]) == 0
         data = json.loads(capsys.readouterr().out)
-        assert data[str(run)]["total"] == {"done": 9, "running": 1, "failed": 1, "missing": 3}
+        assert data[str(run)]["total"] == {"done": 9, "running": 1, "failed": 1, "corrupt": 1, "missing": 2}
     finally:
         held.close()
-    assert counts(run_status(run))["total"] == {"done": 9, "running": 0, "failed": 1, "missing": 4}
+    assert counts(run_status(run))["total"] == {"done": 9, "running": 0, "failed": 1, "corrupt": 1, "missing": 3}
 
 
 def test_status_of_a_sweep_file(finished_run, tmp_path, capsys):
@@ -157,7 +158,7 @@ def test_status_of_a_sweep_file(finished_run, tmp_path, capsys):
     )
     assert main(["status", str(sweep), "--out", str(finished_run.parent), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data[str(finished_run)]["total"] == {"done": 14, "running": 0, "failed": 0, "missing": 0}
+    assert data[str(finished_run)]["total"] == {"done": 14, "running": 0, "failed": 0, "corrupt": 0, "missing": 0}
     (other,) = [k for k in data if k != str(finished_run)]
     assert data[other] is None  # not started
 

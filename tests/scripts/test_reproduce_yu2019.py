@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reproduce_yu2019.py"
 
@@ -121,3 +122,33 @@ def test_one_shot_and_ablation_verdicts(yu: Any) -> None:
     assert yu.claim_ablation("x", "x", one_win, "eval_return", "rewind_init").verdict == yu.NOT_REPRODUCED
     heavy_loss = FakeRun({"ticket": [100, 100, 99, 98, 10], "rewind_init": [None, 99, 98, 97, 90]}, SPARSITY)
     assert yu.claim_ablation("x", "x", heavy_loss, "eval_return", "rewind_init").verdict == yu.PARTLY
+
+
+def test_lunarlander_ppo_part_tiny(yu: Any, tmp_path: Path) -> None:
+    out = tmp_path / "ppo"
+    assert yu.main(["--parts", "lunarlander-ppo", "--budget", "tiny", "--seeds", "0", "--out", str(out), "--quiet"]) == 0
+    task = yaml.safe_load((out / "tasks" / "yu2019-lunarlander-ppo.tiny.yaml").read_text())
+    assert (task["rl"]["algo"], task["rl"]["env"], task["controls"]) == ("ppo", "LunarLander-v3", list(yu.PPO_CONTROLS))
+    cpu = yu.task_data(yu.PARTS["lunarlander-ppo"], yu.PARTS["lunarlander-ppo"].variants[0], "cpu", "cpu", [0, 1])
+    # late rewinding: the end of the second rollout, i.e. the weights after PPO's first update
+    assert cpu["rewind"]["step"] == 2 * 16 * 1024 and "overrides" not in cpu["rl"]  # RL-Zoo settings as shipped
+    assert cpu["train"]["steps"] == 1_000_000 and cpu["prune"]["levels"] == 4
+
+    res = json.loads((out / "results.json").read_text())
+    (run,) = res["parts"]["lunarlander-ppo"]["runs"]
+    assert (run["units_done"], run["units_planned"]) == (4, 4)  # dense + ticket and 2 random controls at level 1
+    claims = {c["id"]: c for c in res["claims"] if c["part"] == "lunarlander-ppo"}
+    assert set(claims) == {"dense-lands", "ticket-beats-random", "one-shot-below-random", "late-rewinding-helps",
+                           "iterative-helps"}
+    dense = run["tables"][0]["rows"][0]["ticket"][0]
+    assert claims["dense-lands"]["verdict"] == (yu.REPRODUCED if dense >= 200 else yu.NOT_REPRODUCED)
+    for claim_id in ("late-rewinding-helps", "one-shot-below-random", "iterative-helps"):
+        assert claims[claim_id]["verdict"] == yu.NOT_ATTEMPTED  # rewind_init and one_shot are not in this part
+    # the A2C LunarLander part and its claims stay
+    assert res["parts"]["lunarlander"]["status"] == yu.NOT_RUN
+
+
+def test_dense_lands_verdict(yu: Any) -> None:
+    landed = FakeRun({"ticket": [230.0]}, [0.0])
+    assert yu.claim_dense_lands("p", "p", landed).verdict == yu.REPRODUCED
+    assert yu.claim_dense_lands("p", "p", FakeRun({"ticket": [150.0]}, [0.0])).verdict == yu.NOT_REPRODUCED

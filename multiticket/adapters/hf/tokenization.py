@@ -3,6 +3,9 @@
 A trained tokenizer is cached in ``<workdir>/tokenizers/<key>/`` (``key`` hashes everything that
 changes it), so every level, control and seed of a run tokenizes identically and trains it once.
 Writes go to a temporary folder renamed into place, so parallel workers never read half a file.
+The folder holds a ``DONE`` with the checksums of its files, like every unit of a run directory:
+a cached tokenizer that fails them (modified, planted, or cached before checksums were kept) is
+reported in one line and trained again, never used.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from multiticket.adapters.hf.data import Splits
 from multiticket.adapters.hf.section import NLPSection
+from multiticket.core.store import RunStore
 from multiticket.errors import UserError
 
 #: ids of the special tokens of a from-scratch byte-level BPE tokenizer
@@ -121,17 +126,34 @@ def trained_tokenizer(section: NLPSection, splits: Splits, workdir: Path) -> Pre
     """Load the run's cached tokenizer, training and caching it first if needed."""
     root = workdir / "tokenizers"
     folder = root / cache_key(section)
-    if not (folder / "tokenizer.json").is_file():
+    store = RunStore(root)
+    if (folder.exists() or folder.is_symlink()) and not store.is_done(folder):
+        print(f"multiticket: warning: {folder}: cached tokenizer fails its checksums (modified, or cached "
+              "before they were kept); training it again", file=sys.stderr)
+        _remove(folder)
+    if not folder.exists():
         root.mkdir(parents=True, exist_ok=True)
         tok = _train(section, training_texts(section, splits))
         tmp = root / f".{folder.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tok.save_pretrained(str(tmp))
+        store.finish(tmp, sorted(p.name for p in tmp.iterdir() if p.is_file()))
         try:
             os.replace(tmp, folder)
         except OSError:  # another worker won the race: use its (identical) copy
             shutil.rmtree(tmp, ignore_errors=True)
-    return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - tokenizers and transformers raise many types
+        raise UserError(f"{folder}: cached tokenizer cannot be read ({type(exc).__name__}); delete it to train "
+                        "it again") from None
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def pretrained_tokenizer(source: str, field_name: str) -> PreTrainedTokenizerBase:
