@@ -170,7 +170,7 @@ def recompiles(args: argparse.Namespace, levels: int) -> None:
     from torch._dynamo.utils import counters
 
     from multiticket.config import load_task
-    from multiticket.core.imp import IMPRunner
+    from multiticket.core import train as train_mod
     from multiticket.launch import LaunchOptions, run_tasks
     from multiticket.paths import TASKS_DIR
 
@@ -185,22 +185,22 @@ def recompiles(args: argparse.Namespace, levels: int) -> None:
     )
     torch._dynamo.reset()  # forget the throughput runs' graphs: the dense unit compiles afresh
     compiled: dict[str, int] = {}
-    train_unit = IMPRunner._train_unit
+    train_unit = train_mod.train_unit
 
-    def counting(self: IMPRunner, unit: Any, *a: Any, **k: Any) -> Any:
+    def counting(adapter: Any, job: Any, *a: Any, **k: Any) -> Any:
         before, t0 = counters["stats"]["unique_graphs"], time.perf_counter()
-        out = train_unit(self, unit, *a, **k)
-        key = f"{unit.control}/{unit.level}"
+        out = train_unit(adapter, job, *a, **k)
+        key = f"{job.unit.control}/{job.unit.level}"
         compiled[key] = counters["stats"]["unique_graphs"] - before
         print(f"  {key}: {compiled[key]} graphs compiled, {time.perf_counter() - t0:.1f}s", flush=True)
         return out
 
-    IMPRunner._train_unit = counting  # type: ignore[method-assign]
+    train_mod.train_unit = counting  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             run_tasks([task], Path(tmp), LaunchOptions(workers=1, device=args.device))
     finally:
-        IMPRunner._train_unit = train_unit  # type: ignore[method-assign]
+        train_mod.train_unit = train_unit  # type: ignore[assignment]
     after_dense = sum(v for k, v in compiled.items() if k != "ticket/0")
     print(f"graphs compiled in the dense unit: {compiled.get('ticket/0', 0)}; "
           f"in the {len(compiled) - 1} later units: {after_dense}")  # fmt: skip

@@ -4,8 +4,9 @@
 to the adapter's optimizers (restoring optimizer state from the rewind point when asked),
 captures rewind points the first time the step reaches k, stops on a non-finite loss or weight,
 and asks the runner for a mid-level checkpoint every ``checkpoint.every`` steps at the points the
-adapter reports as resumable. With an :class:`EarlyBirdMonitor` attached (``early_bird``) it also
-watches the next level's mask and sets ``should_stop`` once that mask has stabilised.
+adapter reports as resumable. Everything else that watches or shapes training (early-bird
+detection, targeted dropout) is a monitor in ``monitors`` (:mod:`multiticket.core.monitors`),
+called at fixed points; one that asks to stop sets ``should_stop``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any, Protocol
 import torch
 
 from multiticket.core.adapter import DomainAdapter
-from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.monitors import MonitorList
 from multiticket.core.rewind import RewindPoint
 from multiticket.core.store import Unit
-from multiticket.core.targeted_dropout import TargetedDropout
 from multiticket.errors import RunFailure
 
 
@@ -84,14 +84,12 @@ class LevelHooks:
         self.last_checkpoint = start
         #: the unit's last step: no checkpoint there (the unit's results are written instead)
         self.stop: int | None = None
-        #: watches the next level's mask (early-bird); set by the runner
-        self.early_bird: EarlyBirdMonitor | None = None
         #: True once training should end after the current step (adapters poll it)
         self.should_stop = False
         self.stopped_at: int | None = None
-        #: targeted dropout of this unit (set by the runner); attached with the optimizers, its
-        #: drops are undone after every step so captures, checkpoints and checks see full weights
-        self.dropout: TargetedDropout | None = None
+        #: the unit's monitors (early-bird, targeted dropout; set by train_unit), started with the
+        #: optimizers; each step they run before the core reads the weights and after its checks
+        self.monitors = MonitorList()
 
     def on_optimizers(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self.optimizers = list(optimizers)
@@ -100,15 +98,11 @@ class LevelHooks:
         if self.enforcer is not None:
             for opt in self.optimizers:
                 self.enforcer.add_optimizer(opt)
-        if self.dropout is not None:
-            self.dropout.set_step(self.start)
-            self.dropout.attach()
+        self.monitors.on_start(self.start)
         self._capture(self.start)
 
     def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
-        if self.dropout is not None:
-            self.dropout.restore()
-            self.dropout.set_step(step)
+        self.monitors.before_step(step)
         if self.stopped_at is not None and step > self.stopped_at:
             raise StopTraining(f"training went on after the early stop at step {self.stopped_at}")
         if logs:
@@ -119,8 +113,7 @@ class LevelHooks:
         self.last_step = step
         self._capture(step)
         self.reporter.step(step)
-        eb = self.early_bird
-        if eb is not None and eb.observe(step, self.adapter.module) and eb.stop:
+        if self.monitors.after_step(step, self.adapter.module):
             self.should_stop, self.stopped_at = True, step
 
     def on_resumable(self, step: int) -> None:
@@ -131,8 +124,7 @@ class LevelHooks:
         if self.stop is not None and step >= self.stop:
             return
         if step - self.last_checkpoint >= self.checkpoint_every:
-            if self.dropout is not None:
-                self.dropout.restore()
+            self.monitors.before_checkpoint()
             check_finite(self.adapter.module, step)
             self.checkpoint(step)
             self.last_checkpoint = step

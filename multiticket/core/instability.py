@@ -2,8 +2,8 @@
 
 For one unit (seed s, control c, level L) the starting point is exactly the unit's own: the
 rewind point θ_k ⊙ mask for the ticket (and θ_k for the dense network, level 0), the control's
-own start for a control (fresh init, or shuffled θ_k). Masks and starts are re-derived by the same
-:class:`IMPRunner` code that made the unit (and checked against the stored mask). From there two
+own start for a control (fresh init, or shuffled θ_k). Masks and starts are re-derived from the
+same recipe that made the unit (and checked against the stored mask). From there two
 copies train to T under the mask; they differ only in the data-order / environment seed given to
 ``adapter.build``: copy 1 uses s itself, copy 2 ``derive_seed(s, "instability", c, L)``. The
 start's RNG state and init are identical. Above level 0 copy 1 therefore replays the unit; at
@@ -43,17 +43,21 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from multiticket.core.imp import IMPRunner
 from multiticket.core.mask import Mask
-from multiticket.core.rewind import RewindPoint, copy_state_dict
+from multiticket.core.recipe import resolve
+from multiticket.core.rewind import copy_state_dict
 from multiticket.core.seeding import derive_seed
 from multiticket.core.statefile import load_tree, save_tree, saved_files
 from multiticket.core.store import Unit
+from multiticket.core.train import Phases, TrainJob
+from multiticket.core.writer import json_file, tensors_file
 from multiticket.errors import RunFailure, UserError
 
 RESULT = "instability.json"
@@ -94,17 +98,21 @@ def instability_dir(unit: Unit) -> str:
     return f"seed_{unit.seed}/instability/{unit.control}/level_{unit.level}"
 
 
-class InstabilityMixin:
-    """Turns an :class:`IMPRunner` (or a subclass such as the transfer runner) into one that, for
-    a unit, trains two copies from the unit's start and evaluates the linear path between them,
-    instead of training the unit. It overrides the three seams where the runner trains and saves
-    (``_dense``, ``_train_unit``, ``_write_unit``), so masks and starts come from the same code."""
+class InstabilityRunner:
+    """For a finished unit of a run, trains two copies from the unit's own start and evaluates the
+    linear path between them. Composed of the run's :class:`IMPRunner` (a transfer run's too): the
+    unit's recipe, inputs and training are the run's own, only the recipe's shape differs (the
+    dense network starts from θ_k) and two copies are trained and written here instead of one."""
 
-    points: int = 11
+    def __init__(self, runner: IMPRunner) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.adapter = runner.adapter
+        self.reporter = runner.reporter
+        self.shape = replace(runner.shape, instability=True)
 
-    def instability(self: Any, unit: Unit, points: int) -> dict[str, Any]:
+    def instability(self, unit: Unit, points: int) -> dict[str, Any]:
         """Run (or resume, or re-evaluate) the instability analysis of one finished unit."""
-        self.points = points
         d = self.store.root / instability_dir(unit)
         lock = Unit(unit.seed, f"instability.{unit.control}", unit.level)
         with self.store.unit_lock(lock):
@@ -113,45 +121,49 @@ class InstabilityMixin:
                 if record["points"] == points:
                     self.reporter.unit_finished(unit, _as_metrics(record), skipped=True)
                     return record
-                return self._reevaluate(unit, record)
-            if not self.unit_done(unit):
+                return self._reevaluate(unit, record, points)
+            if not self.runner.unit_done(unit):
                 raise UserError(f"{unit.relpath()}: not finished in {self.store.root} (run it first)")
-            self.phases = {}
-            if unit.level == 0:
-                self._dense(unit.seed)
-            elif unit.control in ("ticket", "rewind_init"):
-                step = self.k if unit.control == "ticket" else 0
-                self._chain(unit.seed, unit.control, unit.level, self._rewind(unit.seed, step))
-            else:
-                self._control(unit.seed, unit.control, unit.level)
-            return json.loads((d / RESULT).read_text())
+            self.runner.phases = Phases()
+            return self._analyse(unit, points)
 
-    # -- overridden seams of IMPRunner ----------------------------------------------------------
-    def _dense(self: Any, seed: int) -> None:
-        """The dense network from its rewind point θ_k (level 0 of Frankle et al.'s analysis)."""
-        unit = Unit(seed, "ticket", 0)
-        start = IMPRunner._rewind(self, seed, self.k)
-        record = self._train_unit(unit, self.dense_mask(), start=start, init_seed=None)
-        self._write_unit(unit, self.dense_mask(), record["__record__"])
+    def _analyse(self, unit: Unit, points: int) -> dict[str, Any]:
+        """Re-derive the unit's mask and start, train the two copies, check, evaluate, save."""
+        recipe = resolve(unit, self.shape)
+        if recipe.retrain == "none" or "early_bird" in recipe.monitors:
+            raise UserError(f"{unit.relpath()}: has no training run of its own to repeat")
+        runner = self.runner
+        inputs = runner.inputs.load(recipe, runner.phases)
+        job, _ = runner.job(recipe, inputs)
+        endpoints, state_1, copies = self._train_copies(job)
+        mask = inputs.mask
+        record: dict[str, Any] = {
+            "task": runner.info.task, "domain": runner.info.domain, "seed": unit.seed, "control": unit.control,
+            "level": unit.level, "sparsity": mask.sparsity, "alive": mask.num_alive, "prunable": mask.numel,
+            "start_step": job.start.step if job.start is not None else 0, "stop_step": job.stop,
+            "init_seed": job.init_seed, "copies": copies,
+        }
+        if recipe.retrain in ("weights", "lr", "finetune"):
+            record["retrain_mode"] = recipe.retrain
+        stored = self.store.unit_dir(unit) / "mask.safetensors"
+        if unit.level > 0 and stored.is_file() and Mask.load(stored) != mask:
+            raise RunFailure(f"{unit.relpath()}: the re-derived mask differs from the stored one")
+        record.update(self._evaluate_path(unit, endpoints, state_1, points))
+        record["copy_1_equals_unit"] = _equal_weights(endpoints[0], self.store.unit_dir(unit) / "final.safetensors")
+        if record["copies"][0]["replays_unit"] and not record["copy_1_equals_unit"]:
+            self.reporter.warn(f"{unit.relpath()}: instability copy 1 did not reproduce the unit bit for bit "
+                               "(another device, thread count or library version than the run's?)")
+        self._write(unit, mask, record, endpoints, state_1)
+        return record
 
-    def _checkpoints(self: Any, unit: Unit) -> None:
-        """No mid-level checkpoints: a copy is not the unit, and must not resume from its files."""
-        return None
-
-    def _train_unit(
-        self: Any,
-        unit: Unit,
-        mask: Mask,
-        start: RewindPoint | None,
-        init_seed: int | None,
-        captures: Sequence[int] = (),
-        permute: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> dict[Any, Any]:
-        """Train the two copies (no rewind captures), keep their weights and copy 1's adapter
-        state for :meth:`_write_unit`; returns ``{"__record__": result}``."""
+    def _train_copies(
+        self, job: TrainJob
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, Any], list[dict[str, Any]]]:
+        """Train the unit's job twice, differing only in the data seed (copy 1: the unit's seed;
+        copy 2: a derived one), from the same start (a permuted start shuffled the same way)."""
+        unit = job.unit
         seeds = (unit.seed, derive_seed(unit.seed, "instability", unit.control, unit.level))
-        state = permute.get_state() if permute is not None else None
+        state = job.permute.get_state() if job.permute is not None else None
         endpoints: list[dict[str, torch.Tensor]] = []
         copies: list[dict[str, Any]] = []
         state_1: dict[str, Any] = {}
@@ -160,48 +172,30 @@ class InstabilityMixin:
             if state is not None:  # both copies get the same shuffled start
                 gen = torch.Generator()
                 gen.set_state(state)
-            copy_unit = Unit(data_seed, unit.control, unit.level)
-            rec = IMPRunner._train_unit(self, copy_unit, mask, start=start, init_seed=init_seed, permute=gen,
-                                        **kwargs)["__record__"]
+            copy_job = replace(job, unit=Unit(data_seed, unit.control, unit.level), permute=gen)
+            result = self.runner.train(copy_job, checkpoint=False)  # a copy is not the unit: no checkpoints
             endpoints.append(copy_state_dict(self.adapter.module))
             if i == 0:
                 state_1 = copy.deepcopy(self.adapter.state())
-            copies.append({"data_seed": data_seed, "own_metric": rec["metrics"][rec["metric"]],
-                           "train_seconds": rec["train_seconds"], "replays_unit": replays_unit(unit, i)})
-        begin = start.step if start is not None else 0
-        result = {
-            "task": self.cfg.name, "domain": self.cfg.domain, "seed": unit.seed, "control": unit.control,
-            "level": unit.level, "sparsity": mask.sparsity, "alive": mask.num_alive, "prunable": mask.numel,
-            "start_step": begin, "stop_step": self.T, "init_seed": init_seed, "copies": copies,
-        }
-        self._pending = (endpoints, state_1)
-        return {"__record__": result}
+            copies.append({"data_seed": data_seed, "own_metric": result.metrics[self.adapter.metric],
+                           "train_seconds": result.seconds, "replays_unit": replays_unit(unit, i)})
+        return endpoints, state_1, copies
 
-    def _write_unit(self: Any, unit: Unit, mask: Mask, record: dict[str, Any]) -> None:
-        """Check the re-derived mask against the unit's stored one, evaluate the path, save."""
-        stored = self.store.unit_dir(unit) / "mask.safetensors"
-        if unit.level > 0 and stored.is_file() and Mask.load(stored) != mask:
-            raise RunFailure(f"{unit.relpath()}: the re-derived mask differs from the stored one")
-        endpoints, extra = self._pending
-        record.update(self._evaluate_path(unit, endpoints, extra))
-        record["copy_1_equals_unit"] = _equal_weights(endpoints[0], self.store.unit_dir(unit) / "final.safetensors")
-        if record["copies"][0]["replays_unit"] and not record["copy_1_equals_unit"]:
-            self.reporter.warn(f"{unit.relpath()}: instability copy 1 did not reproduce the unit bit for bit "
-                               "(another device, thread count or library version than the run's?)")
+    def _write(self, unit: Unit, mask: Mask, record: dict[str, Any], endpoints: list[dict[str, torch.Tensor]],
+               state_1: dict[str, Any]) -> None:
         d = self.store.root / instability_dir(unit)
         self.store.begin(d)
         for name, weights in zip(ENDPOINTS, endpoints):
-            self.store.write_file(d, name, lambda p, w=weights: save_file(_contiguous(w), str(p)))
-        state_files = save_tree(d, "state", extra)
+            self.store.write_file(d, name, tensors_file(weights))
+        state_files = save_tree(d, "state", state_1)
         self.store.write_file(d, "mask.safetensors", mask.save)
-        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        self.store.write_file(d, RESULT, json_file(record))
         self.store.finish(d, [*ENDPOINTS, *state_files, "mask.safetensors", RESULT])
-        self._pending = None
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
 
     # -- the path ---------------------------------------------------------------------------------
     def _evaluate_path(
-        self: Any, unit: Unit, endpoints: list[dict[str, torch.Tensor]], extra: dict[str, Any]
+        self, unit: Unit, endpoints: list[dict[str, torch.Tensor]], extra: dict[str, Any], points: int
     ) -> dict[str, Any]:
         """Evaluate θ(α) at every α with one evaluator: fresh build of seed s + copy 1's state."""
         t0 = time.perf_counter()
@@ -209,7 +203,7 @@ class InstabilityMixin:
         adapter.build(unit.seed)
         adapter.load_state(extra)
         module = adapter.module
-        grid = alphas(self.points)
+        grid = alphas(points)
         values = []
         for a in grid:
             with torch.no_grad():
@@ -220,18 +214,18 @@ class InstabilityMixin:
             values.append(float(metrics[adapter.metric]))
         barrier, linear = error_barrier(values, grid, adapter.higher_is_better)
         return {
-            "metric": adapter.metric, "higher_is_better": adapter.higher_is_better, "points": self.points,
+            "metric": adapter.metric, "higher_is_better": adapter.higher_is_better, "points": points,
             "alphas": grid, "values": values, "endpoint_metrics": [values[0], values[-1]],
             "barrier": barrier, "barrier_linear": linear, "eval_seconds": round(time.perf_counter() - t0, 3),
         }
 
-    def _reevaluate(self: Any, unit: Unit, record: dict[str, Any]) -> dict[str, Any]:
+    def _reevaluate(self, unit: Unit, record: dict[str, Any], points: int) -> dict[str, Any]:
         """Another number of points: evaluate the path again from the stored endpoints."""
         d = self.store.root / instability_dir(unit)
         endpoints = [load_file(str(d / name)) for name in ENDPOINTS]
         extra = load_tree(d, "state")
-        record = {**record, **self._evaluate_path(unit, endpoints, extra)}
-        self.store.write_file(d, RESULT, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        record = {**record, **self._evaluate_path(unit, endpoints, extra, points)}
+        self.store.write_file(d, RESULT, json_file(record))
         self.store.finish(d, [*ENDPOINTS, *saved_files(d, "state"), "mask.safetensors", RESULT])
         self.reporter.unit_finished(unit, _as_metrics(record), skipped=False)
         return record
@@ -257,12 +251,3 @@ def _as_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """A unit record shaped like ``metrics.json`` for progress reporters (barrier as the metric)."""
     return {**record, "metric": "barrier", "metrics": {"barrier": record["barrier"]},
             "train_seconds": sum(c["train_seconds"] for c in record["copies"])}
-
-
-def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.contiguous() for k, v in weights.items()}
-
-
-def instability_runner(base: type[IMPRunner]) -> type[IMPRunner]:
-    """``base`` (``IMPRunner`` or the transfer runner) with :class:`InstabilityMixin` in front."""
-    return type(f"Instability{base.__name__}", (InstabilityMixin, base), {})

@@ -40,13 +40,14 @@ from typing import Any
 import torch
 import yaml
 
-from multiticket.core.imp import IMPRunner
+from multiticket.core.inputs import Scope
 from multiticket.core.mask import Mask
+from multiticket.core.prune import PruneSpec
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import generator
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.tensorfile import load_tensors
-from multiticket.errors import RunFailure, UserError
+from multiticket.errors import UserError
 
 #: source controls a transfer run keeps: those built from the ticket's mask at the same counts.
 #: ``random_reinit`` (the ticket's mask, fresh init) *is* mask transfer here, so it becomes
@@ -206,33 +207,51 @@ def mask_names(path: Path) -> list[str]:
     return list(Mask.check_file(path))
 
 
-# -- the runner -------------------------------------------------------------------------------------
+# -- the transfer run's tickets -------------------------------------------------------------------
 
 
-class TransferRunner(IMPRunner):
-    """:class:`IMPRunner` for a task with a ``transfer:`` section: the ticket chain takes the
-    source's masks and rewind weights instead of pruning, and every "rewind" start is the
-    transferred θ_k at step 0 (so ``permuted_*`` controls shuffle the transferred weights)."""
+class TransferStarts:
+    """What a transfer run takes from its source instead of finding it (a start provider of
+    :class:`~multiticket.core.inputs.UnitInputs`): the ticket's mask at each level (edge rule
+    applied) and the start θ_k, so its ticket units train the source's ticket and every "rewind"
+    start of a control is the transferred θ_k at step 0 (``permuted_*`` shuffle the transferred
+    weights). Built from a task with a ``transfer:`` section; UserError if the source does not fit."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        section = self.cfg.transfer
-        assert section is not None, "TransferRunner needs a task with a transfer section"
-        self.source = read_source(section.source_dir, type(self.cfg).model_validate)
+    def __init__(self, cfg: Any) -> None:
+        section = cfg.transfer
+        assert section is not None, "a transfer needs a task with a transfer section"
+        self.cfg = cfg
+        self.source = read_source(section.source_dir, type(cfg).model_validate)
         if self.source.name != section.source:
             raise UserError(
                 f"transfer.source_dir: '{section.source_dir}' holds the run '{self.source.name}', "
                 f"not '{section.source}'"
             )
         self.reinit: list[str] = []
-        self._starts: dict[int, RewindPoint] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
         self._alive: dict[int, int] = {}
 
-    def prepare(self, seed: int | None = None) -> None:
-        """Resolve the target, then check the source against it (the shape rule); the scope is the
-        source mask's parameters. UserError before anything is written on any mismatch."""
-        super().prepare(seed)
+    def scope(self, adapter: Any, spec: PruneSpec) -> Scope:
+        """Check the source against the built target (the shape rule, every seed and level); the
+        scope is the source mask's parameters. UserError before anything is written."""
         seeds = list(self.cfg.seeds)
+        self._check_levels(seeds)
+        module = adapter.module
+        fresh = copy_state_dict(module)
+        inputs, outputs = adapter.io_layers()
+        self.reinit = reinit_layers(self.source.rewind_weights(seeds[0]), fresh, [*inputs, *outputs])
+        params = dict(module.named_parameters())
+        names = mask_names(self.source.mask_path(seeds[0], 1))
+        shapes = {n: tuple(params[n].shape) for n in names if n in params}
+        for s in seeds:  # every seed's files must be readable and fit (checked, not trained)
+            if s != seeds[0]:
+                reinit_layers(self.source.rewind_weights(s), fresh, [*inputs, *outputs])
+            for level in range(1, self.cfg.prune.levels + 1):
+                transfer_mask(self.source.mask(s, level), shapes, self.reinit, (s, "transfer-edge", level))
+        self.shapes = {n: shapes[n] for n in names}
+        return Scope(names, self.shapes, spec, {n: math.prod(s) for n, s in self.shapes.items()})
+
+    def _check_levels(self, seeds: list[int]) -> None:
         missing = [s for s in seeds if s not in self.source.levels]
         if missing:
             raise UserError(
@@ -245,59 +264,26 @@ class TransferRunner(IMPRunner):
                 f"prune.levels: {self.cfg.prune.levels} asked for, but seed {short[0]} of {self.source.name} "
                 f"has ticket levels 1-{self.source.levels[short[0]]} only"
             )
-        module = self.adapter.module
-        fresh = copy_state_dict(module)
-        inputs, outputs = self.adapter.io_layers()
-        src = self.source.rewind_weights(seeds[0])
-        self.reinit = reinit_layers(src, fresh, [*inputs, *outputs])
-        params = dict(module.named_parameters())
-        names = mask_names(self.source.mask_path(seeds[0], 1))
-        shapes = {n: tuple(params[n].shape) for n in names if n in params}
-        for s in seeds:  # every seed's files must be readable and fit (checked, not trained)
-            if s != seeds[0]:
-                reinit_layers(self.source.rewind_weights(s), fresh, [*inputs, *outputs])
-            for level in range(1, self.cfg.prune.levels + 1):
-                transfer_mask(self.source.mask(s, level), shapes, self.reinit, (s, "transfer-edge", level))
-        self.names = names
-        self.shapes = {n: shapes[n] for n in names}
-        self.sizes = {n: math.prod(s) for n, s in self.shapes.items()}
 
     def planned_alive(self, level: int) -> int:
         """Alive count of the transferred mask at ``level`` (what the ticket unit trains)."""
         if level == 0:
-            return sum(self.sizes.values())
+            return sum(math.prod(s) for s in self.shapes.values())
         if level not in self._alive:
-            self._alive[level] = self.transferred_mask(self.cfg.seeds[0], level).num_alive
+            self._alive[level] = self.mask(self.cfg.seeds[0], level).num_alive
         return self._alive[level]
 
-    def transferred_mask(self, seed: int, level: int) -> Mask:
+    def mask(self, seed: int, level: int) -> Mask:
+        """The source's level-L ticket mask on the target (edge rule applied)."""
         return transfer_mask(self.source.mask(seed, level), self.shapes, self.reinit, (seed, "transfer-edge", level))
 
-    def _rewind(self, seed: int, step: int) -> RewindPoint:
+    def start(self, seed: int, adapter: Any) -> RewindPoint:
         """The transferred start of ``seed``: source θ_k merged into the target's fresh build,
         at step 0 with the RNG and adapter state a fresh build has (so nothing else travels)."""
-        if seed not in self._starts:
-            with self._phase("load_inputs"):
-                self.adapter.build(seed)
-                module = self.adapter.module
-                weights = merge_weights(self.source.rewind_weights(seed), copy_state_dict(module), self.reinit)
-                point = RewindPoint.capture(module, 0, (), self.adapter.state())  # copies state and RNG
-                point.weights = weights
-                self._starts = {seed: point}
-        return self._starts[seed]
+        adapter.build(seed)
+        module = adapter.module
+        weights = merge_weights(self.source.rewind_weights(seed), copy_state_dict(module), self.reinit)
+        point = RewindPoint.capture(module, 0, (), adapter.state())  # copies state and RNG
+        point.weights = weights
+        return point
 
-    def _chain(self, seed: int, chain: str, level: int, rewind: RewindPoint) -> Mask:
-        """The transferred ticket: the source's level-L mask (edge rule applied) from θ_k."""
-        if chain != "ticket":
-            raise RunFailure(f"control '{chain}' has no meaning in a transfer run")
-        unit = Unit(seed, "ticket", level)
-        with self._phase("load_inputs"):
-            mask = self.transferred_mask(seed, level)
-        record = self._train_unit(unit, mask, start=self._rewind(seed, self.k), init_seed=None)
-        self._write_unit(unit, mask, record["__record__"])
-        return mask
-
-
-def runner_class(task: Any) -> type[IMPRunner]:
-    """The runner for a task: :class:`TransferRunner` for a transfer task, else :class:`IMPRunner`."""
-    return TransferRunner if getattr(task.config, "transfer", None) is not None else IMPRunner

@@ -71,7 +71,6 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
     that exists, so moving is a rename; else in the system's temporary folder), and
     :meth:`PreparedRun.commit` moves them in once every task is valid. On bad input nothing
     new is left under ``out``."""
-    from multiticket.core.transfer import runner_class
     from multiticket.domains import adapter_class
 
     run_dir = Path(out) / task.run_name
@@ -83,7 +82,7 @@ def prepare_run(task: Any, out: Path, device: str) -> PreparedRun:
         adapter = adapter_class(task.config.domain)(
             task.config, task.section, staging or run_dir / "cache", resolve_device(device)
         )
-        runner = runner_class(task)(task, adapter, RunStore(run_dir))
+        runner = IMPRunner(task, adapter, RunStore(run_dir))
         runner.prepare()
         check_levels_keep_weights(runner)
     except BaseException as exc:
@@ -100,13 +99,13 @@ def check_levels_keep_weights(runner: IMPRunner) -> None:
     """Refuse, before any training, a plan whose deepest level keeps no prunable weight alive
     (``prune.rate: 0.999999`` empties the network at level 1; later levels would retrain nothing)."""
     levels = runner.cfg.prune.levels
-    empty = next((lv for lv in range(1, levels + 1) if runner.planned_alive(lv) == 0), None)
+    empty = next((lv for lv in range(1, levels + 1) if runner.inputs.planned_alive(lv) == 0), None)
     if empty is None:
         return
     p = runner.cfg.prune
     keeps = f"at most {empty - 1} level(s) keep a weight" if empty > 1 else "no level keeps a weight"
     raise UserError(
-        f"prune.rate: {p.rate} (rate_of {p.rate_of}) leaves none of the {sum(runner.sizes.values())} prunable "
+        f"prune.rate: {p.rate} (rate_of {p.rate_of}) leaves none of the {sum(runner.inputs.scope.sizes.values())} prunable "
         f"weights alive at level {empty} of prune.levels {levels}; {keeps}: lower prune.rate or prune.levels"
     )
 

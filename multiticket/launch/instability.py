@@ -10,7 +10,8 @@ from typing import Any
 
 from multiticket.core.controls import CONTROLS
 from multiticket.core.hooks import NullReporter
-from multiticket.core.instability import instability_runner
+from multiticket.core.imp import IMPRunner
+from multiticket.core.instability import InstabilityRunner
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
 from multiticket.launch.jobs import task_from_resolved
@@ -59,7 +60,6 @@ def run_instability(
 ) -> list[dict[str, Any]]:
     """Analyse every planned unit of a finished run; returns their instability records."""
     from multiticket.core.instability import alphas
-    from multiticket.core.transfer import runner_class
     from multiticket.domains import adapter_class
 
     run_dir = Path(run_dir)
@@ -71,8 +71,9 @@ def run_instability(
     units = plan_instability(task.config, seeds, levels, controls)
     store = RunStore(run_dir)
     adapter = adapter_class(task.config.domain)(task.config, task.section, run_dir / "cache", device)
-    runner = instability_runner(runner_class(task))(task, adapter, store, reporter or NullReporter())
+    runner = IMPRunner(task, adapter, store, reporter or NullReporter())
     runner.prepare()
+    analysis = InstabilityRunner(runner)
     missing = [u for u in units if not runner.unit_done(u)]
     if missing:
         raise UserError(f"{run_dir}: {missing[0].relpath()} is not finished ({len(missing)} requested unit(s) are "
@@ -81,7 +82,7 @@ def run_instability(
     try:
         with store.locked():
             for unit in units:
-                out.append(runner.instability(unit, points))
+                out.append(analysis.instability(unit, points))
     finally:
         adapter.close()
     return out

@@ -97,8 +97,8 @@ _RUNNERS: dict[tuple[str, str], Any] = {}
 
 def _runner(spec: RunSpec) -> Any:
     """One runner (adapter, prepared scope) per run directory per worker process, reused."""
+    from multiticket.core.imp import IMPRunner
     from multiticket.core.store import RunStore
-    from multiticket.core.transfer import runner_class
     from multiticket.domains import adapter_class
 
     key = (spec.run_dir, spec.device)
@@ -113,7 +113,7 @@ def _runner(spec: RunSpec) -> Any:
         adapter = adapter_class(task.config.domain)(
             task.config, task.section, run_dir / "cache", resolve_device(spec.device)
         )
-        runner = runner_class(task)(task, adapter, RunStore(run_dir))
+        runner = IMPRunner(task, adapter, RunStore(run_dir))
         runner.prepare()
         _RUNNERS[key] = runner
     return _RUNNERS[key]

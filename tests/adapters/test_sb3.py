@@ -19,7 +19,7 @@ from multiticket.adapters.sb3_algos import ALGOS  # noqa: E402
 from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.config import load_task  # noqa: E402
 from multiticket.core.enforce import MaskEnforcer  # noqa: E402
-from multiticket.core.imp import LevelHooks  # noqa: E402
+from multiticket.core.hooks import LevelHooks  # noqa: E402
 from multiticket.core.mask import Mask  # noqa: E402
 from multiticket.core.prune import PruneSpec, prune  # noqa: E402
 from multiticket.core.rewind import RewindPoint, copy_state_dict  # noqa: E402

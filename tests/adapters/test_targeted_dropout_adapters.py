@@ -13,6 +13,7 @@ pytest.importorskip("stable_baselines3")
 
 from multiticket.core.enforce import MaskEnforcer  # noqa: E402
 from multiticket.core.hooks import LevelHooks  # noqa: E402
+from multiticket.core.monitors import DropoutMonitor, MonitorList  # noqa: E402
 from multiticket.core.targeted_dropout import TargetedDropout, TDSpec  # noqa: E402
 from tests.adapters.test_sb3 import half_mask, make_adapter  # noqa: E402
 
@@ -24,16 +25,18 @@ def _train_sb3(algo: str, tmp_path: Path, spec: TDSpec | None, masked: bool, ste
     mask = half_mask(adapter) if masked else None
     enforcer = MaskEnforcer(adapter.module, mask).attach() if mask is not None else None
     hooks = LevelHooks(adapter, enforcer, 0)
+    td = None
     if spec is not None:
-        hooks.dropout = TargetedDropout(adapter.module, names, spec, seed=3, total_steps=steps, mask=mask)
+        td = TargetedDropout(adapter.module, names, spec, seed=3, total_steps=steps, mask=mask)
+        hooks.monitors = MonitorList([DropoutMonitor(td)])
     try:
         adapter.train(0, steps, hooks)
     finally:
-        if hooks.dropout is not None:
-            hooks.dropout.detach()
+        if td is not None:
+            td.detach()
         if enforcer is not None:
             enforcer.detach()
-    return adapter, hooks.dropout, mask
+    return adapter, td, mask
 
 
 def test_ppo_alpha_zero_bit_identical_and_drops_respect_the_mask(tmp_path):
@@ -89,7 +92,7 @@ def test_hf_trainer_trains_with_targeted_dropout(tmp_path):
     enforcer = MaskEnforcer(adapter.module, mask).attach()
     td = TargetedDropout(adapter.module, list(mask), TDSpec(alpha=0.5, ramp=(0.0, 0.9, 0.0, 1.0)), 1, 8, mask)
     hooks = LevelHooks(adapter, enforcer, 0)
-    hooks.dropout = td
+    hooks.monitors = MonitorList([DropoutMonitor(td)])
     adapter.train(0, 8, hooks)
     td.detach()
     enforcer.detach()

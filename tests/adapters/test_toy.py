@@ -13,6 +13,7 @@ from multiticket.adapters.toy import ToyAdapter, ToySection
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.hooks import LevelHooks
 from multiticket.core.mask import Mask
+from multiticket.core.monitors import DropoutMonitor, MonitorList
 from multiticket.core.targeted_dropout import TargetedDropout, TDSpec
 
 
@@ -25,9 +26,11 @@ def _train(tmp_path: Path, grads: str, optimizer: str, td: bool) -> tuple[dict[s
                  for n in adapter.default_prunable()})
     enforcer = MaskEnforcer(adapter.module, mask, grads=grads).attach()
     hooks = LevelHooks(adapter, enforcer, 0)
+    dropout = None
     if td:
-        hooks.dropout = TargetedDropout(adapter.module, list(mask), TDSpec(alpha=0.5, gamma=0.5), seed=5,
-                                        total_steps=40, mask=mask)
+        dropout = TargetedDropout(adapter.module, list(mask), TDSpec(alpha=0.5, gamma=0.5), seed=5,
+                                  total_steps=40, mask=mask)
+        hooks.monitors = MonitorList([DropoutMonitor(dropout)])
     params = dict(adapter.module.named_parameters())
     checked = 0
     original = hooks.on_step
@@ -41,8 +44,8 @@ def _train(tmp_path: Path, grads: str, optimizer: str, td: bool) -> tuple[dict[s
 
     hooks.on_step = on_step  # type: ignore[method-assign]
     adapter.train(0, 40, hooks)
-    if hooks.dropout is not None:
-        hooks.dropout.detach()
+    if dropout is not None:
+        dropout.detach()
     enforcer.detach()
     return {k: v.clone() for k, v in adapter.module.state_dict().items()}, mask, checked
 

@@ -16,6 +16,7 @@ from multiticket.cli import main
 from multiticket.core.early_bird import EarlyBirdMonitor, EarlyBirdSettings, window_distance
 from multiticket.core.hooks import LevelHooks
 from multiticket.core.mask import Mask
+from multiticket.core.monitors import EarlyBirdWatch, MonitorList
 from multiticket.core.prune import PruneSpec, prune
 from multiticket.errors import UserError
 
@@ -131,8 +132,8 @@ def test_hooks_set_should_stop_and_refuse_to_go_on():
     module = OneTensor(50)
     module.w.data.copy_(torch.arange(50.0))
     hooks = LevelHooks(_StepAdapter(module), None, 0)
-    hooks.early_bird = EarlyBirdMonitor(Mask({"w": torch.ones(50, dtype=torch.bool)}), SPEC,
-                                        EarlyBirdSettings(2, 2, 0.1), start=0)
+    hooks.monitors = MonitorList([EarlyBirdWatch(EarlyBirdMonitor(Mask({"w": torch.ones(50, dtype=torch.bool)}), SPEC,
+                                                                  EarlyBirdSettings(2, 2, 0.1), start=0))])
     for step in range(1, 4):
         hooks.on_step(step)
     assert not hooks.should_stop  # one check (step 2): the window of two is not full yet
@@ -158,7 +159,8 @@ def test_toy_training_stops_when_its_next_mask_freezes(monkeypatch, tmp_path):
     names = adapter.default_prunable()
     mask = Mask.ones(adapter.module, names)
     hooks = LevelHooks(adapter, None, 0)
-    hooks.early_bird = EarlyBirdMonitor(mask, SPEC, EarlyBirdSettings(interval, window, 1e-9), start=0)
+    monitor = EarlyBirdMonitor(mask, SPEC, EarlyBirdSettings(interval, window, 1e-9), start=0)
+    hooks.monitors = MonitorList([EarlyBirdWatch(monitor)])
     steps = []
     original = hooks.on_step
 
@@ -171,7 +173,7 @@ def test_toy_training_stops_when_its_next_mask_freezes(monkeypatch, tmp_path):
     expected = s + (window - 1) * interval  # checks at 60, 70, 80 are the first three after s
     assert hooks.stopped_at == expected
     assert steps[-1] == expected  # no step after the stop
-    assert all(d is None or d > 0 for step, d in hooks.early_bird.trace if step < expected)
+    assert all(d is None or d > 0 for step, d in monitor.trace if step < expected)
 
 
 def toy_task_path() -> Path:

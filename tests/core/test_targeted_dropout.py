@@ -17,6 +17,7 @@ from multiticket.config import load_task
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.hooks import LevelHooks
 from multiticket.core.mask import Mask
+from multiticket.core.monitors import DropoutMonitor, MonitorList
 from multiticket.core.prune import PruneSpec, planned_alive, prune
 from multiticket.core.targeted_dropout import TargetedDropout, TDSpec, candidates, targeted_count
 from multiticket.errors import UserError
@@ -149,23 +150,25 @@ def _train_toy(tmp_path: Path, spec: TDSpec | None, mask: bool = False, steps: i
     enforcer = MaskEnforcer(adapter.module, m).attach() if m is not None else None
     hooks = LevelHooks(adapter, enforcer, 0)
     gammas: list[float] = []
+    td = None
     if spec is not None:
-        hooks.dropout = TargetedDropout(adapter.module, names, spec, seed=5, total_steps=steps, mask=m)
+        td = TargetedDropout(adapter.module, names, spec, seed=5, total_steps=steps, mask=m)
+        hooks.monitors = MonitorList([DropoutMonitor(td)])
         original = hooks.on_step
 
         def on_step(step: int, logs: dict | None = None) -> None:
             original(step, logs)
-            gammas.append(hooks.dropout.gamma)
+            gammas.append(td.gamma)
 
         hooks.on_step = on_step  # type: ignore[method-assign]
     rng = torch.get_rng_state()
     adapter.train(0, steps, hooks)
-    if hooks.dropout is not None:
-        hooks.dropout.detach()
+    if td is not None:
+        td.detach()
     if enforcer is not None:
         enforcer.detach()
     rng_used = not torch.equal(rng, torch.get_rng_state())
-    return {k: v.clone() for k, v in adapter.module.state_dict().items()}, (hooks.dropout, m, gammas, rng_used)
+    return {k: v.clone() for k, v in adapter.module.state_dict().items()}, (td, m, gammas, rng_used)
 
 
 def test_alpha_zero_is_bit_identical_to_no_targeted_dropout(tmp_path):

@@ -13,8 +13,8 @@ from hf_testlib import FakeHooks, make_adapter, pruned_are_zero, random_mask
 from torch._dynamo.utils import counters
 
 from multiticket.config import load_task
+from multiticket.core import train as train_mod
 from multiticket.core.enforce import MaskEnforcer
-from multiticket.core.imp import IMPRunner
 from multiticket.launch import LaunchOptions, run_tasks
 from multiticket.paths import TASKS_DIR
 
@@ -94,15 +94,15 @@ def test_new_level_masks_compile_nothing_new(tmp_path, monkeypatch, device, back
         levels=3,
     )  # fmt: skip
     compiled: dict[tuple[str, int], int] = {}
-    train_unit = IMPRunner._train_unit
+    train_unit = train_mod.train_unit
 
-    def counting(self, unit, *args, **kwargs):
+    def counting(adapter, job, *args, **kwargs):
         before = _graphs()
-        out = train_unit(self, unit, *args, **kwargs)
-        compiled[(unit.control, unit.level)] = _graphs() - before
+        out = train_unit(adapter, job, *args, **kwargs)
+        compiled[(job.unit.control, job.unit.level)] = _graphs() - before
         return out
 
-    monkeypatch.setattr(IMPRunner, "_train_unit", counting)
+    monkeypatch.setattr(train_mod, "train_unit", counting)
     run_tasks([task], tmp_path, LaunchOptions(workers=1, device=device))
     assert compiled.pop(("ticket", 0)) > 0
     assert sorted(compiled) == [(c, lv) for c in ("random_mask", "ticket") for lv in (1, 2, 3)]

@@ -8,7 +8,7 @@ import torch
 from hf_testlib import DEVICES, FakeHooks, make_adapter, pruned_are_zero, random_mask
 
 from multiticket.core.enforce import MaskEnforcer
-from multiticket.core.imp import LevelHooks
+from multiticket.core.hooks import LevelHooks
 from multiticket.core.rewind import copy_state_dict
 
 T, K = 12, 4

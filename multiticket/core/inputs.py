@@ -1,0 +1,198 @@
+"""Loading what a recipe names: a unit's mask, start point and pruned-from weights, from the store.
+
+A unit reads its inputs (the previous level's mask and final weights, the ticket's mask, the
+rewind points) from the run directory, never from memory, so any process can run any unit whose
+dependencies are finished. Random masks and permutations draw from generators derived from the
+recipe's ``draws`` (mask first, then permutation, from one generator), so the same unit draws
+the same values wherever and whenever it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from safetensors.torch import load_file
+
+from multiticket.core.adapter import DomainAdapter
+from multiticket.core.mask import Mask
+from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
+from multiticket.core.recipe import Recipe
+from multiticket.core.rewind import RewindPoint
+from multiticket.core.seeding import generator
+from multiticket.core.store import RunStore, Unit
+from multiticket.core.train import Phases
+from multiticket.errors import RunFailure
+
+
+@dataclass
+class Scope:
+    """The prunable parameters of a run: names in model order, shapes, sizes, the pruning rule."""
+
+    names: list[str]
+    shapes: dict[str, tuple[int, ...]]
+    spec: PruneSpec
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            self.sizes = {n: int(torch.Size(s).numel()) for n, s in self.shapes.items()}
+
+    def dense_mask(self) -> Mask:
+        return Mask({n: torch.ones(s, dtype=torch.bool) for n, s in self.shapes.items()})
+
+
+class StartProvider(Protocol):
+    """Where a run's tickets come from when it did not find them itself (a transfer run)."""
+
+    def planned_alive(self, level: int) -> int: ...
+    def mask(self, seed: int, level: int) -> Mask: ...
+    def start(self, seed: int, adapter: DomainAdapter) -> RewindPoint: ...
+
+
+@dataclass
+class Inputs:
+    """A recipe's inputs, loaded: the mask, the start point (None: a fresh build), the trained
+    weights the mask was pruned from (the start of ``rewind.mode`` lr/finetune), and the
+    generator a permuted start shuffles with (after the random mask drew from it)."""
+
+    mask: Mask
+    start: RewindPoint | None = None
+    pruned_from: Mapping[str, torch.Tensor] | None = None
+    permute: torch.Generator | None = None
+
+
+class UnitInputs:
+    """Loads recipes' inputs from one run directory; keeps the rewind points of the seed last used."""
+
+    def __init__(self, store: RunStore, adapter: DomainAdapter, scope: Scope,
+                 provider: StartProvider | None = None) -> None:
+        self.store = store
+        self.adapter = adapter
+        self.scope = scope
+        self.provider = provider
+        self._rewinds: dict[tuple[int, int], RewindPoint] = {}
+        self._starts: dict[int, RewindPoint] = {}
+
+    def planned_alive(self, level: int) -> int:
+        """Weights alive at ``level`` by the counting rule (a transfer run: the transferred mask's)."""
+        if self.provider is not None:
+            return self.provider.planned_alive(level)
+        return planned_alive(self.scope.sizes, self.scope.spec, level)
+
+    def remember(self, seed: int, points: dict[int, RewindPoint]) -> None:
+        """The rewind points a dense unit just captured (the next levels need them)."""
+        self._rewinds = {(seed, s): p for s, p in points.items()}
+
+    def rewind(self, seed: int, step: int, phases: Phases) -> RewindPoint:
+        """A stored rewind point, cached for the seed last used (levels reuse it)."""
+        key = (seed, step)
+        if key not in self._rewinds:
+            with phases.timed("load_inputs"):
+                point = RewindPoint.load(self.store.rewind_dir(seed, step))
+            self._rewinds = {k: v for k, v in self._rewinds.items() if k[0] == seed}
+            self._rewinds[key] = point
+        return self._rewinds[key]
+
+    def start(self, recipe: Recipe, phases: Phases) -> RewindPoint | None:
+        """The recipe's start point: None for a fresh build."""
+        seed = recipe.unit.seed
+        if recipe.start == "fresh":
+            return None
+        if recipe.start == "rewind" and self.provider is not None:
+            if seed not in self._starts:
+                with phases.timed("load_inputs"):
+                    self._starts = {seed: self.provider.start(seed, self.adapter)}
+            return self._starts[seed]
+        return self.rewind(seed, recipe.step, phases)
+
+    def init_weights(self, recipe: Recipe, phases: Phases) -> dict[str, torch.Tensor] | None:
+        """The rewind-point weights an init-reading mask criterion ranks against (None when the
+        task's criterion reads none, or the recipe's chain has no rewind point)."""
+        if recipe.init_step is None or not self.scope.spec.needs_init:
+            return None
+        return self.rewind(recipe.unit.seed, recipe.init_step, phases).weights
+
+    def unit_files(self, unit: Unit, phases: Phases) -> tuple[Mask, dict[str, torch.Tensor]]:
+        """A finished unit's mask and final weights."""
+        d = self.store.unit_dir(unit)
+        with phases.timed("load_inputs"):
+            return Mask.load(d / "mask.safetensors"), load_file(str(d / "final.safetensors"))
+
+    def load(self, recipe: Recipe, phases: Phases,
+             searched: tuple[Mask, Mapping[str, torch.Tensor]] | None = None) -> Inputs:
+        """The recipe's mask (checked against the counts it must keep) and start. ``searched``:
+        for an early-bird level, the previous mask and the weights its search stopped at."""
+        start = self.start(recipe, phases) if recipe.start in ("rewind", "stored_rewind") else None
+        inputs = self._mask(recipe, phases, searched)
+        inputs.start = start
+        return inputs
+
+    def _check_planned(self, recipe: Recipe, mask: Mask) -> None:
+        """A pruned mask keeps exactly the count the counting rule plans for its level."""
+        if not recipe.check_planned:
+            return
+        planned = self.planned_alive(recipe.unit.level)
+        if mask.num_alive != planned:
+            raise RunFailure(f"{recipe.unit.relpath()}: {mask.num_alive} weights alive, {planned} planned")
+
+    def _mask(self, recipe: Recipe, phases: Phases,
+              searched: tuple[Mask, Mapping[str, torch.Tensor]] | None) -> Inputs:
+        unit, kind = recipe.unit, recipe.mask
+        if kind == "dense":
+            return Inputs(self.scope.dense_mask())
+        if kind == "transferred":
+            assert self.provider is not None, "a transferred mask needs a transfer run"
+            with phases.timed("load_inputs"):
+                return Inputs(self.provider.mask(unit.seed, unit.level))
+        if kind in ("prune", "early_bird"):
+            if kind == "prune":
+                assert recipe.source is not None
+                searched = self.unit_files(recipe.source, phases)
+            assert searched is not None, "an early-bird level needs its search's weights"
+            prev_mask, weights = searched
+            init = self.init_weights(recipe, phases)
+            with phases.timed("prune"):
+                mask = prune(weights, prev_mask, self.scope.spec, generator(*recipe.prune_draws), init)
+            self._check_planned(recipe, mask)
+            return Inputs(mask, None, weights)
+        return self._control_mask(recipe, phases)
+
+    def _control_mask(self, recipe: Recipe, phases: Phases) -> Inputs:
+        """A control's mask, from the ticket's at this level, at exactly its count."""
+        unit, kind = recipe.unit, recipe.mask
+        assert recipe.source is not None
+        ticket_dir = self.store.unit_dir(Unit(unit.seed, "ticket", unit.level))
+        ticket_mask = None
+        if recipe.match_ticket:
+            with phases.timed("load_inputs"):
+                ticket_mask = Mask.load(ticket_dir / "mask.safetensors")
+        gen = generator(*recipe.draws) if recipe.draws is not None else None
+        with phases.timed("prune"):
+            if kind == "one_shot":
+                out = self._one_shot(recipe, phases)
+            elif kind == "ticket":
+                assert ticket_mask is not None
+                out = Inputs(ticket_mask)
+            else:
+                assert ticket_mask is not None and gen is not None
+                out = Inputs(random_mask_like(ticket_mask, gen, per_layer=kind == "random_layer"))
+        self._check_planned(recipe, out.mask)
+        if ticket_mask is not None and out.mask.num_alive != ticket_mask.num_alive:
+            raise RunFailure(f"{unit.relpath()}: control keeps {out.mask.num_alive} weights, "
+                             f"ticket {ticket_mask.num_alive}")
+        out.permute = gen if recipe.permute else None
+        return out
+
+    def _one_shot(self, recipe: Recipe, phases: Phases) -> Inputs:
+        """``source``'s final weights pruned straight to this level's count (each of the level's
+        pruning rounds from a generator of the same parts, as the counting rule was pinned)."""
+        assert recipe.source is not None
+        _, final = self.unit_files(recipe.source, phases)
+        init = self.init_weights(recipe, phases)
+        mask = self.scope.dense_mask()
+        for _ in range(recipe.unit.level):
+            mask = prune(final, mask, self.scope.spec, generator(*recipe.prune_draws), init)
+        return Inputs(mask, None, final)
