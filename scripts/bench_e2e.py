@@ -151,7 +151,7 @@ def plain_nlp(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
         for i, (seed, steps) in enumerate(cfg["units"]):
             t0 = time.perf_counter()
             adapter.seed = seed
-            model = build_model(s, adapter.tokenizer, adapter.num_labels, adapter.pretrained, seed, False)
+            model, _new_head = build_model(s, adapter.tokenizer, adapter.num_labels, adapter.pretrained, seed, False)
             args = adapter.training_args(steps)
             args.per_device_eval_batch_size = s.eval_batch_size
             trainer = Trainer(model=model, args=args, train_dataset=feats["train"], data_collator=adapter.collator(),

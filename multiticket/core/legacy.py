@@ -54,7 +54,7 @@ def _numpy_types() -> list[Any]:
     found: list[Any] = [
         reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"),
         scalar, (scalar, "numpy.core.multiarray.scalar"), np.ndarray, np.dtype,
-        np_random_pickle.__generator_ctor, np_random_pickle.__bit_generator_ctor,  # type: ignore[attr-defined]
+        np_random_pickle.__generator_ctor, np_random_pickle.__bit_generator_ctor,  # type: ignore[attr-defined,unused-ignore]
         np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64, np.random.Generator,
         np.random.SeedSequence,
     ]  # fmt: skip
