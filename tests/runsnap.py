@@ -28,3 +28,12 @@ def snapshot(run: Path) -> dict[str, Any]:
         record.pop("train_seconds")
         snap[str(f.relative_to(run))] = record
     return snap
+
+
+def clean_run(out: Path, args: list[str]) -> Path:
+    """The run directory of an uninterrupted ``multiticket`` invocation: the reference a resumed
+    run must equal."""
+    from multiticket.cli import main
+
+    assert main([*args, "--out", str(out)]) == 0
+    return only_run(out)

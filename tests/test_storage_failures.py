@@ -15,7 +15,7 @@ import pytest
 
 from multiticket.cli import main
 from multiticket.core.store import RunStore
-from tests.runsnap import only_run, snapshot
+from tests.runsnap import clean_run, only_run, snapshot
 
 TOY = ["run", "toy-mlp", "--quiet", "--levels", "2", "--set", "train.steps=150", "--set", "toy.n_train=512",
        "--set", "toy.n_test=256", "--set", "toy.hidden=[32,16]", "--set", "controls=[random_mask]"]  # fmt: skip
@@ -23,9 +23,7 @@ TOY = ["run", "toy-mlp", "--quiet", "--levels", "2", "--set", "train.steps=150",
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference")
-    assert main([*TOY, "--out", str(out)]) == 0
-    return only_run(out)
+    return clean_run(tmp_path_factory.mktemp("reference"), TOY)
 
 
 def _run(out: Path, limit_bytes: int | None = None) -> subprocess.CompletedProcess[str]:
