@@ -18,6 +18,7 @@ from multiticket.analysis import plots
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
+from multiticket.analysis.other_metrics import other_metrics_section
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
 from multiticket.analysis.stats import bootstrap_diff, fmt, matches
 from multiticket.analysis.targeted import td_section
@@ -186,19 +187,26 @@ def build_report(run: RunData) -> str:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),
                                                         plot_dir / "metric_vs_sparsity.png"))
         context["levels"] = level_tables(run)
-        context["sections"] = [early_bird_section(run), td_section(run, plot_dir)]
+        context["sections"] = [other_metrics_section(run, plot_dir, level_verdict), early_bird_section(run),
+                               td_section(run, plot_dir)]
         context["layers"] = layer_sections(run, plot_dir)
     context["instability"] = instability_section(run.root, plot_dir)
     return str(render("report.html.j2", title=f"{run.task} — multiticket report", **context))
 
 
-def write_report(run_dir: Path) -> Path:
+def write_report(run_dir: Path, metric: str | None = None) -> Path:
     """Write ``report.html``, ``summary.csv`` and ``plots/*.png`` into ``run_dir``; return the HTML path.
+    ``metric`` heads the report (default: the task's ``report.metric``, else the primary metric).
 
-    Raises UserError when ``run_dir`` is not a run directory, or a file in it is malformed.
+    Raises UserError when ``run_dir`` is not a run directory, a file in it is malformed, or
+    ``metric`` is not one the units recorded.
     """
-    run = load_run(run_dir)
+    return save_report(load_run(run_dir, metric))
+
+
+def save_report(run: RunData) -> Path:
+    """Write the report of a loaded run view (its metric heads it) into its run directory."""
     text = build_report(run)
-    path = Path(run_dir) / "report.html"
+    path = run.root / "report.html"
     atomic_write_text(path, text)
     return path
