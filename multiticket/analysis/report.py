@@ -15,6 +15,7 @@ from typing import Any
 
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
+from multiticket.analysis.compute import compute_section
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
@@ -188,7 +189,7 @@ def build_report(run: RunData) -> str:
                                                         plot_dir / "metric_vs_sparsity.png"))
         context["levels"] = level_tables(run)
         context["sections"] = [other_metrics_section(run, plot_dir, level_verdict), early_bird_section(run),
-                               td_section(run, plot_dir)]
+                               td_section(run, plot_dir), compute_section(run)]
         context["layers"] = layer_sections(run, plot_dir)
     context["instability"] = instability_section(run.root, plot_dir)
     return str(render("report.html.j2", title=f"{run.task} — multiticket report", **context))
