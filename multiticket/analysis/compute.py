@@ -104,8 +104,7 @@ def level_costs(run: RunData, costs: list[UnitCost]) -> list[dict[str, Any]]:
              if r["control"] == "early_bird" and isinstance(r.get("early_bird"), dict)}
     rows = []
     for level in [lv for lv in run.levels if lv > 0]:
-        chains = [[by.get((s, "ticket", lv)) for lv in range(level + 1)] for s in seeds]
-        chains = [ch for ch in chains if all(u is not None for u in ch)]
+        chains = [ch for s in seeds if (ch := _chain(by, s, level))]
         imp_steps = [_sum([u.steps for u in ch]) for ch in chains]
         imp_secs = [_sum([u.seconds for u in ch]) for ch in chains]
         dense_steps = [ch[0].steps for ch in chains]
@@ -122,6 +121,12 @@ def level_costs(run: RunData, costs: list[UnitCost]) -> list[dict[str, Any]]:
             "eb_steps": _mean(eb) if eb else None, "eb_steps_x": _ratio(_mean(eb), _mean(eb_dense)) if eb else "",
         })
     return rows
+
+
+def _chain(by: dict[tuple[int, str, int], UnitCost], seed: int, level: int) -> list[UnitCost]:
+    """The seed's ticket units 0..level, or [] when one of them is not finished."""
+    units = [by.get((seed, "ticket", lv)) for lv in range(level + 1)]
+    return [u for u in units if u is not None] if all(u is not None for u in units) else []
 
 
 def _sum(values: list[float | None]) -> float | None:

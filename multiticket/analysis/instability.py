@@ -144,7 +144,8 @@ def instability_section(run_dir: Path, plot_dir: Path) -> Markup:
     rows = []
     for (level, control), recs in _groups(records).items():
         b_mean, b_sd, n = mean_std([r["barrier"] for r in recs])
-        gap, bump = (float(np.mean(x)) for x in zip(*(barrier_parts(r) for r in recs)))
+        parts = [barrier_parts(r) for r in recs]
+        gap, bump = float(np.mean([p[0] for p in parts])), float(np.mean([p[1] for p in parts]))
         rows.append({
             "level": level, "control": control, "label": _label(level, control), "n": n,
             "remaining": plots.pct(1 - recs[0]["sparsity"]), "points": recs[0]["points"],

@@ -38,9 +38,7 @@ def direction(name: str, primary: str, primary_higher: bool) -> bool | None:
     parts = _parts(name)
     if any(p in UNDIRECTED for p in parts):
         return None
-    if any(p in LOWER for p in parts):
-        return False
-    return True
+    return not any(p in LOWER for p in parts)
 
 
 def direction_text(higher: bool | None) -> str:

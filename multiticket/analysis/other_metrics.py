@@ -49,8 +49,8 @@ def metric_view(run: RunData, verdict: Verdict, plot: str) -> dict[str, Any]:
                      "winning": winning, "matching": matching,
                      "note": win_note(level_win(run, level)) if level else ""})
     pruned = [lv for lv in run.levels if lv > 0]
-    matching = [lv for lv in pruned if verdict(run, lv)[1]]
-    best = max(matching, key=lambda lv: run.sparsity[lv]) if matching else None
+    matched = [lv for lv in pruned if verdict(run, lv)[1]]
+    best = max(matched, key=lambda lv: run.sparsity[lv]) if matched else None
     return {"metric": run.metric, "direction": run.direction, "judged": run.judged, "controls": controls,
             "rows": rows, "plot": plot, "dense": fmt(run.dense),
             "best": None if best is None else {"level": best, "sparsity": plots.pct(run.sparsity[best])},

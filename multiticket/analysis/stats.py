@@ -125,8 +125,5 @@ def fmt(value: float | None, digits: int = 4) -> str:
         return f"{value:.{digits}g}"
     magnitude = math.floor(math.log10(abs(value)))
     decimals = digits - 1 - magnitude
-    if decimals <= 0:
-        text = f"{round(value, decimals):.0f}"
-    else:
-        text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    text = f"{round(value, decimals):.0f}" if decimals <= 0 else f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "0") else text
