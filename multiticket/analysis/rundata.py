@@ -232,11 +232,13 @@ def _ranges(levels: list[int]) -> str:
     return ", ".join(parts)
 
 
-def load_run(run_dir: Path | str, metric: str | None = None) -> RunData:
+def load_run(run_dir: Path | str, metric: str | None = None, lenient: bool = False) -> RunData:
     """Read and validate a run directory (refreshing its ``summary.csv``); UserError if it is
     not one, or when its config or a finished unit's files are malformed (nothing is written then).
     The view reads ``metric`` (``--metric``), else the task's ``report.metric``, else the primary
-    metric; UserError naming the recorded metrics when that one is not among them."""
+    metric; UserError naming the recorded metrics when that one is not among them (``lenient``:
+    a task's ``report.metric`` the units do not record falls back to the primary metric, for
+    readers other than the report: the API, ``compare``)."""
     root = Path(run_dir)
     run_config = read_run_config(root)
     records = finished_records(root)
@@ -249,7 +251,12 @@ def load_run(run_dir: Path | str, metric: str | None = None) -> RunData:
     if metric is not None:
         selected = choose(records, metric, "--metric")
     else:
-        selected = choose(records, run_config.config.report.metric, f"{run_config.path}: report.metric")
+        try:
+            selected = choose(records, run_config.config.report.metric, f"{run_config.path}: report.metric")
+        except UserError:
+            if not lenient:
+                raise
+            selected = None
     summary_path, _ = write_summary(root, records)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
                    task_config=run_config.config, selected=selected)
