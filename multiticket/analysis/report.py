@@ -68,7 +68,9 @@ def header(run: RunData) -> dict[str, Any]:
         ("controls", ", ".join(["ticket", *run.controls])),
         ("levels finished / planned", f"{len(done_levels)} / {run.planned_levels}"),
         ("units finished / planned", f"{len(planned) - len(run.unfinished)} / {len(planned)}"),
-        ("primary metric", f"{run.metric or '–'} ({run.direction})" if run.records else "–"),
+        ("primary metric", f"{run.primary_metric or '–'} ({run.with_metric(None).direction})" if run.records else "–"),
+        *([("headline metric", f"{run.metric} ({run.direction}; --metric or report.metric)")]
+          if run.metric != run.primary_metric else []),
         ("matching tolerance", f"{run.tolerance:g} × |dense metric| (report.tolerance)"),
     ]
     if run.description:
