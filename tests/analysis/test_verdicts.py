@@ -116,3 +116,16 @@ def test_numbers_print_in_plain_notation():
     _, _, rows = level_table(records)
     assert rows == [["0", "0.0%", "220 ± 170"]]
     assert "e+" not in "".join(fmt(10.0**k) for k in range(-4, 15))
+
+
+def test_metric_directions_from_names():
+    from multiticket.analysis.metric_choice import direction
+
+    lm = [("perplexity", False), ("test_perplexity", False), ("loss", False), ("test_loss", False)]
+    clf = [("accuracy", True), ("f1_macro", True), ("eval_loss", False), ("test_f1_macro", True)]
+    rl = [("eval_return", True), ("ticket_reward", True), ("eval_return_std", None), ("eval_length", None)]
+    for primary, higher, cases in (("perplexity", False, lm), ("accuracy", True, clf), ("eval_return", True, rl)):
+        for name, expected in cases:
+            assert direction(name, primary, higher) is expected, name
+    assert direction("bleu", "bleu", True) and direction("test_bleu", "bleu", True)
+    assert direction("word_error_rate", "bleu", True) is False
