@@ -28,7 +28,7 @@ Verdict = Callable[[RunData, int], tuple[bool | None, bool | None]]
 
 def plot_name(index: int, metric: str) -> str:
     """A file name for a metric's plot: metric names come from the run directory (any text)."""
-    return f"metric_{index:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', metric)[:60]}.png"
+    return f"metric_{index:02d}_{re.sub(r'[^A-Za-z0-9_-]', '_', metric)[:60]}.png"
 
 
 def _cell(run: RunData, control: str, level: int) -> str:
