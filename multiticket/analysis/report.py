@@ -15,6 +15,7 @@ from typing import Any
 
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
+from multiticket.analysis.degenerate import degenerate_section, guard_verdict
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
@@ -40,7 +41,7 @@ def level_verdict(run: RunData, level: int) -> tuple[bool | None, bool | None]:
     winning = all(better(t, run.stat(c, level)[0], run.higher_is_better) for c in randoms) if randoms else None
     dense = run.dense
     matching = None if math.isnan(dense) else matches(t, dense, run.tolerance, run.higher_is_better)
-    return winning, matching
+    return guard_verdict(run, level, winning, matching)  # a degenerate level is neither
 
 
 def largest_matching_level(run: RunData) -> int | None:
@@ -179,6 +180,7 @@ def input_section(run: RunData, masks: dict, plot_dir: Path) -> dict[str, Any]:
 def build_report(run: RunData) -> str:
     plot_dir = run.root / "plots"
     context: dict[str, Any] = {"run": run, "header": header(run), "headline": headline(run), "sections": []}
+    context["degenerate"] = degenerate_section(run)
     if run.records:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),
                                                         plot_dir / "metric_vs_sparsity.png"))

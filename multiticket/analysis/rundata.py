@@ -23,7 +23,7 @@ from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.mask import Mask
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
-from multiticket.rundir import corrupt_reason, finished_records, read_run_config
+from multiticket.rundir import corrupt_reason, finished_records, read_baselines, read_run_config
 
 #: controls that test whether the ticket's mask *and* its initialisation matter: a winning ticket
 #: beats all of them (one_shot and rewind_init are ablations of the IMP procedure, not controls)
@@ -39,6 +39,8 @@ class RunData:
     records: list[dict[str, Any]]
     summary_path: Path
     task_config: TaskConfig
+    #: ``baselines.json``'s numbers (:mod:`multiticket.analysis.degenerate`); None: not measured
+    baselines: dict[str, float] | None = None
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
 
     # -- plan -------------------------------------------------------------------------------
@@ -216,5 +218,6 @@ def load_run(run_dir: Path | str) -> RunData:
     if len(directions) > 1:
         raise UserError(f"{root}: units disagree on higher_is_better of '{metrics[0]}'")
     summary_path, _ = write_summary(root, records)
+    found = read_baselines(root)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
-                   task_config=run_config.config)
+                   task_config=run_config.config, baselines=None if found is None else found["baselines"])
