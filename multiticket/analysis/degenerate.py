@@ -125,16 +125,25 @@ def identical_controls(run: RunData, level: int) -> bool:
     return True
 
 
+#: what a flagged ticket unit is, per check, in a level's one-line reason
+TICKET_IS = {"majority": "at or below the majority-class rate", "one_class": "predicting one class",
+             "unigram": "at or above the unigram perplexity", "random_policy": "within noise of a random policy",
+             "nan": "non-finite (the unit failed)"}
+
+
 def level_flags(run: RunData, level: int) -> list[Flag]:
-    """Why ``level`` is degenerate: a flagged ticket unit (per seed), a ticket unit that went
-    non-finite, or controls identical to the ticket."""
-    flags = []
+    """Why ``level`` is degenerate, one flag per check: ticket units flagged (with their seeds),
+    a ticket unit that went non-finite, or controls identical to the ticket."""
+    seeds: dict[str, list[int]] = {}
     for r in run.records:
         if r["control"] == "ticket" and r["level"] == level:
-            flags += [Flag(f.check, f"ticket seed {r['seed']}: {f.reason}") for f in unit_flags(r, run.baselines)]
+            for f in unit_flags(r, run.baselines):
+                seeds.setdefault(f.check, []).append(r["seed"])
     for unit in failed_nan(run):
         if unit.control == "ticket" and unit.level == level:
-            flags.append(Flag("nan", f"ticket seed {unit.seed} went non-finite"))
+            seeds.setdefault("nan", []).append(unit.seed)
+    flags = [Flag(check, f"the ticket is {TICKET_IS.get(check, check)} (seed {', '.join(map(str, dict.fromkeys(s)))})")
+             for check, s in seeds.items()]
     if identical_controls(run, level):
         flags.append(Flag("identical", "every control scored exactly the ticket's metrics: they cannot be told apart"))
     return flags
