@@ -25,6 +25,7 @@ from typing import Any
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import fmt
 from multiticket.core.store import Unit
+from multiticket.errors import UserError
 from multiticket.rundir import MAX_CONFIG_BYTES, read_json
 
 #: a baseline equal to the metric up to float rounding counts as reached
@@ -101,10 +102,11 @@ def failed_nan(run: RunData) -> dict[Unit, str]:
         if not path.is_file():
             continue
         try:
-            error = read_json(path, MAX_CONFIG_BYTES).get("error")
-        except Exception:  # noqa: BLE001 - an unreadable FAILED is just not evidence of NaN
+            failure = read_json(path, MAX_CONFIG_BYTES)
+        except UserError:  # an unreadable FAILED is no evidence of NaN
             continue
-        if isinstance(error, str) and ("non-finite" in error or "nan" in error.lower().split()):
+        error = failure.get("error") if isinstance(failure, dict) else None
+        if isinstance(error, str) and "non-finite" in error:
             out[unit] = error[:300]
     return out
 

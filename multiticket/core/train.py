@@ -202,7 +202,7 @@ def evaluate_unit(adapter: DomainAdapter, unit: Unit, mask: Mask, phases: Phases
     values = {k: float(v) for k, v in metrics.items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:  # a record cannot hold them: the unit fails, and the report flags it as NaN
-        raise RunFailure(f"{unit.relpath()}: non-finite evaluation: {', '.join(f'{k}={values[k]}' for k in bad)}")
+        raise RunFailure(f"non-finite evaluation: {', '.join(f'{k}={values[k]}' for k in bad)}")
     return values
 
 

@@ -142,3 +142,29 @@ def test_flag_reasons_are_escaped(tmp_path: Path):
     failed.write_text(json.dumps({"error": "non-finite <script>alert(1)</script>"}))
     html = write_report(root).read_text()
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+
+
+def test_a_non_finite_evaluation_fails_the_unit_and_is_flagged(tmp_path: Path, monkeypatch):
+    from multiticket.adapters.toy import ToyAdapter
+    from multiticket.cli import main
+
+    evaluate = ToyAdapter.evaluate
+
+    def nan_when_pruned(self: ToyAdapter) -> dict[str, float]:
+        metrics = evaluate(self)
+        pruned = bool((self.module[0].weight == 0).float().mean() > 0.1)
+        return {**metrics, "loss": float("nan")} if pruned else metrics
+
+    monkeypatch.setattr(ToyAdapter, "evaluate", nan_when_pruned)
+    out = tmp_path / "runs"
+    args = ["run", "toy-mlp", "--quiet", "--levels", "1", "--seeds", "0", "--workers", "1", "--out", str(out),
+            "--set", "train.steps=40", "--set", "toy.n_train=128", "--set", "toy.n_test=64",
+            "--set", "toy.hidden=[8]", "--set", "controls=[random_mask]"]
+    assert main(args) != 0
+    (root,) = out.iterdir()
+    failed = json.loads((root / "seed_0/ticket/level_1/FAILED").read_text())["error"]
+    assert "non-finite evaluation: loss=nan" in failed
+    run = load_run(root)
+    assert set(D.failed_nan(run)) == {Unit(0, "ticket", 1)}  # random_mask needs its mask: skipped
+    html = write_report(root).read_text()
+    assert "failed: non-finite evaluation: loss=nan" in html and "1 of 2 unit(s) flagged" in html  # the dense unit and the failed one
