@@ -1,4 +1,5 @@
-"""Reading a run directory as untrusted input: its ``config.yaml`` and its units' ``metrics.json``.
+"""Reading a run directory as untrusted input: its ``config.yaml``, its units' ``metrics.json`` and
+its ``baselines.json``.
 
 A run directory may come from someone else, so everything read from it goes through a schema
 before ``report``, ``status``, ``compare``, ``transfer``, ``instability`` or a resumed ``run``
