@@ -32,6 +32,7 @@ class RandomPolicy:
 def random_policy_returns(env: VecEnv, n_episodes: int, seed: int) -> list[float]:
     """Returns of ``n_episodes`` episodes of a random policy on ``env`` (seeded by the caller)."""
     policy = RandomPolicy(env.action_space, env.num_envs, seed)
-    returns, _ = evaluate_policy(policy, env, n_eval_episodes=n_episodes, deterministic=True,  # type: ignore[arg-type]
+    returns, _ = evaluate_policy(policy, env, n_eval_episodes=n_episodes, deterministic=True,
                                  return_episode_rewards=True, warn=False)
+    assert isinstance(returns, list)  # return_episode_rewards: one return per episode
     return [float(r) for r in returns]

@@ -190,15 +190,13 @@ def check_status(run: RunData) -> list[dict[str, str]]:
     return rows
 
 
-def flagged_units(run: RunData) -> list[dict[str, Any]]:
-    """Every flagged unit (finished ones by their record, failed ones by their ``FAILED``)."""
-    out = []
-    for r in run.records:
-        flags = unit_flags(r, run.baselines)
-        if flags:
-            out.append({"unit": Unit(r["seed"], r["control"], r["level"]), "reasons": [f.reason for f in flags]})
-    out += [{"unit": u, "reasons": [f"failed: {why}"]} for u, why in failed_nan(run).items()]
-    out.sort(key=lambda f: (f["unit"].level, f["unit"].seed, f["unit"].control != "ticket", f["unit"].control))
+def flagged_units(run: RunData) -> list[tuple[Unit, list[str]]]:
+    """Every flagged unit with its reasons (finished ones by their record, failed ones by their
+    ``FAILED``), by level, seed, ticket first."""
+    out = [(Unit(r["seed"], r["control"], r["level"]), [f.reason for f in flags])
+           for r in run.records if (flags := unit_flags(r, run.baselines))]
+    out += [(u, [f"failed: {why}"]) for u, why in failed_nan(run).items()]
+    out.sort(key=lambda f: (f[0].level, f[0].seed, f[0].control != "ticket", f[0].control))
     return out
 
 
@@ -211,9 +209,9 @@ def degenerate_section(run: RunData) -> dict[str, Any]:
         "measured": baselines is not None,
         "baselines": [(k, fmt(v)) for k, v in sorted((baselines or {}).items())],
         "checks": check_status(run),
-        "units": [{"unit": str(f["unit"].relpath()), "reasons": "; ".join(f["reasons"])} for f in units],
-        "units_by_level": {lv: [f"{f['unit'].control} seed {f['unit'].seed}: {'; '.join(f['reasons'])}"
-                                for f in units if f["unit"].level == lv] for lv in {f["unit"].level for f in units}},
+        "units": [{"unit": str(u.relpath()), "reasons": "; ".join(why)} for u, why in units],
+        "units_by_level": {lv: [f"{u.control} seed {u.seed}: {'; '.join(why)}" for u, why in units if u.level == lv]
+                           for lv in {u.level for u, _ in units}},
         "n_units": len(run.records) + len(failed_nan(run)),
         "levels": {lv: reasons for lv, reasons in levels.items() if reasons},
     }

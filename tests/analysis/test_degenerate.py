@@ -73,7 +73,7 @@ def test_lm_at_unigram_perplexity_flagged(tmp_path: Path):
     root = make_run(tmp_path, "nlp", seeds=(0,), levels=2)  # perplexity ~ 20-21, lower is better
     with_baselines(root, "nlp", {"unigram_perplexity": 20.5, "test_unigram_perplexity": 22.0})
     run = load_run(root)
-    flagged = {(f["unit"].control, f["unit"].level) for f in D.flagged_units(run)}
+    flagged = {(u.control, u.level) for u, _ in D.flagged_units(run)}
     expected = {(r["control"], r["level"]) for r in run.records if r["metrics"]["perplexity"] >= 20.5}
     assert flagged == expected and ("ticket", 0) not in flagged and flagged
 

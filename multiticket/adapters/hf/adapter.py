@@ -371,7 +371,7 @@ class HFAdapter(DomainAdapter):
             return {"majority_rate": B.majority_rate(feats["validation"]),
                     "test_majority_rate": B.majority_rate(feats["test"])}
         if s.task == "causal_lm":
-            vocab = int(self.module.config.vocab_size) if self._model is not None else len(self.tokenizer)
+            vocab = int(self._model.config.vocab_size) if self._model is not None else len(self.tokenizer)
             counts = B.unigram_counts(feats["train"], vocab)
             return {"unigram_perplexity": B.unigram_perplexity(counts, feats["validation"]),
                     "test_unigram_perplexity": B.unigram_perplexity(counts, feats["test"])}
