@@ -177,7 +177,7 @@ def check_status(run: RunData) -> list[dict[str, str]]:
         if metric not in seen:
             continue
         if check == "one_class":
-            status = "checked" if "predicted_classes" in seen else "not measured (the run recorded no predicted_classes)"
+            status = "checked" if "predicted_classes" in seen else "not measured (its units record no predicted_classes)"
         elif run.baselines is None:
             status = "not measured (no baselines.json: the run was made before baselines were measured)"
         elif all(k in run.baselines for k in keys):
