@@ -39,14 +39,26 @@ def rng_untouched() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def ensure_baselines(run_dir: Path, adapter: DomainAdapter, domain: str) -> dict[str, Any]:
-    """The run's baselines: read (and validated) from ``baselines.json`` when it exists, else
-    measured with ``adapter`` and written there atomically."""
-    found = read_baselines(run_dir)
-    if found is not None:
-        return found
+def measure_baselines(run_dir: Path, adapter: DomainAdapter, domain: str) -> dict[str, Any] | None:
+    """The record to write into ``run_dir/baselines.json``, measured with the validated ``adapter``
+    (UserError if it returns something else than finite numbers); None when the run directory
+    already has a (valid) one, which is never measured again."""
+    if read_baselines(run_dir) is not None:
+        return None
     with rng_untouched():
         values = adapter.baselines()
-    record = baselines_record(domain, values)
-    atomic_write_text(Path(run_dir) / BASELINES, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return record
+    return baselines_record(domain, values)
+
+
+def write_baselines(run_dir: Path, record: dict[str, Any] | None) -> None:
+    """Write what :func:`measure_baselines` returned (atomically; nothing for None)."""
+    if record is not None:
+        atomic_write_text(Path(run_dir) / BASELINES, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def ensure_baselines(run_dir: Path, adapter: DomainAdapter, domain: str) -> dict[str, Any]:
+    """The run's baselines: read from ``baselines.json``, or measured and written there."""
+    write_baselines(run_dir, measure_baselines(run_dir, adapter, domain))
+    found = read_baselines(run_dir)
+    assert found is not None
+    return found

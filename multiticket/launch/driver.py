@@ -26,7 +26,7 @@ from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
-from multiticket.launch.baselines import ensure_baselines
+from multiticket.launch.baselines import measure_baselines, write_baselines
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
 from multiticket.launch.resources import (
     AUTO,
@@ -146,15 +146,16 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     try:
         for task in tasks:
             runs.append(prepare_run(task, out, opts.device))
+        baselines = [measure_baselines(r.run_dir, r.runner.adapter, r.task.config.domain) for r in runs]
     except BaseException:
         for run in runs:
             run.discard()
         raise
     if auto and opts.backend != "slurm" and not opts.address:
         opts = fit_memory(opts, runs)
-    for run in runs:
+    for run, measured in zip(runs, baselines):
         run.commit()
-        ensure_baselines(run.run_dir, run.runner.adapter, run.task.config.domain)
+        write_baselines(run.run_dir, measured)
         for note in run.runner.adapter.notes().values():
             reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
         if not opts.in_process:
