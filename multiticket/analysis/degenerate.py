@@ -79,7 +79,8 @@ def _random_flag(metrics: dict[str, Any], baselines: dict[str, float]) -> list[F
     v_std = float(v_std) if isinstance(v_std, int | float) else 0.0
     if not within_noise(float(v), v_std, n, mean, std, n):
         return []
-    return [Flag("random_policy", f"eval_return {fmt(v)} within noise of a random policy's {fmt(mean)} ± {fmt(std)}")]
+    how = "at or below" if v <= mean else "within noise of"
+    return [Flag("random_policy", f"eval_return {fmt(v)} {how} a random policy's {fmt(mean)} ± {fmt(std)}")]
 
 
 def unit_flags(record: dict[str, Any], baselines: dict[str, float] | None) -> list[Flag]:
@@ -129,7 +130,7 @@ def identical_controls(run: RunData, level: int) -> bool:
 
 #: what a flagged ticket unit is, per check, in a level's one-line reason
 TICKET_IS = {"majority": "at or below the majority-class rate", "one_class": "predicting one class",
-             "unigram": "at or above the unigram perplexity", "random_policy": "within noise of a random policy",
+             "unigram": "at or above the unigram perplexity", "random_policy": "within noise of a random policy (or below it)",
              "nan": "non-finite (the unit failed)"}
 
 
