@@ -1,4 +1,5 @@
-"""Reading a run directory as untrusted input: its ``config.yaml`` and its units' ``metrics.json``.
+"""Reading a run directory as untrusted input: its ``config.yaml``, its units' ``metrics.json`` and
+its ``baselines.json``.
 
 A run directory may come from someone else, so everything read from it goes through a schema
 before ``report``, ``status``, ``compare``, ``transfer``, ``instability`` or a resumed ``run``
@@ -17,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,6 +30,7 @@ from multiticket.errors import UserError
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
+BASELINES = "baselines.json"
 #: largest config.yaml / JSON record read (a resolved config is a few KB, a record a few hundred)
 MAX_CONFIG_BYTES = 1 << 20
 MAX_JSON_BYTES = 4 << 20
@@ -316,3 +318,47 @@ def read_instability_record(path: Path, root: Path) -> dict[str, Any] | None:
         if record[key] != value:
             raise UserError(f"{path}: {key}: {record[key]!r} is not that of its directory {m[0]}")
     return record
+
+
+# -- baselines.json -------------------------------------------------------------------------------
+
+#: known baselines -> (lowest, highest) value that makes sense (others: any finite number)
+BASELINE_RANGES = {
+    "majority_rate": (0.0, 1.0), "test_majority_rate": (0.0, 1.0),
+    "unigram_perplexity": (1.0, METRIC_BOUND), "test_unigram_perplexity": (1.0, METRIC_BOUND),
+    "random_return_std": (0.0, METRIC_BOUND), "random_episodes": (1.0, 1e6),
+}
+
+
+class BaselinesFile(BaseModel):
+    """``baselines.json``: what trivial predictors score on the run's task (measured once per run
+    by ``multiticket run``, :meth:`DomainAdapter.baselines`); empty when the domain measures none."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal[1]
+    domain: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+    baselines: Annotated[dict[Name, Finite], Field(max_length=100)]
+
+    @field_validator("baselines")
+    @classmethod
+    def _in_range(cls, values: dict[str, float]) -> dict[str, float]:
+        for name, (low, high) in BASELINE_RANGES.items():
+            if name in values and not low <= values[name] <= high:
+                raise ValueError(f"'{name}' must lie in [{low:g}, {high:g}], got {values[name]!r}")
+        return values
+
+
+def baselines_record(domain: str, values: dict[str, float]) -> dict[str, Any]:
+    """The content of a ``baselines.json`` (validated, so a bad adapter fails before it is written)."""
+    record = {"format": 1, "domain": domain, "baselines": {str(k): float(v) for k, v in values.items()}}
+    return validated(BaselinesFile, record, Path(BASELINES))
+
+
+def read_baselines(run_dir: Path | str) -> dict[str, Any] | None:
+    """A run directory's validated ``baselines.json``, or None for a run made before baselines
+    were measured; UserError naming the file and field when it is malformed."""
+    path = Path(run_dir) / BASELINES
+    if not path.exists() and not path.is_symlink():
+        return None
+    return validated(BaselinesFile, read_json(path, MAX_CONFIG_BYTES), path)

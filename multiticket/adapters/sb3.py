@@ -32,6 +32,7 @@ from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.adapters.sb3_random import random_policy_returns
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.statefile import Pickled
@@ -339,6 +340,21 @@ class SB3Adapter(DomainAdapter):
             warn=False,
         )
         return [float(r) for r in returns], [int(n) for n in lengths]
+
+    def baselines(self) -> dict[str, float]:
+        """A uniformly random policy's mean and std return over ``n_eval_episodes`` episodes on an
+        evaluation environment built and seeded as the first seed's units evaluate (the actions
+        drawn from their own generator, seeded with that environment's seed)."""
+        s = self.section
+        seed = self.seed + s.eval_seed_offset
+        env = make_env(s.env, self.hyper, seed, s.n_eval_episodes, training=False, env_attrs=s.env_attrs)
+        try:
+            env.seed(seed)
+            returns = random_policy_returns(env, s.n_eval_episodes, seed)
+        finally:
+            env.close()
+        return {"random_return_mean": float(np.mean(returns)), "random_return_std": float(np.std(returns)),
+                "random_episodes": float(len(returns))}
 
     # -- rewind state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ imported from ``module_dir``, by default the task file's folder) that provides::
     loss(model: torch.nn.Module, batch) -> torch.Tensor              # a scalar
     evaluate(model: torch.nn.Module, args: dict) -> dict[str, float]
     prunable(model: torch.nn.Module) -> list[str]                    # optional
+    baselines(args: dict) -> dict[str, float]                        # optional, e.g. {"majority_rate": 0.6}
 
 ``args`` is the section's ``args`` mapping. The adapter owns the loop: the optimizer and the LR
 schedule come from the section, the batches are moved to the device, the mask enforcer and every
@@ -263,6 +264,16 @@ class TorchAdapter(DomainAdapter):
             model, self.optimizer, self._batches(start, stop), lambda b: self._call("loss", model, b),
             range(start, stop), lambda step: self._lr(step, stop), hooks, self.section.log_every,
         )  # fmt: skip
+
+    def baselines(self) -> dict[str, float]:
+        """What the user module's optional ``baselines(args)`` returns (the keys of
+        :meth:`DomainAdapter.baselines`, e.g. ``majority_rate`` for a classifier); none without it."""
+        if not hasattr(self.user, "baselines"):
+            return {}
+        result = self._call("baselines", self.section.args)
+        if not isinstance(result, dict) or not all(isinstance(v, int | float) and math.isfinite(v) for v in result.values()):
+            raise UserError(f"torch.module: {self.section.module}.baselines must return a dict of finite numbers")
+        return {str(k): float(v) for k, v in result.items()}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

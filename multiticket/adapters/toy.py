@@ -149,6 +149,11 @@ class ToyAdapter(DomainAdapter):
         train_steps(model, opt, self._batches(start), lambda b: loss_fn(model(b[0]), b[1]), range(start, stop),
                     lr_at, hooks)  # fmt: skip
 
+    def baselines(self) -> dict[str, float]:
+        """The majority-class rate of the test set that :meth:`evaluate` scores."""
+        counts = torch.bincount(self.y_test.cpu(), minlength=self.section.n_classes)
+        return {"majority_rate": float(counts.max()) / len(self.y_test)}
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         model = self.module

@@ -16,6 +16,7 @@ from typing import Any
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.compute import compute_section
+from multiticket.analysis.degenerate import degenerate_section, guard_verdict
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
@@ -44,7 +45,7 @@ def level_verdict(run: RunData, level: int) -> tuple[bool | None, bool | None]:
     winning = level_win(run, level).by_interval
     dense = run.dense
     matching = None if math.isnan(dense) else matches(t, dense, run.tolerance, run.higher_is_better)
-    return winning, matching
+    return guard_verdict(run, level, winning, matching)  # a degenerate level is neither
 
 
 def largest_matching_level(run: RunData) -> int | None:
@@ -186,6 +187,7 @@ def input_section(run: RunData, masks: dict, plot_dir: Path) -> dict[str, Any]:
 def build_report(run: RunData) -> str:
     plot_dir = run.root / "plots"
     context: dict[str, Any] = {"run": run, "header": header(run), "headline": headline(run), "sections": []}
+    context["degenerate"] = degenerate_section(run)
     if run.records:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),
                                                         plot_dir / "metric_vs_sparsity.png"))

@@ -24,7 +24,7 @@ from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.mask import Mask
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
-from multiticket.rundir import corrupt_reason, finished_records, read_run_config
+from multiticket.rundir import corrupt_reason, finished_records, read_baselines, read_run_config
 
 #: controls that test whether the ticket's mask *and* its initialisation matter: a winning ticket
 #: beats all of them (one_shot and rewind_init are ablations of the IMP procedure, not controls)
@@ -42,6 +42,8 @@ class RunData:
     task_config: TaskConfig
     #: the metric this view reads (None: the primary); see :meth:`with_metric`
     selected: str | None = None
+    #: ``baselines.json``'s numbers (:mod:`multiticket.analysis.degenerate`); None: not measured
+    baselines: dict[str, float] | None = None
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
 
     # -- plan -------------------------------------------------------------------------------
@@ -258,5 +260,7 @@ def load_run(run_dir: Path | str, metric: str | None = None, lenient: bool = Fal
                 raise
             selected = None
     summary_path, _ = write_summary(root, records)
+    found = read_baselines(root)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
-                   task_config=run_config.config, selected=selected)
+                   task_config=run_config.config, selected=selected,
+                   baselines=None if found is None else found["baselines"])

@@ -173,6 +173,19 @@ class DomainAdapter(abc.ABC):
         """Raise :class:`multiticket.errors.UserError` if checkpoints cannot be taken for this task
         (e.g. an environment that cannot be copied); called once before a run with checkpoints."""
 
+    # -- what a trivial predictor scores ------------------------------------------------------
+    def baselines(self) -> dict[str, float]:
+        """Scores of trivial predictors on this task's evaluation data, measured once per run by
+        the launch driver and stored in the run directory (``baselines.json``) so that the report,
+        which loads no data and no environment, can flag degenerate units. Known keys (others are
+        kept and shown): ``majority_rate`` / ``test_majority_rate`` (accuracy of always predicting
+        the most frequent class), ``unigram_perplexity`` / ``test_unigram_perplexity`` (perplexity
+        of the training text's smoothed unigram distribution), ``random_return_mean``,
+        ``random_return_std`` and ``random_episodes`` (a seeded uniformly random policy). Finite
+        numbers only. Must not draw from the global RNGs (the driver restores them anyway) nor
+        change the adapter's model. Optional: the default, none, reads "not measured"."""
+        return {}
+
     # -- outputs ------------------------------------------------------------------------------
     def notes(self) -> dict[str, Any]:
         """Facts about how the last ``build`` made the model that a reader of its results must know

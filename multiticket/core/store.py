@@ -4,6 +4,7 @@ Layout (the run-directory contract of the README; docs/architecture.md follows o
 
     <out>/<name>-<hash8>/
       config.yaml
+      baselines.json        (what trivial predictors score: multiticket.launch.baselines)
       seed_<s>/rewind/step_<k>/{weights.safetensors, state.safetensors, state.json, DONE}
       seed_<s>/<control>/level_<L>/{mask.safetensors, final.safetensors, metrics.json, DONE}
       summary.csv

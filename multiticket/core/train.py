@@ -16,6 +16,7 @@ only together with tests/test_pinned_runs.py's pins.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,7 +199,11 @@ def evaluate_unit(adapter: DomainAdapter, unit: Unit, mask: Mask, phases: Phases
         metrics = adapter.evaluate()
     if adapter.metric not in metrics:
         raise RunFailure(f"adapter returned no '{adapter.metric}' metric")
-    return {k: float(v) for k, v in metrics.items()}
+    values = {k: float(v) for k, v in metrics.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:  # a record cannot hold them: the unit fails, and the report flags it as NaN
+        raise RunFailure(f"non-finite evaluation: {', '.join(f'{k}={values[k]}' for k in bad)}")
+    return values
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from multiticket.core.store import RunStore, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
+from multiticket.launch.baselines import measure_baselines, write_baselines
 from multiticket.launch.jobs import PROBE_DIR, SHARED_STORAGE_HINT, Job, RunSpec, make_jobs, user_modules
 from multiticket.launch.resources import (
     AUTO,
@@ -115,7 +116,7 @@ def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
     invocation on this run directory first (read and validated from its ``config.yaml``), so the
     file names every seed the directory holds. A resumed run's finished records are validated too."""
     from multiticket.config import validate_task
-    from multiticket.rundir import CONFIG, check_resumable, read_run_config
+    from multiticket.rundir import CONFIG, check_resumable, read_baselines, read_run_config
 
     resolved = dict(task.resolved)
     path = Path(run_dir) / CONFIG
@@ -123,6 +124,7 @@ def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
         return resolved
     resolved["seeds"] = list(dict.fromkeys([*read_run_config(run_dir).config.seeds, *resolved["seeds"]]))
     check_resumable(Path(run_dir))
+    read_baselines(run_dir)  # a malformed baselines.json fails here, before anything is written
     validate_task(resolved, path)  # the union too must stay within the schema's bounds
     return resolved
 
@@ -144,14 +146,16 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     try:
         for task in tasks:
             runs.append(prepare_run(task, out, opts.device))
+        baselines = [measure_baselines(r.run_dir, r.runner.adapter, r.task.config.domain) for r in runs]
     except BaseException:
         for run in runs:
             run.discard()
         raise
     if auto and opts.backend != "slurm" and not opts.address:
         opts = fit_memory(opts, runs)
-    for run in runs:
+    for run, measured in zip(runs, baselines):
         run.commit()
+        write_baselines(run.run_dir, measured)
         for note in run.runner.adapter.notes().values():
             reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
         if not opts.in_process:

@@ -130,6 +130,8 @@ def evaluate(model, args): return {"acc": 1.0}
             "batch per step up to train.steps (4): loop over epochs",
         ),
         (GOOD, {}, "torch.metric: 'accuracy' is not among what mytask.evaluate returned (acc)"),
+        (GOOD + "def baselines(args): return {'majority_rate': float('nan')}\n", {"metric": "acc"},
+         "torch.module: mytask.baselines must return a dict of finite numbers"),
     ],
 )
 def test_a_bad_user_module_is_one_line_and_exit_2(tmp_path, capsys, code, section, message):
@@ -151,6 +153,13 @@ def test_good_module_trains_and_module_dir_is_not_hashed(tmp_path):
     (moved / "task.yaml").write_text(path.read_text())
     assert load_task(moved / "task.yaml").run_name == load_task(path).run_name
     assert TorchSection(module="mytask").module_dir is None
+
+
+def test_the_user_modules_baselines_are_recorded(tmp_path):
+    path = _task(tmp_path, GOOD + "def baselines(args): return {'majority_rate': 0.5}\n", metric="acc")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    record = json.loads((only_run(tmp_path / "out") / "baselines.json").read_text())
+    assert record == {"baselines": {"majority_rate": 0.5}, "domain": "torch", "format": 1}
 
 
 def test_every_control_early_bird_and_targeted_dropout(tmp_path):

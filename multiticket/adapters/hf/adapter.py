@@ -37,6 +37,7 @@ from transformers import (
     get_scheduler,
 )
 
+from multiticket.adapters.hf import baselines as B
 from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
@@ -372,6 +373,23 @@ class HFAdapter(DomainAdapter):
             res[f"{'test' if prefix else 'eval'}_loss"] = res.pop("loss")
             out.update({k if k.endswith("_loss") else f"{prefix}{k}": float(v) for k, v in res.items()})
         return out
+
+    def baselines(self) -> dict[str, float]:
+        """Classification: the majority-class rate of the validation and test splits. Causal LM
+        (GPT-2, LSTM): the perplexity of the training text's add-one-smoothed unigram model on
+        the validation and test tokens the model's perplexity is taken over. Translation: none
+        (a trivial translator's BLEU is not cheap to define)."""
+        self._prepare()
+        s, feats = self.section, self._features
+        if s.task == "classification":
+            return {"majority_rate": B.majority_rate(feats["validation"]),
+                    "test_majority_rate": B.majority_rate(feats["test"])}
+        if s.task == "causal_lm":
+            vocab = int(self._model.config.vocab_size) if self._model is not None else len(self.tokenizer)
+            counts = B.unigram_counts(feats["train"], vocab)
+            return {"unigram_perplexity": B.unigram_perplexity(counts, feats["validation"]),
+                    "test_unigram_perplexity": B.unigram_perplexity(counts, feats["test"])}
+        return {}
 
     # -- outputs -------------------------------------------------------------------------------
     def export(self, level_dir: Path) -> None:

@@ -2,13 +2,15 @@
 
 Primary metrics (validation split; the test split is reported beside them with a ``test_`` prefix):
 accuracy (classification, higher is better), perplexity (causal LM, lower is better), BLEU on
-generated text with sacrebleu (translation, higher is better).
+generated text with sacrebleu (translation, higher is better). Classification also records
+``predicted_classes`` and ``top_class_fraction``, which the report's degenerate-result checks read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,7 +64,15 @@ def classification_metrics(
         gold += b["labels"].tolist()
     n = len(gold)
     acc = sum(p == g for p, g in zip(preds, gold)) / n
-    return {"accuracy": acc, "f1_macro": f1_macro(preds, gold, model.config.num_labels), "loss": loss_sum / n}
+    return {"accuracy": acc, "f1_macro": f1_macro(preds, gold, model.config.num_labels), "loss": loss_sum / n,
+            **prediction_spread(preds)}
+
+
+def prediction_spread(preds: list[int]) -> dict[str, float]:
+    """How many distinct classes were predicted and the largest share one class got: a model
+    that predicts one class (``predicted_classes`` 1) is a constant, whatever its accuracy."""
+    counts = Counter(preds)
+    return {"predicted_classes": float(len(counts)), "top_class_fraction": max(counts.values()) / len(preds)}
 
 
 @torch.no_grad()
