@@ -16,7 +16,7 @@ from typing import Any
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.compute import compute_section
-from multiticket.analysis.degenerate import degenerate_section, guard_verdict
+from multiticket.analysis.degenerate import degenerate_section, guard_verdict, level_flags
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
@@ -98,7 +98,8 @@ def headline(run: RunData) -> dict[str, Any]:
     if best is not None:
         out.update(sparsity=plots.pct(run.sparsity[best]), remaining=plots.pct(run.remaining(best)),
                    value=fmt(run.stat("ticket", best)[0]))
-    out["wins"] = win_summary(run, {lv: level_verdict(run, lv)[0] for lv in run.levels if lv > 0})
+    flagged = frozenset(lv for lv in run.levels if level_flags(run, lv))
+    out["wins"] = win_summary(run, {lv: level_verdict(run, lv)[0] for lv in run.levels if lv > 0}, flagged)
     return out
 
 

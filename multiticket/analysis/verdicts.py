@@ -81,19 +81,22 @@ def win_note(win: LevelWin) -> str:
     return ""
 
 
-def win_summary(run: RunData, winning: dict[int, bool | None]) -> dict[str, Any]:
+def win_summary(run: RunData, winning: dict[int, bool | None], flagged: frozenset[int] = frozenset()) -> dict[str, Any]:
     """The headline's counts over the pruned levels: ``winning`` maps each level to its verdict
     (:func:`multiticket.analysis.report.level_verdict`, where a level may also be ruled out for
     other reasons); ``won`` are the levels won by the interval rule, ``mean_only`` those whose
     mean beats every random control without being won, ``undecided`` those with no interval.
+    Levels in ``flagged`` (degenerate, :mod:`multiticket.analysis.degenerate`) count in neither
+    list but in ``flagged``: a level whose results say nothing is no win, not even by the mean.
     ``state``: ``none`` (no random control to judge by), ``one_seed`` (no interval anywhere:
     nothing can be concluded) or ``judged``."""
     wins = {lv: level_win(run, lv) for lv in winning}
     judged = [lv for lv, w in wins.items() if w.by_mean is not None]
     out: dict[str, Any] = {
         "judged": judged,
-        "won": [lv for lv in judged if winning[lv]],
-        "mean_only": [lv for lv in judged if wins[lv].by_mean and not winning[lv]],
+        "won": [lv for lv in judged if winning[lv] and lv not in flagged],
+        "mean_only": [lv for lv in judged if wins[lv].by_mean and not winning[lv] and lv not in flagged],
+        "flagged": [lv for lv in judged if lv in flagged],
         "undecided": [lv for lv in judged if wins[lv].by_interval is None],
     }
     if not judged:

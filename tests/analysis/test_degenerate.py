@@ -51,7 +51,7 @@ def test_constant_classifier_flagged_never_matching(tmp_path: Path):
         checks = {f.check for f in D.unit_flags(r, run.baselines)}
         assert checks == {"majority", "one_class"}, (r["control"], r["level"], checks)
     assert all(v == (False, False) for v in verdicts(root).values())  # without flags: matching everywhere
-    assert headline(run)["best"] is None and headline(run)["winning"] == []
+    assert headline(run)["best"] is None and headline(run)["wins"]["won"] == [] and headline(run)["wins"]["mean_only"] == []
     html = write_report(root).read_text()
     assert f"Degenerate results: {len(run.records)} of {len(run.records)} unit(s) flagged" in html
     assert "accuracy 0.59 ≤ majority-class rate 0.59" in html
