@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             error = exc if isinstance(exc, (UserError, RunFailure)) else storage_error(exc)
             if error is None or (args is not None and args.debug):
                 raise
-            print(f"multiticket: error: {error}", file=sys.stderr)
+            for line in getattr(error, "lines", [error]):  # several validation errors: one line each
+                print(f"multiticket: error: {line}", file=sys.stderr)
             return error.exit_code
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
-from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
+from multiticket.adapters.sb3_config import Hyper, Section, action_space_problem, resolve_hyper
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import DomainAdapter, TrainHooks
@@ -160,13 +160,10 @@ class SB3Adapter(DomainAdapter):
                             "(or a policy class by import path)")
         env_id = self.section.env
         venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
-        if not isinstance(venv.action_space, self.spec.action_spaces):
+        problem = action_space_problem(self.section.algo, venv.action_space, env_id)
+        if problem:
             venv.close()
-            allowed = "/".join(s.__name__ for s in self.spec.action_spaces)
-            space = venv.action_space
-            raise UserError(
-                f"rl.algo: {self.spec.name} needs a {allowed} action space; '{env_id}' has {space}"
-            )
+            raise UserError(f"rl.algo: {problem}")
         kwargs = dict(self.hyper.kwargs)
         noise = self._action_noise(venv)
         if noise is not None:

@@ -259,6 +259,25 @@ class Section(Strict):
                 raise _error(str(exc)) from None
         return v
 
+    @classmethod
+    def whole_section_problems(cls, data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
+        """Checks that need an environment, run only by the collecting pass (:mod:`multiticket.validation`)
+        when another error stops loading before the adapter is built (which checks them again on its
+        envs): the action space the algorithm needs. Skipped where ``env_wrapper`` may change it."""
+        if failed & {"algo", "env", "env_kwargs", "imports"}:
+            return []
+        algo, env = str(data["algo"]).lower(), str(data["env"])
+        try:
+            entry = {**agents_entry(algo, env, data.get("hyperparams")), **(data.get("overrides") or {})}
+            if "env_wrapper" in entry:
+                return []
+            kwargs = {**dict(entry.get("env_kwargs") or {}), **(data.get("env_kwargs") or {})}
+            with gym.make(env, **kwargs) as made:
+                problem = action_space_problem(algo, made.action_space, env)
+        except Exception:  # noqa: BLE001 - building the adapter reports it, with its own message
+            return []
+        return [("algo", problem)] if problem else []
+
     @field_validator("roles")
     @classmethod
     def _roles_exist(cls, v: list[str], info: ValidationInfo) -> list[str]:
@@ -268,6 +287,15 @@ class Section(Strict):
         if algo is not None and not set(v) & set(ALGOS[algo].roles):
             raise _error(f"{ALGOS[algo].name} has only the roles {list(ALGOS[algo].roles)}")
         return v
+
+
+def action_space_problem(algo: str, space: gym.Space, env_id: str) -> str | None:
+    """Why ``algo`` cannot act in ``space`` (the action space of ``env_id``), or None."""
+    spec = ALGOS[algo]
+    if isinstance(space, spec.action_spaces):
+        return None
+    allowed = "/".join(s.__name__ for s in spec.action_spaces)
+    return f"{spec.name} needs a {allowed} action space; '{env_id}' has {space}"
 
 
 @dataclass
