@@ -16,6 +16,7 @@ import yaml
 
 from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
+from multiticket.provenance import command_line, name_warning
 from multiticket.runtime import resolve_device
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
         cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, slurm_cluster=args.slurm_cluster,
         slurm_partition=args.slurm_partition,
         slurm_time=args.slurm_time, slurm_mem_gb=args.slurm_mem_gb, slurm_folder=args.slurm_folder,
+        command=getattr(args, "command_line", None),
     )
 
 
@@ -151,7 +153,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from multiticket.api import resolve_task
 
     task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels)
+    _warn_name(task, args)
     return _launch([task], Path(args.out), args)
+
+
+def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """One line when a --set changed what the run name describes (multiticket.provenance)."""
+    warning = name_warning(task.run_name, task.resolved, task.source) if args.set else None
+    if warning and not args.quiet:
+        print(f"multiticket: warning: {warning}", file=sys.stderr)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -259,6 +269,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     task, notes = transfer_task(args.ticket_dir, resolve_task_path(args.to), args.set, args.seeds, args.levels,
                                 args.controls)
+    _warn_name(task, args)
     if not args.quiet:
         for note in notes:
             print(f"multiticket: note: {note}", file=sys.stderr)
@@ -317,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     with interrupts.handled():  # SIGINT / SIGTERM: one line, exit 130 / 143, whenever they land
         args = None
         try:
+            argv = sys.argv[1:] if argv is None else list(argv)
             args = build_parser().parse_args(argv)
+            args.command_line = command_line(argv)  # recorded in provenance.json
             return _dispatch(args)
         except SystemExit:
             raise

@@ -30,7 +30,14 @@ from torch import nn
 
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
-from multiticket.adapters.sb3_config import Hyper, Section, action_space_problem, resolve_hyper
+from multiticket.adapters.sb3_config import (
+    Hyper,
+    Section,
+    action_space_problem,
+    agents_entry,
+    agents_key,
+    resolve_hyper,
+)
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import DomainAdapter, TrainHooks
@@ -182,6 +189,17 @@ class SB3Adapter(DomainAdapter):
         self.eval_env = make_env(
             env_id, self.hyper, seed + self.section.eval_seed_offset, copies, training=False, env_attrs=self.section.env_attrs
         )
+
+    def provenance(self) -> dict[str, Any]:
+        """The SB3 class and what it was built with: the agents entry, ``rl.overrides`` over it,
+        the policy and env count filled in (SB3's defaults for every other argument)."""
+        s = self.section
+        key = agents_key(s.algo, s.env, s.hyperparams)
+        values = {**agents_entry(s.algo, s.env, s.hyperparams), **s.overrides}
+        values.update(policy=self.hyper.policy, n_envs=self.hyper.n_envs)
+        entry = f"agents/{s.algo}.yaml entry '{key}'" if key else "no agents entry (SB3's defaults)"
+        return {"model_class": f"{self.spec.cls.__module__}.{self.spec.cls.__qualname__}", "hyperparameters": values,
+                "hyperparameters_from": f"{entry} + rl.overrides; SB3's defaults for the rest"}
 
     def _reinitialise(self, init_seed: int) -> None:
         """Fresh policy weights drawn with ``init_seed``; the torch RNG stream that drives

@@ -118,23 +118,29 @@ def _agents(algo: str) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v or {}) for k, v in data.items()}
 
 
-def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
-    """The hyperparameters for ``env_id``: the entry ``key`` (an error if missing), else the entry
-    named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for ALE
-    games, else {} (SB3's defaults)."""
+def agents_key(algo: str, env_id: str, key: str | None) -> str | None:
+    """The entry of agents/<algo>.yaml for ``env_id``: ``key`` (an error if missing), else the
+    entry named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for
+    ALE games, else None (SB3's defaults)."""
     entries = _agents(algo)
     if key is not None:
         if key not in entries:
             close = difflib.get_close_matches(key, list(entries), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"no entry '{key}' in agents/{algo}.yaml{hint}")
-        return dict(entries[key])
+        return key
     name = env_id.rpartition(":")[2]
     if name in entries:
-        return dict(entries[name])
+        return name
     if is_atari(env_id) and "atari" in entries:
-        return dict(entries["atari"])
-    return {}
+        return "atari"
+    return None
+
+
+def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
+    """The hyperparameters of :func:`agents_key`'s entry ({} for SB3's defaults)."""
+    found = agents_key(algo, env_id, key)
+    return {} if found is None else dict(_agents(algo)[found])
 
 
 @functools.cache
