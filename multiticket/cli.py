@@ -159,8 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
     """One line when a --set changed what the run name describes (multiticket.provenance)."""
-    warning = name_warning(task.run_name, task.resolved, task.source) if args.set else None
-    if warning and not args.quiet:
+    warning = name_warning(task.config.name, task.resolved, task.source) if args.set else None
+    if warning:
         print(f"multiticket: warning: {warning}", file=sys.stderr)
 
 

@@ -197,6 +197,7 @@ class SB3Adapter(DomainAdapter):
         key = agents_key(s.algo, s.env, s.hyperparams)
         values = {**agents_entry(s.algo, s.env, s.hyperparams), **s.overrides}
         values.update(policy=self.hyper.policy, n_envs=self.hyper.n_envs)
+        values.pop("n_timesteps", None)  # train.steps decides the budget
         entry = f"agents/{s.algo}.yaml entry '{key}'" if key else "no agents entry (SB3's defaults)"
         return {"model_class": f"{self.spec.cls.__module__}.{self.spec.cls.__qualname__}", "hyperparameters": values,
                 "hyperparameters_from": f"{entry} + rl.overrides; SB3's defaults for the rest"}

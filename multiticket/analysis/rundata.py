@@ -40,6 +40,8 @@ class RunData:
     summary_path: Path
     task_config: TaskConfig
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
+    #: library versions recorded in config.yaml (None for a run that has none)
+    versions: dict[str, str] | None = None
 
     # -- plan -------------------------------------------------------------------------------
     @property
@@ -217,4 +219,4 @@ def load_run(run_dir: Path | str) -> RunData:
         raise UserError(f"{root}: units disagree on higher_is_better of '{metrics[0]}'")
     summary_path, _ = write_summary(root, records)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
-                   task_config=run_config.config)
+                   task_config=run_config.config, versions=run_config.versions)
