@@ -28,7 +28,7 @@ class UserErrors(UserError):
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = [_OneLine(line).args[0] for line in lines]
-        super().__init__(f"{len(self.lines)} errors: " + " | ".join(self.lines))
+        super().__init__(" | ".join(self.lines))
 
 
 class RunFailure(_OneLine):
