@@ -91,3 +91,21 @@ def test_an_error_is_named_by_the_override_that_set_it_or_a_section_around_it():
     assert line("t.yaml", ("rl.algo", "bad"), labels) == "--set rl={env: X}: rl.algo: bad"
     assert line("t.yaml", ("seeds", "too many"), labels) == "--seeds 1,2: too many"
     assert line("t.yaml", ("prune.rate", "bad"), labels) == "t.yaml: prune.rate: bad"
+
+
+def test_a_sweep_reports_the_errors_of_all_its_tasks_together(tmp_path, capsys):
+    """A rewind-step error, an env typo, an action-space mismatch and a hyperparameter typo: in one
+    task an unknown env has no action space to check, so the sweep's two grid points hold them."""
+    pytest.importorskip("stable_baselines3")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("tasks: [cartpole-ppo]\nset: [rewind.step=999999, rl.overrides.lerning_rate=3, rl.algo=dqn]\n"
+                     "grid: {rl.env: [CartPol-v1, Pendulum-v1]}\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "runs")]) == 2
+    errors = [e.removeprefix(f"multiticket: error: {sweep}: ") for e in _errors(capsys)]
+    assert len(errors) == 4, errors
+    assert errors[0] == "rewind.step=999999: must be below train.steps (40000)"
+    assert errors[1].startswith('rl.env="CartPol-v1": unknown Gymnasium environment \'CartPol-v1\' (did you mean')
+    assert errors[2] == ("rl.overrides.lerning_rate=3: rl.overrides: unknown DQN hyperparameter 'lerning_rate' "
+                         "(did you mean 'learning_rate'?)")
+    assert errors[3].startswith("rl.algo=dqn: DQN needs a Discrete action space; 'Pendulum-v1' has Box")
+    assert not (tmp_path / "runs").exists()
