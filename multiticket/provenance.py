@@ -65,9 +65,15 @@ def provenance_record(previous: Mapping[str, Any] | None, facts: Mapping[str, An
     return json.dumps(record, indent=1, sort_keys=False, default=str) + "\n"
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The command as a shell would take it back: ``multiticket run cartpole-ppo --set ...``."""
-    return shlex.join(["multiticket", *argv])
+#: longest command line recorded (the rest is cut, marked " …"): a record stays within its schema
+MAX_COMMAND = 4000
+
+
+def command_line(argv: Sequence[str], program: str | None = None) -> str:
+    """The command as a shell would take it back: ``multiticket run cartpole-ppo --set ...``;
+    ``program``: a whole call of another kind (the Python API's) instead."""
+    text = program if program is not None else shlex.join(["multiticket", *argv])
+    return text if len(text) <= MAX_COMMAND else text[:MAX_COMMAND] + " …"
 
 
 def _at(data: Any, dotted: str) -> Any:

@@ -65,3 +65,16 @@ def test_a_malformed_record_is_a_user_error(tmp_path, text):
     (tmp_path / PROVENANCE).write_text(text)
     with pytest.raises(UserError, match=rf"^{tmp_path / PROVENANCE}: "):
         read_provenance(tmp_path)
+
+
+def test_a_python_api_run_records_its_call(tmp_path):
+    import multiticket
+
+    task = {"name": "toy-api", "domain": "toy", "train": {"steps": 20}, "toy": {"n_train": 256, "n_test": 128}}
+    run = multiticket.run(task, out=tmp_path, levels=0, set={"toy.lr": 0.1})
+    (command,) = read_provenance(run.path)["commands"]
+    assert command == f"python: multiticket.run({task!r}, set={{'toy.lr': 0.1}}, seeds=None, levels=0)"
+
+
+def test_a_huge_command_line_is_cut_to_stay_readable():
+    assert len(command_line(["run", "x" * 10_000])) == 4002

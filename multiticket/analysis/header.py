@@ -69,7 +69,8 @@ def what_ran(run: RunData) -> list[tuple[str, str]]:
     if run.domain == "rl":
         rows += [("algorithm", text(s.get("algo", "?")).upper()), ("environment", text(s.get("env", "?")))]
     elif run.domain == "nlp":
-        model = s.get("pretrained") or s.get("model") or "the task's default"
+        chosen = (record.get("hyperparameters") or {}).get("model") if record else None
+        model = s.get("pretrained") or s.get("model") or chosen or "the task's default"
         rows += [("model", f"{text(model)}" + (" (pretrained)" if s.get("pretrained") else " (random init)")),
                  ("dataset", text(s.get("dataset", "?")) + (f" ({text(s['dataset_config'])})"
                                                              if s.get("dataset_config") else ""))]
