@@ -234,6 +234,8 @@ class Section(Strict):
                 if sep:
                     check_module_name(module)
                 return v
+            if "imports" not in info.data:  # they failed (reported): the env may be one they register
+                return v
             env_spec(v)
         except ValueError as exc:
             raise _error(str(exc)) from None
@@ -243,7 +245,7 @@ class Section(Strict):
     @classmethod
     def _known_entry(cls, v: str | None, info: ValidationInfo) -> str | None:
         algo, env = info.data.get("algo"), info.data.get("env")
-        if algo is None or env is None or not user_code_allowed(info):
+        if algo is None or env is None or not user_code_allowed(info) or "imports" not in info.data:
             return v
         try:
             entry = agents_entry(algo, env, v)
@@ -259,7 +261,7 @@ class Section(Strict):
         if algo is not None:
             try:
                 check_keys(algo, list(v))
-                if env is not None and "hyperparams" in info.data and user_code_allowed(info):
+                if env is not None and {"hyperparams", "imports"} <= info.data.keys() and user_code_allowed(info):
                     resolve_hyper(algo, env, info.data["hyperparams"], v)  # conversions fail here, not later
             except ValueError as exc:
                 raise _error(str(exc)) from None
