@@ -158,8 +158,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
-    """One line when a --set changed what the run name describes (multiticket.provenance)."""
-    warning = name_warning(task.config.name, task.resolved, task.source) if args.set else None
+    """One line when a --set (or a sweep's override) changed what the run name describes
+    (multiticket.provenance)."""
+    warning = name_warning(task.config.name, task.resolved, task.source) if getattr(args, "set", True) else None
     if warning:
         print(f"multiticket: warning: {warning}", file=sys.stderr)
 
@@ -169,6 +170,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else (sweep.out or Path("runs"))
+    for task in sweep.tasks:
+        _warn_name(task, args)
     return _launch(sweep.tasks, out, args)
 
 

@@ -109,3 +109,16 @@ def test_a_sweep_reports_the_errors_of_all_its_tasks_together(tmp_path, capsys):
                          "(did you mean 'learning_rate'?)")
     assert errors[3].startswith("rl.algo=dqn: DQN needs a Discrete action space; 'Pendulum-v1' has Box")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_over_environments_warns_that_the_names_do_not_describe_them(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("tasks: [cartpole-ppo]\ngrid: {rl.env: [CartPole-v1, Acrobot-v1]}\n")
+    (tmp_path / "file").write_text("")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "file")]) == 2  # stops before any work
+    err = capsys.readouterr().err.splitlines()
+    assert [e for e in err if "warning" in e] == [
+        "multiticket: warning: the run name 'cartpole-ppo' no longer describes the run (rl.env=Acrobot-v1); it "
+        "stays, so that existing run directories keep their names: the report header shows what ran"]
+    assert err[-1].startswith("multiticket: error: --out: ")
