@@ -45,14 +45,13 @@ def override_labels(
 
 
 def line(source: Path | str, problem: Problem, labels: list[tuple[str, str]]) -> str:
-    """One error line: the override that set ``field`` (or a section or key around it), else the file."""
+    """One error line: the override that set ``field`` (or a section or key around it), else the
+    file; then the field, as always (``--set rewind.step=999999: rewind.step: must be below ...``)."""
     field, why = problem
     if field is None:
         return why
     for key, label in labels:
-        if field == key:
-            return f"{label}: {why}"
-        if field.startswith(f"{key}.") or key.startswith(f"{field}."):
+        if field == key or field.startswith(f"{key}.") or key.startswith(f"{field}."):
             return f"{label}: {field}: {why}"
     return f"{source}: {field}: {why}"
 

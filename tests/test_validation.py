@@ -21,7 +21,7 @@ def _errors(capsys: pytest.CaptureFixture[str]) -> list[str]:
 def test_a_set_error_names_the_override_not_the_shipped_file(tmp_path, capsys):
     assert main(["run", "toy-mlp", "--out", str(tmp_path / "runs"), "--set", "rewind.step=999999"]) == 2
     steps = resolve_task("toy-mlp").config.train.steps
-    assert _errors(capsys) == [f"multiticket: error: --set rewind.step=999999: must be below train.steps ({steps})"]
+    assert _errors(capsys) == [f"multiticket: error: --set rewind.step=999999: rewind.step: must be below train.steps ({steps})"]
     assert not (tmp_path / "runs").exists()
 
 
@@ -37,10 +37,10 @@ def test_three_errors_in_one_command_give_three_lines(tmp_path, capsys):
             "--set", "controls=[transfer_mask]", "--set", "toy.lrr=0.1"]
     assert main(args) == 2
     assert _errors(capsys) == [
-        "multiticket: error: --set rewind.step=999999: must be below train.steps (1500)",
-        "multiticket: error: --set controls=[transfer_mask]: transfer_mask exists only in runs made by "
+        "multiticket: error: --set rewind.step=999999: rewind.step: must be below train.steps (1500)",
+        "multiticket: error: --set controls=[transfer_mask]: controls: transfer_mask exists only in runs made by "
         "'multiticket transfer'",
-        "multiticket: error: --set toy.lrr=0.1: unknown key (did you mean 'lr'?)",
+        "multiticket: error: --set toy.lrr=0.1: toy.lrr: unknown key (did you mean 'lr'?)",
     ]
     assert not (tmp_path / "runs").exists()
 
@@ -52,9 +52,9 @@ def test_field_errors_of_every_section_are_collected(tmp_path, capsys):
     assert main(args) == 2
     errors = _errors(capsys)
     assert len(errors) == 3, errors
-    assert errors[0].startswith("multiticket: error: --set prune.rate=2: Input should be less than 1")
-    assert errors[1].startswith("multiticket: error: --levels 500: Input should be less than or equal to 100")
-    assert errors[2].startswith("multiticket: error: --set toy.hidden=wide: ")
+    assert errors[0].startswith("multiticket: error: --set prune.rate=2: prune.rate: Input should be less than 1")
+    assert errors[1].startswith("multiticket: error: --levels 500: prune.levels: Input should be less than or equal to 100")
+    assert errors[2].startswith("multiticket: error: --set toy.hidden=wide: toy.hidden")
 
 
 def test_rl_errors_of_the_common_keys_the_section_and_the_action_space_together(tmp_path, capsys):
@@ -63,16 +63,16 @@ def test_rl_errors_of_the_common_keys_the_section_and_the_action_space_together(
             "--set", "rl.overrides.lerning_rate=3", "--set", "rl.algo=sac"]
     assert main(args) == 2
     assert _errors(capsys) == [
-        "multiticket: error: --set rewind.step=999999: must be below train.steps (40000)",
+        "multiticket: error: --set rewind.step=999999: rewind.step: must be below train.steps (40000)",
         "multiticket: error: --set rl.overrides.lerning_rate=3: rl.overrides: unknown SAC hyperparameter "
         "'lerning_rate' (did you mean 'learning_rate'?)",
-        "multiticket: error: --set rl.algo=sac: SAC needs a Box action space; 'CartPole-v1' has Discrete(2)",
+        "multiticket: error: --set rl.algo=sac: rl.algo: SAC needs a Box action space; 'CartPole-v1' has Discrete(2)",
     ]
     args[-1] = "rl.env=CartPol-v1"
     assert main(args) == 2
     errors = _errors(capsys)
     assert len(errors) == 3 and errors[1].startswith(
-        "multiticket: error: --set rl.env=CartPol-v1: unknown Gymnasium environment 'CartPol-v1' (did you mean "
+        "multiticket: error: --set rl.env=CartPol-v1: rl.env: unknown Gymnasium environment 'CartPol-v1' (did you mean "
         "'CartPole-v1'?"), errors
     assert not (tmp_path / "runs").exists()
 
@@ -80,16 +80,16 @@ def test_rl_errors_of_the_common_keys_the_section_and_the_action_space_together(
 def test_the_python_api_gets_every_line_in_one_error():
     with pytest.raises(UserErrors) as err:
         resolve_task("toy-mlp", {"rewind.step": 999999, "controls": ["transfer_mask"]})
-    assert len(err.value.lines) == 2 and err.value.lines[0].startswith("set rewind.step=999999: must be below")
+    assert len(err.value.lines) == 2 and err.value.lines[0].startswith("set rewind.step=999999: rewind.step: must be below")
     assert "\n" not in str(err.value) and str(err.value) == " | ".join(err.value.lines)
 
 
 def test_an_error_is_named_by_the_override_that_set_it_or_a_section_around_it():
     labels = override_labels(["rl={env: X}", "rl.overrides.lr=3", "rl.env=Y"], seeds=[1, 2], levels=None)
-    assert line("t.yaml", ("rl.env", "unknown"), labels) == "--set rl.env=Y: unknown"  # the later one wins
+    assert line("t.yaml", ("rl.env", "unknown"), labels) == "--set rl.env=Y: rl.env: unknown"  # the later one wins
     assert line("t.yaml", ("rl.overrides", "bad"), labels) == "--set rl.overrides.lr=3: rl.overrides: bad"
     assert line("t.yaml", ("rl.algo", "bad"), labels) == "--set rl={env: X}: rl.algo: bad"
-    assert line("t.yaml", ("seeds", "too many"), labels) == "--seeds 1,2: too many"
+    assert line("t.yaml", ("seeds", "too many"), labels) == "--seeds 1,2: seeds: too many"
     assert line("t.yaml", ("prune.rate", "bad"), labels) == "t.yaml: prune.rate: bad"
 
 
@@ -103,11 +103,11 @@ def test_a_sweep_reports_the_errors_of_all_its_tasks_together(tmp_path, capsys):
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "runs")]) == 2
     errors = [e.removeprefix(f"multiticket: error: {sweep}: ") for e in _errors(capsys)]
     assert len(errors) == 4, errors
-    assert errors[0] == "rewind.step=999999: must be below train.steps (40000)"
-    assert errors[1].startswith('rl.env="CartPol-v1": unknown Gymnasium environment \'CartPol-v1\' (did you mean')
+    assert errors[0] == "rewind.step=999999: rewind.step: must be below train.steps (40000)"
+    assert errors[1].startswith('rl.env="CartPol-v1": rl.env: unknown Gymnasium environment \'CartPol-v1\' (did you mean')
     assert errors[2] == ("rl.overrides.lerning_rate=3: rl.overrides: unknown DQN hyperparameter 'lerning_rate' "
                          "(did you mean 'learning_rate'?)")
-    assert errors[3].startswith("rl.algo=dqn: DQN needs a Discrete action space; 'Pendulum-v1' has Box")
+    assert errors[3].startswith("rl.algo=dqn: rl.algo: DQN needs a Discrete action space; 'Pendulum-v1' has Box")
     assert not (tmp_path / "runs").exists()
 
 
