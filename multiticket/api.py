@@ -18,6 +18,7 @@ from multiticket.config import ResolvedTask, load_task, task_from_data
 from multiticket.errors import UserError
 from multiticket.launch.backends import LaunchOptions
 from multiticket.paths import resolve_task_path
+from multiticket.provenance import command_line
 
 Overrides = Sequence[str] | Mapping[str, Any]
 
@@ -79,6 +80,8 @@ def run(
     from multiticket.core.hooks import NullReporter
 
     resolved = resolve_task(task, set, seeds, levels)
+    launch.setdefault("command", command_line([], f"python: multiticket.run({task!r}, set={set!r}, seeds={seeds!r}, "
+                                                  f"levels={levels!r})"))  # recorded in provenance.json
     try:
         opts = LaunchOptions(workers=workers, device=device, threads=threads or 1, in_process_threads=threads, **launch)
     except TypeError as exc:

@@ -16,6 +16,7 @@ import yaml
 
 from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
+from multiticket.provenance import command_line, name_warning
 from multiticket.runtime import resolve_device
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
         cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, slurm_cluster=args.slurm_cluster,
         slurm_partition=args.slurm_partition,
         slurm_time=args.slurm_time, slurm_mem_gb=args.slurm_mem_gb, slurm_folder=args.slurm_folder,
+        command=getattr(args, "command_line", None),
     )
 
 
@@ -154,7 +156,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from multiticket.api import resolve_task
 
     task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels)
+    _warn_name(task, args)
     return _launch([task], Path(args.out), args)
+
+
+def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """One line when a --set (or a sweep's override) changed what the run name describes
+    (multiticket.provenance)."""
+    warning = name_warning(task.config.name, task.resolved, task.source) if getattr(args, "set", True) else None
+    if warning:
+        print(f"multiticket: warning: {warning}", file=sys.stderr)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -162,6 +173,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else (sweep.out or Path("runs"))
+    for task in sweep.tasks:
+        _warn_name(task, args)
     return _launch(sweep.tasks, out, args)
 
 
@@ -277,6 +290,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     task, notes = transfer_task(args.ticket_dir, resolve_task_path(args.to), args.set, args.seeds, args.levels,
                                 args.controls)
+    _warn_name(task, args)
     if not args.quiet:
         for note in notes:
             print(f"multiticket: note: {note}", file=sys.stderr)
@@ -337,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     with interrupts.handled():  # SIGINT / SIGTERM: one line, exit 130 / 143, whenever they land
         args = None
         try:
+            argv = sys.argv[1:] if argv is None else list(argv)
             args = build_parser().parse_args(argv)
+            args.command_line = command_line(argv)  # recorded in provenance.json
             return _dispatch(args)
         except SystemExit:
             raise
@@ -348,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             error = exc if isinstance(exc, (UserError, RunFailure)) else storage_error(exc)
             if error is None or (args is not None and args.debug):
                 raise
-            print(f"multiticket: error: {error}", file=sys.stderr)
+            for line in getattr(error, "lines", [error]):  # several validation errors: one line each
+                print(f"multiticket: error: {line}", file=sys.stderr)
             return error.exit_code
 
 

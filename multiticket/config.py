@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from multiticket import domains as _builtin_domains  # noqa: F401 - registers toy, rl, nlp
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
@@ -243,10 +243,10 @@ class TaskConfig(Strict):
         return config
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> TaskConfig:
-        for check in (_plan_rules, _rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules,
-                      _transfer_rules):
-            check(self)
+    def _cross_field_rules(self, info: ValidationInfo) -> TaskConfig:
+        if not (info.context or {}).get("rules_apart"):  # the collecting pass runs each one (multiticket.validation)
+            for check in CROSS_FIELD_RULES:
+                check(self)
         return self
 
     def domain_section(self) -> Any:
@@ -340,6 +340,11 @@ def _transfer_rules(config: TaskConfig) -> None:
         raise ValueError("controls: transfer_mask exists only in runs made by 'multiticket transfer'")
 
 
+#: every cross-field rule, in the order a failing one is reported
+CROSS_FIELD_RULES = (_plan_rules, _rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules,
+                     _transfer_rules)
+
+
 @dataclass
 class ResolvedTask:
     """A validated task: the common config, its domain section, and the run hash."""
@@ -416,16 +421,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | Mapping[str, An
     return data
 
 
-def _field_error(source: Path | str, exc: ValidationError, prefix: str = "") -> UserError:
-    """One line naming the file and the first failing field, with a spelling hint."""
-    err = exc.errors()[0]
+def named_field(message: str, prefix: str = "") -> tuple[str, str] | None:
+    """(field, why) of a cross-field rule's ``"<field>: <why>"`` message, or None."""
+    head, sep, rest = message.partition(": ")
+    return (f"{prefix}{head}", rest) if sep and re.fullmatch(r"[A-Za-z_][\w.]*", head) else None
+
+
+def error_field(err: Any, model_title: str, prefix: str = "") -> tuple[str, str]:
+    """(field, message) of one pydantic error, with a spelling hint for an unknown key."""
     loc = ".".join(str(p) for p in err["loc"])
     field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        model = exc.title
         msg = "unknown key"
-        known = _known_keys(model, err["loc"])
+        known = _known_keys(model_title, err["loc"])
         close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
         if close:
             msg += f" (did you mean '{close[0]}'?)"
@@ -433,9 +442,15 @@ def _field_error(source: Path | str, exc: ValidationError, prefix: str = "") -> 
         msg = "required key is missing"
     elif err["type"] == "value_error":
         msg = str(err.get("ctx", {}).get("error", "")) or msg.removeprefix("Value error, ")
-        head, sep, rest = msg.partition(": ")
-        if not loc and sep and re.fullmatch(r"[A-Za-z_][\w.]*", head):  # a cross-field check names its field
-            field, msg = f"{prefix}{head}", rest
+        named = named_field(msg, prefix) if not loc else None  # a cross-field check names its field
+        if named:
+            field, msg = named
+    return field, msg
+
+
+def _field_error(source: Path | str, exc: ValidationError, prefix: str = "") -> UserError:
+    """One line naming the file and the first failing field, with a spelling hint."""
+    field, msg = error_field(exc.errors()[0], exc.title, prefix)
     return UserError(f"{source}: {field}: {msg}")
 
 
@@ -548,4 +563,10 @@ def task_from_data(
         if not isinstance(data["prune"], dict):
             raise UserError(f"{source}: prune: expected a mapping")
         data["prune"]["levels"] = levels
-    return resolve_task(validate_task(data, source), source, user_code)
+    try:
+        return resolve_task(validate_task(data, source), source, user_code)
+    except UserError as first:  # look again for every error, each naming its --set (multiticket.validation)
+        from multiticket.validation import collected_errors, override_labels
+
+        labels = override_labels(overrides, seeds, levels)
+        raise collected_errors(data, source, labels, user_code, first) from None

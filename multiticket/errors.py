@@ -22,6 +22,15 @@ class UserError(_OneLine):
     exit_code = 2
 
 
+class UserErrors(UserError):
+    """Several errors of bad input found together (:mod:`multiticket.validation`): the CLI prints
+    each of :attr:`lines` as its own line; ``str()`` joins them for the Python API."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = [_OneLine(line).args[0] for line in lines]
+        super().__init__(" | ".join(self.lines))
+
+
 class RunFailure(_OneLine):
     """A run that started but could not finish (NaN loss, disk full): exit code 1."""
 

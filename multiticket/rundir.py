@@ -51,6 +51,8 @@ class RunConfig:
     path: Path
     data: dict[str, Any]
     config: TaskConfig
+    #: the recorded library versions (``{name: version}`` as text), or None when absent or malformed
+    versions: dict[str, str] | None = None
 
 
 def read_bounded(path: Path, limit: int) -> str:
@@ -105,12 +107,21 @@ def read_run_config(run_dir: Path | str) -> RunConfig:
         raise UserError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
     if _count_nodes(data, MAX_YAML_NODES) > MAX_YAML_NODES:
         raise UserError(f"{path}: more than {MAX_YAML_NODES} values (aliases expanded); not a config multiticket wrote")
+    versions = data.get("versions")
     data = {k: v for k, v in data.items() if k != "versions"}
     try:
         config = validate_task(data, path)
     except RecursionError:
         raise UserError(f"{path}: nested too deeply") from None
-    return RunConfig(path, data, config)
+    return RunConfig(path, data, config, _versions(versions))
+
+
+def _versions(value: Any) -> dict[str, str] | None:
+    """``versions:`` of a config.yaml, when it is what multiticket writes (a short name -> version map)."""
+    if not isinstance(value, dict) or len(value) > 100:
+        return None
+    out = {str(k)[:100]: str(v)[:100] for k, v in value.items() if isinstance(v, str | int | float)}
+    return out if len(out) == len(value) else None
 
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:

@@ -30,7 +30,14 @@ from torch import nn
 
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
-from multiticket.adapters.sb3_config import Hyper, Section, resolve_hyper
+from multiticket.adapters.sb3_config import (
+    Hyper,
+    Section,
+    action_space_problem,
+    agents_entry,
+    agents_key,
+    resolve_hyper,
+)
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.adapters.sb3_random import random_policy_returns
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
@@ -161,13 +168,10 @@ class SB3Adapter(DomainAdapter):
                             "(or a policy class by import path)")
         env_id = self.section.env
         venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
-        if not isinstance(venv.action_space, self.spec.action_spaces):
+        problem = action_space_problem(self.section.algo, venv.action_space, env_id)
+        if problem:
             venv.close()
-            allowed = "/".join(s.__name__ for s in self.spec.action_spaces)
-            space = venv.action_space
-            raise UserError(
-                f"rl.algo: {self.spec.name} needs a {allowed} action space; '{env_id}' has {space}"
-            )
+            raise UserError(f"rl.algo: {problem}")
         kwargs = dict(self.hyper.kwargs)
         noise = self._action_noise(venv)
         if noise is not None:
@@ -186,6 +190,18 @@ class SB3Adapter(DomainAdapter):
         self.eval_env = make_env(
             env_id, self.hyper, seed + self.section.eval_seed_offset, copies, training=False, env_attrs=self.section.env_attrs
         )
+
+    def provenance(self) -> dict[str, Any]:
+        """The SB3 class and what it was built with: the agents entry, ``rl.overrides`` over it,
+        the policy and env count filled in (SB3's defaults for every other argument)."""
+        s = self.section
+        key = agents_key(s.algo, s.env, s.hyperparams)
+        values = {**agents_entry(s.algo, s.env, s.hyperparams), **s.overrides}
+        values.update(policy=self.hyper.policy, n_envs=self.hyper.n_envs)
+        values.pop("n_timesteps", None)  # train.steps decides the budget
+        entry = f"agents/{s.algo}.yaml entry '{key}'" if key else "no agents entry (SB3's defaults)"
+        return {"model_class": f"{self.spec.cls.__module__}.{self.spec.cls.__qualname__}", "hyperparameters": values,
+                "hyperparameters_from": f"{entry} + rl.overrides; SB3's defaults for the rest"}
 
     def _reinitialise(self, init_seed: int) -> None:
         """Fresh policy weights drawn with ``init_seed``; the torch RNG stream that drives

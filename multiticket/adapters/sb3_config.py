@@ -118,23 +118,29 @@ def _agents(algo: str) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v or {}) for k, v in data.items()}
 
 
-def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
-    """The hyperparameters for ``env_id``: the entry ``key`` (an error if missing), else the entry
-    named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for ALE
-    games, else {} (SB3's defaults)."""
+def agents_key(algo: str, env_id: str, key: str | None) -> str | None:
+    """The entry of agents/<algo>.yaml for ``env_id``: ``key`` (an error if missing), else the
+    entry named like the env id (``Reach-v0`` for ``module:Reach-v0`` too), else ``atari`` for
+    ALE games, else None (SB3's defaults)."""
     entries = _agents(algo)
     if key is not None:
         if key not in entries:
             close = difflib.get_close_matches(key, list(entries), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"no entry '{key}' in agents/{algo}.yaml{hint}")
-        return dict(entries[key])
+        return key
     name = env_id.rpartition(":")[2]
     if name in entries:
-        return dict(entries[name])
+        return name
     if is_atari(env_id) and "atari" in entries:
-        return dict(entries["atari"])
-    return {}
+        return "atari"
+    return None
+
+
+def agents_entry(algo: str, env_id: str, key: str | None) -> dict[str, Any]:
+    """The hyperparameters of :func:`agents_key`'s entry ({} for SB3's defaults)."""
+    found = agents_key(algo, env_id, key)
+    return {} if found is None else dict(_agents(algo)[found])
 
 
 @functools.cache
@@ -228,6 +234,8 @@ class Section(Strict):
                 if sep:
                     check_module_name(module)
                 return v
+            if "imports" not in info.data:  # they failed (reported): the env may be one they register
+                return v
             env_spec(v)
         except ValueError as exc:
             raise _error(str(exc)) from None
@@ -237,7 +245,7 @@ class Section(Strict):
     @classmethod
     def _known_entry(cls, v: str | None, info: ValidationInfo) -> str | None:
         algo, env = info.data.get("algo"), info.data.get("env")
-        if algo is None or env is None or not user_code_allowed(info):
+        if algo is None or env is None or not user_code_allowed(info) or "imports" not in info.data:
             return v
         try:
             entry = agents_entry(algo, env, v)
@@ -253,11 +261,30 @@ class Section(Strict):
         if algo is not None:
             try:
                 check_keys(algo, list(v))
-                if env is not None and "hyperparams" in info.data and user_code_allowed(info):
+                if env is not None and {"hyperparams", "imports"} <= info.data.keys() and user_code_allowed(info):
                     resolve_hyper(algo, env, info.data["hyperparams"], v)  # conversions fail here, not later
             except ValueError as exc:
                 raise _error(str(exc)) from None
         return v
+
+    @classmethod
+    def whole_section_problems(cls, data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
+        """Checks that need an environment, run only by the collecting pass (:mod:`multiticket.validation`)
+        when another error stops loading before the adapter is built (which checks them again on its
+        envs): the action space the algorithm needs. Skipped where ``env_wrapper`` may change it."""
+        if failed & {"algo", "env", "env_kwargs", "imports"}:
+            return []
+        algo, env = str(data["algo"]).lower(), str(data["env"])
+        try:
+            entry = {**agents_entry(algo, env, data.get("hyperparams")), **(data.get("overrides") or {})}
+            if "env_wrapper" in entry:
+                return []
+            kwargs = {**dict(entry.get("env_kwargs") or {}), **(data.get("env_kwargs") or {})}
+            with gym.make(env, **kwargs) as made:
+                problem = action_space_problem(algo, made.action_space, env)
+        except Exception:  # noqa: BLE001 - building the adapter reports it, with its own message
+            return []
+        return [("algo", problem)] if problem else []
 
     @field_validator("roles")
     @classmethod
@@ -268,6 +295,15 @@ class Section(Strict):
         if algo is not None and not set(v) & set(ALGOS[algo].roles):
             raise _error(f"{ALGOS[algo].name} has only the roles {list(ALGOS[algo].roles)}")
         return v
+
+
+def action_space_problem(algo: str, space: gym.Space, env_id: str) -> str | None:
+    """Why ``algo`` cannot act in ``space`` (the action space of ``env_id``), or None."""
+    spec = ALGOS[algo]
+    if isinstance(space, spec.action_spaces):
+        return None
+    allowed = "/".join(s.__name__ for s in spec.action_spaces)
+    return f"{spec.name} needs a {allowed} action space; '{env_id}' has {space}"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from multiticket.analysis import plots
 from multiticket.analysis.compute import compute_section
 from multiticket.analysis.degenerate import degenerate_section, guard_verdict, level_flags
 from multiticket.analysis.early_bird import early_bird_section
+from multiticket.analysis.header import header
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
 from multiticket.analysis.other_metrics import other_metrics_section
@@ -55,34 +56,6 @@ def largest_matching_level(run: RunData) -> int | None:
 
 
 # -- sections: plain data for templates/report.html.j2 (which escapes every string) -------------
-
-
-def header(run: RunData) -> dict[str, Any]:
-    finished_seeds = sorted({r["seed"] for r in run.records})
-    planned = run.planned_units()
-    unfinished_levels = {u.level for u in run.unfinished}
-    done_levels = [lv for lv in range(1, run.planned_levels + 1) if lv not in unfinished_levels]
-    rows = [
-        ("task", run.task), ("domain", run.domain), ("run directory", str(run.root)),
-        ("config hash", run.config_hash),
-        ("seeds", f"{', '.join(map(str, run.seeds))} (finished units from {len(finished_seeds)})"),
-        ("controls", ", ".join(["ticket", *run.controls])),
-        ("levels finished / planned", f"{len(done_levels)} / {run.planned_levels}"),
-        ("units finished / planned", f"{len(planned) - len(run.unfinished)} / {len(planned)}"),
-        ("primary metric", f"{run.primary_metric or '–'} ({run.with_metric(None).direction})" if run.records else "–"),
-        *([("headline metric", f"{run.metric} ({run.direction}; --metric or report.metric)")]
-          if run.metric != run.primary_metric else []),
-        ("matching tolerance", f"{run.tolerance:g} × |dense metric| (report.tolerance)"),
-    ]
-    if run.description:
-        rows.insert(1, ("description", run.description))
-    transfer = run.config.get("transfer")
-    if isinstance(transfer, dict):  # a run made by 'multiticket transfer' (docs/transfer-and-stability.md)
-        rows.insert(1, ("transferred from", f"{transfer.get('source')}: 'ticket' = source mask + source rewind "
-                        "weights, 'transfer_mask' = source mask + this task's init, level 0 = this task's dense"))
-    corrupt = sorted(run.corrupt.items(), key=lambda kv: (kv[0].seed, kv[0].control, kv[0].level))
-    return {"rows": rows, "missing": run.missing_lines(), "n_missing": len(run.missing),
-            "corrupt": [f"{u.relpath()}: {why}" for u, why in corrupt]}
 
 
 def headline(run: RunData) -> dict[str, Any]:
@@ -197,7 +170,7 @@ def build_report(run: RunData) -> str:
                                td_section(run, plot_dir), compute_section(run)]
         context["layers"] = layer_sections(run, plot_dir)
     context["instability"] = instability_section(run.root, plot_dir)
-    return str(render("report.html.j2", title=f"{run.task} — multiticket report", **context))
+    return str(render("report.html.j2", title=f"{context['header']['title']} — multiticket report", **context))
 
 
 def write_report(run_dir: Path, metric: str | None = None) -> Path:

@@ -45,6 +45,8 @@ class RunData:
     #: ``baselines.json``'s numbers (:mod:`multiticket.analysis.degenerate`); None: not measured
     baselines: dict[str, float] | None = None
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
+    #: library versions recorded in config.yaml (None for a run that has none)
+    versions: dict[str, str] | None = None
 
     # -- plan -------------------------------------------------------------------------------
     @property
@@ -262,5 +264,5 @@ def load_run(run_dir: Path | str, metric: str | None = None, lenient: bool = Fal
     summary_path, _ = write_summary(root, records)
     found = read_baselines(root)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
-                   task_config=run_config.config, selected=selected,
+                   task_config=run_config.config, selected=selected, versions=run_config.versions,
                    baselines=None if found is None else found["baselines"])

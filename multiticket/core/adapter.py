@@ -194,6 +194,14 @@ class DomainAdapter(abc.ABC):
         run starts. Default: none."""
         return {}
 
+    def provenance(self) -> dict[str, Any]:
+        """What ran, for the report header (``provenance.json``, JSON values), after ``build``:
+        ``model_class`` (the algorithm or model class) and ``hyperparameters`` (what it was really
+        built with). Default: the class of :attr:`module` and the domain section with its defaults."""
+        cls = type(self.module)
+        return {"model_class": f"{cls.__module__}.{cls.__qualname__}",
+                "hyperparameters": self.section.model_dump(mode="json")}
+
     def export(self, level_dir: Path) -> None:
         """Write a domain-native copy of the trained ticket into ``level_dir`` (optional)."""
 

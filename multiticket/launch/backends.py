@@ -50,6 +50,7 @@ class LaunchOptions:
     slurm_folder: str | None = None  # submitit logs and pickles (must be shared too)
     poll_seconds: float = 1.0
     force_pool: bool = False  # --workers 1 in a worker process, not in this one (benchmarks)
+    command: str | None = None  # the command line that made the run (provenance.json; None: the Python API)
 
     @property
     def in_process(self) -> bool:

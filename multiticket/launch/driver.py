@@ -38,6 +38,7 @@ from multiticket.launch.resources import (
     memory_cap,
     worker_memory,
 )
+from multiticket.provenance import PROVENANCE, provenance_record, read_provenance
 from multiticket.runtime import library_versions, resolve_device
 
 
@@ -141,6 +142,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError(f"--out: {out} is a file, not a directory")
     reporter = reporter or NullReporter()
     configs = [recorded_config(out / t.run_name, t) for t in tasks]  # a resumed run's files are checked first
+    records = [read_provenance(out / t.run_name) for t in tasks]
     warm_up_workers(opts, [t.config.domain for t in tasks], [m for t in tasks for m in user_modules(t)])
     runs: list[PreparedRun] = []
     try:
@@ -153,6 +155,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise
     if auto and opts.backend != "slurm" and not opts.address:
         opts = fit_memory(opts, runs)
+    facts = [run.runner.adapter.provenance() for run in runs]  # built, before a pool run closes them
     for run, measured in zip(runs, baselines):
         run.commit()
         write_baselines(run.run_dir, measured)
@@ -161,11 +164,12 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         if not opts.in_process:
             run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
-        for run, resolved in zip(runs, configs):
+        for run, resolved, fact, record in zip(runs, configs, facts, records):
             stack.enter_context(RunStore(run.run_dir).locked())
             RunStore(run.run_dir).clear_temporaries()
             config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            write_text_if_changed(run.run_dir / PROVENANCE, provenance_record(record, fact, opts.command))
         if opts.in_process:
             if opts.in_process_threads:
                 import torch

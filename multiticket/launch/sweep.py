@@ -29,7 +29,7 @@ import yaml
 from pydantic import Field
 
 from multiticket.config import ResolvedTask, load_task, read_yaml_file, validate_section
-from multiticket.errors import UserError
+from multiticket.errors import UserError, UserErrors
 from multiticket.paths import shipped_tasks
 from multiticket.schema import Strict
 
@@ -92,6 +92,7 @@ def load_sweep(path: Path | str, user_code: bool = True) -> Sweep:
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
     by_dir: dict[str, ResolvedTask] = {}
+    errors: list[str] = []  # of every task: all are reported together, one line each
     for name in sweep.tasks:
         try:
             task_path = _task_path(name, source.parent)
@@ -99,10 +100,16 @@ def load_sweep(path: Path | str, user_code: bool = True) -> Sweep:
             raise UserError(f"{source}: {exc}") from None
         for variant in sweep.variants or [[]]:
             for point in points:
-                task = load_task(
-                    task_path, [*sweep.set, *variant, *point], seeds=sweep.seeds, levels=sweep.levels,
-                    user_code=user_code,
-                )
+                try:
+                    task = load_task(
+                        task_path, [*sweep.set, *variant, *point], seeds=sweep.seeds, levels=sweep.levels,
+                        user_code=user_code,
+                    )
+                except UserError as exc:
+                    # an override of the sweep's (set, variants, grid) is named as "set key=value"
+                    errors += [f"{source}: {line.removeprefix('--set ')}" if line.startswith("--set ") else line
+                               for line in getattr(exc, "lines", [str(exc)])]
+                    continue
                 seen = by_dir.get(task.run_name)
                 if seen is not None and seen.resolved != task.resolved:
                     raise UserError(
@@ -110,6 +117,9 @@ def load_sweep(path: Path | str, user_code: bool = True) -> Sweep:
                         "seeds, levels or controls; make them one entry"
                     )
                 by_dir[task.run_name] = task
+    errors = list(dict.fromkeys(errors))
+    if errors:
+        raise UserErrors(errors) if len(errors) > 1 else UserError(errors[0])
     out = Path(sweep.out) if sweep.out else None
     if out is not None and not out.is_absolute():
         out = source.parent / out

@@ -57,7 +57,7 @@ def test_sweep_expands_tasks_variants_grid_into_hashed_runs(tmp_path):
         ("tasks: [toy-mlp]\ngrdi: {a: [1]}\n", "grdi: unknown key (did you mean 'grid'?)"),
         ("tasks: [nope-task]\n", "'nope-task' is neither a task file nor a shipped task"),
         ("tasks: [toy-mlp]\ngrid: {toy.lr: []}\n", "grid.toy.lr: needs at least one value"),
-        ("tasks: [toy-mlp]\ngrid: {toy.lrr: [1]}\n", "toy.lrr: unknown key"),
+        ("tasks: [toy-mlp]\ngrid: {toy.lrr: [1]}\n", "s.yaml: toy.lrr=1: toy.lrr: unknown key (did you mean 'lr'?)"),
         ("tasks: [toy-mlp]\nvariants: [['controls=[]'], ['controls=[one_shot]']]\n", "make them one entry"),
     ],
 )

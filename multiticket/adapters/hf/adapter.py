@@ -234,6 +234,15 @@ class HFAdapter(DomainAdapter):
         self.tokens_per_step = None
         torch.manual_seed(seed)  # dropout etc. follow the run seed, not the init seed
 
+    def provenance(self) -> dict[str, Any]:
+        """The model class, the ``nlp:`` settings, and what the data decided (the number of labels)."""
+        out = super().provenance()
+        if self.section.task == "classification":
+            out["hyperparameters"]["num_labels"] = self.num_labels
+        if self.pretrained is None:
+            out["hyperparameters"]["model"] = self.section.model_type
+        return out
+
     def notes(self) -> dict[str, Any]:
         notes: dict[str, Any] = {"new_head": self.new_head.record()} if self.new_head is not None else {}
         if self.tokens_per_step is not None:

@@ -1,0 +1,135 @@
+"""The report header: what ran (domain, algorithm or model, environment or dataset, the resolved
+hyperparameters, train and rewind steps, library versions, the command line) and what is missing.
+
+The run name stays what the task file called it (renaming would orphan run directories), so the
+header shows the real values from ``config.yaml`` and ``provenance.json``
+(:mod:`multiticket.provenance`); a run made before that record existed shows "not recorded"
+where only it knows. Both files are untrusted: the common keys of ``config.yaml`` are validated
+by :mod:`multiticket.rundir`, everything else is shown as text here (the template escapes it),
+cut to a bounded length. A transfer run is titled source → target, each with its algorithm or
+model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from multiticket.analysis.rundata import RunData
+from multiticket.errors import UserError
+from multiticket.provenance import read_provenance
+from multiticket.rundir import read_run_config
+
+NOT_RECORDED = "not recorded (the run predates this record)"
+#: longest value shown in one header cell
+MAX_TEXT = 4000
+
+
+def text(value: Any) -> str:
+    """A value of an untrusted file as bounded text: strings as they are, the rest as JSON."""
+    shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return shown if len(shown) <= MAX_TEXT else shown[:MAX_TEXT] + " …"
+
+
+def _section(config: dict[str, Any]) -> dict[str, Any]:
+    section = config.get(str(config.get("domain")))
+    return section if isinstance(section, dict) else {}
+
+
+def identity(config: dict[str, Any]) -> str:
+    """What a run trained, in a few words: ``PPO, CartPole-v1``; ``bert, rotten_tomatoes``."""
+    s = _section(config)
+    if config.get("domain") == "rl" and s.get("algo") is not None:
+        return f"{text(s.get('algo')).upper()}, {text(s.get('env'))}"
+    if config.get("domain") == "nlp" and s.get("dataset") is not None:
+        return f"{text(s.get('pretrained') or s.get('model') or 'default model')}, {text(s.get('dataset'))}"
+    return text(config.get("domain", "?"))
+
+
+def title(run: RunData) -> str:
+    """The page title: the task, or for a transfer run source → target with both algorithms."""
+    transfer = run.config.get("transfer")
+    if not isinstance(transfer, dict):
+        return run.task
+    source_name = text(transfer.get("source", "?"))
+    target = run.task.removesuffix(f"-from-{source_name}")
+    try:
+        source_config = read_run_config(Path(str(transfer.get("source_dir")))).data
+        source = f"{text(source_config.get('name'))} ({identity(source_config)})"
+    except UserError:  # the source run moved or is gone: its directory name is what is left
+        source = source_name
+    return f"{source} → {target} ({identity(run.config)})"
+
+
+def what_ran(run: RunData) -> list[tuple[str, str]]:
+    """The rows that say what ran: model or algorithm, data, hyperparameters, steps, versions, command."""
+    s, record = _section(run.config), read_provenance(run.root)
+    rows: list[tuple[str, str]] = []
+    if run.domain == "rl":
+        rows += [("algorithm", text(s.get("algo", "?")).upper()), ("environment", text(s.get("env", "?")))]
+    elif run.domain == "nlp":
+        chosen = (record.get("hyperparameters") or {}).get("model") if record else None
+        model = s.get("pretrained") or s.get("model") or chosen or "the task's default"
+        rows += [("model", f"{text(model)}" + (" (pretrained)" if s.get("pretrained") else " (random init)")),
+                 ("dataset", text(s.get("dataset", "?")) + (f" ({text(s['dataset_config'])})"
+                                                             if s.get("dataset_config") else ""))]
+    rows.append(("model class", text(record["model_class"]) if record and record.get("model_class") else NOT_RECORDED))
+    rows.append(("hyperparameters", hyperparameters(run, record)))
+    rows.append(("train steps / rewind step", steps(run)))
+    rows.append(("library versions", ", ".join(f"{k} {v}" for k, v in run.versions.items())
+                 if run.versions else NOT_RECORDED))
+    commands = record.get("commands") if record else None
+    rows.append(("command line", " ; ".join(commands) if commands else NOT_RECORDED))
+    return rows
+
+
+def hyperparameters(run: RunData, record: dict[str, Any] | None) -> str:
+    """The resolved hyperparameters of ``provenance.json``; for an older run what its config says."""
+    if record and record.get("hyperparameters") is not None:
+        values = ", ".join(f"{text(k)}={text(v)}" for k, v in record["hyperparameters"].items())
+        source = f" [{text(record['hyperparameters_from'])}]" if record.get("hyperparameters_from") else ""
+        return text(values + source)
+    s = _section(run.config)
+    if run.domain == "rl":
+        entry = text(s.get("hyperparams") or s.get("env", "?"))
+        return text(f"{NOT_RECORDED}; config: agents/{text(s.get('algo', '?'))}.yaml entry '{entry}' "
+                    f"+ rl.overrides {text(s.get('overrides') or {})}")
+    if s:
+        return text(f"{NOT_RECORDED}; config: " + ", ".join(f"{text(k)}={text(v)}" for k, v in s.items()))
+    return NOT_RECORDED
+
+
+def steps(run: RunData) -> str:
+    cfg = run.task_config
+    rewind = f"{cfg.rewind_step()}" + (f" ({cfg.rewind.step})" if isinstance(cfg.rewind.step, str) else "")
+    return f"{cfg.train.steps} / {rewind} (rewind mode {cfg.rewind.mode})"
+
+
+def header(run: RunData) -> dict[str, Any]:
+    """The header's data for templates/report.html.j2: title, rows, missing and corrupt units."""
+    finished_seeds = sorted({r["seed"] for r in run.records})
+    planned = run.planned_units()
+    unfinished_levels = {u.level for u in run.unfinished}
+    done_levels = [lv for lv in range(1, run.planned_levels + 1) if lv not in unfinished_levels]
+    rows = [
+        ("task", run.task), ("domain", run.domain), *what_ran(run), ("run directory", str(run.root)),
+        ("config hash", run.config_hash),
+        ("seeds", f"{', '.join(map(str, run.seeds))} (finished units from {len(finished_seeds)})"),
+        ("controls", ", ".join(["ticket", *run.controls])),
+        ("levels finished / planned", f"{len(done_levels)} / {run.planned_levels}"),
+        ("units finished / planned", f"{len(planned) - len(run.unfinished)} / {len(planned)}"),
+        ("primary metric", f"{run.primary_metric or '–'} ({run.with_metric(None).direction})" if run.records else "–"),
+        *([("headline metric", f"{run.metric} ({run.direction}; --metric or report.metric)")]
+          if run.metric != run.primary_metric else []),
+        ("matching tolerance", f"{run.tolerance:g} × |dense metric| (report.tolerance)"),
+    ]
+    if run.description:
+        rows.insert(1, ("description", run.description))
+    transfer = run.config.get("transfer")
+    if isinstance(transfer, dict):  # a run made by 'multiticket transfer' (docs/transfer-and-stability.md)
+        rows.insert(1, ("transferred from", f"{text(transfer.get('source'))}: 'ticket' = source mask + source "
+                        "rewind weights, 'transfer_mask' = source mask + this task's init, level 0 = this task's dense"))
+    corrupt = sorted(run.corrupt.items(), key=lambda kv: (kv[0].seed, kv[0].control, kv[0].level))
+    return {"title": title(run), "rows": rows, "missing": run.missing_lines(), "n_missing": len(run.missing),
+            "corrupt": [f"{u.relpath()}: {why}" for u, why in corrupt]}
