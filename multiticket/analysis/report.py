@@ -15,6 +15,7 @@ from typing import Any
 
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
+from multiticket.analysis.curves import curves_section
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
@@ -183,6 +184,7 @@ def build_report(run: RunData) -> str:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),
                                                         plot_dir / "metric_vs_sparsity.png"))
         context["levels"] = level_tables(run)
+        context["curves"] = curves_section(run, plot_dir)
         context["sections"] = [early_bird_section(run), td_section(run, plot_dir)]
         context["layers"] = layer_sections(run, plot_dir)
     context["instability"] = instability_section(run.root, plot_dir)
