@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import itertools
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -271,16 +271,17 @@ class SB3Adapter(DomainAdapter):
 
     # -- training -------------------------------------------------------------------------------
     def _tensorboard_dir(self) -> Path | None:
-        """``tensorboard/seed_<s>/<control>/level_<L>`` (the unit's :attr:`log_name`): a unit that
-        starts afresh replaces an earlier attempt's log, a resumed one appends to its own."""
+        """``tensorboard/seed_<s>/<control>/level_<L>`` (the unit's :attr:`log_name`); another
+        training of the same unit (a retry, an instability copy) gets ``level_<L>.2``, ``.3``, ...,
+        and a resumed unit appends to the newest of them."""
         enabled = self.section.tensorboard
         if enabled is None:
             enabled = importlib.util.find_spec("tensorboard") is not None
         if not enabled:
             return None
-        run = self.workdir / "tensorboard" / (self.log_name or f"seed_{self.seed}")
-        if not self._resumed and run.is_dir():
-            shutil.rmtree(run)
+        base = self.workdir / "tensorboard" / (self.log_name or f"seed_{self.seed}")
+        taken = [base, *itertools.takewhile(Path.exists, (base.with_name(f"{base.name}.{n}") for n in itertools.count(2)))]
+        run = taken[-1] if self._resumed or not base.exists() else base.with_name(f"{base.name}.{len(taken) + 1}")
         run.mkdir(parents=True, exist_ok=True)
         return run
 

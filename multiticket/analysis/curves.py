@@ -44,6 +44,8 @@ Curve = dict[str, tuple[np.ndarray, np.ndarray]]
 
 def read_curve(path: Path) -> Curve:
     """Parse and validate one ``curve.csv``; UserError naming the file and line otherwise."""
+    if path.is_symlink():
+        raise UserError(f"{path}: a symbolic link, not a file multiticket wrote")
     lines = read_bounded(path, MAX_CURVE_BYTES).splitlines()
     if not lines or lines[0] != CURVE_HEADER:
         raise UserError(f"{path}: not a learning curve (the first line must be '{CURVE_HEADER}')")

@@ -75,6 +75,13 @@ def test_malformed_curve_files_are_one_line_errors(tmp_path: Path, text: str, wh
         read_curve(path)
 
 
+def test_a_symlinked_curve_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.csv").write_text("step,series,value\n")
+    (tmp_path / "curve.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(UserError, match="symbolic link"):
+        read_curve(tmp_path / "curve.csv")
+
+
 def test_grid_averages_bins_and_interpolates_only_inside_the_data() -> None:
     edges = np.linspace(0, 100, 11)
     got = on_grid(np.array([12, 14, 55]), np.array([1.0, 3.0, 6.0]), edges)
