@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from multiticket.cli import main
@@ -79,9 +80,12 @@ def test_state_round_trips_through_a_checkpoint_tree(tmp_path: Path) -> None:
     assert len(restored) == 0
 
 
-def test_toy_units_write_curves_and_eval_every_changes_no_weight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("td", [False, True])
+def test_toy_units_write_curves_and_eval_every_changes_no_weight(tmp_path: Path, td: bool) -> None:
     args = ["run", "toy-mlp", "--quiet", "--levels", "1", "--set", "train.steps=120", "--set", "toy.n_train=256",
             "--set", "toy.n_test=128", "--set", "toy.hidden=[16]", "--set", "controls=[random_mask]"]
+    if td:  # targeted dropout draws in training forwards: an evaluation in between must not
+        args += ["--set", "targeted_dropout.gamma=0.5", "--set", "targeted_dropout.apply_to=all"]
     assert main([*args, "--out", str(tmp_path / "off")]) == 0
     assert main([*args, "--set", "toy.eval_every=25", "--out", str(tmp_path / "on")]) == 0
     off, on = only_run(tmp_path / "off"), only_run(tmp_path / "on")
