@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import math
 import itertools
+import math
 import pickle
 from pathlib import Path
 from typing import Any
