@@ -278,6 +278,7 @@ def curves_figure(run: RunData, level: int, panels: list[tuple[str, dict[str, An
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, bands) in zip(axes, panels):
         _band_lines(ax, bands)
+        ax.locator_params(axis="x", nbins=5)  # step numbers are long: few ticks, no overlap
         ax.set_xlabel(x_label)
         ax.set_ylabel(name)
         ax.set_title(name, loc="left", fontsize=10)
