@@ -100,7 +100,7 @@ def load_run(path: str | Path) -> Run:
     units' summary, masks, weights and tickets (:class:`multiticket.analysis.results.Run`)."""
     from multiticket.analysis.rundata import load_run as read_run
 
-    return Run(read_run(path))
+    return Run(read_run(path, lenient=True))
 
 
 __all__ = ["Run", "Ticket", "execute", "load_run", "resolve_task", "run"]

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write report.html (plots embedded), plots/ and summary.csv into a run directory")
     report.add_argument("run_dir")
+    report.add_argument("--metric", metavar="NAME",
+                        help="the headline metric (default: the task's report.metric, else the primary metric), "
+                             "e.g. f1_macro, eval_loss, test_accuracy")
 
     compare = sub.add_parser("compare", help="compare runs side by side (e.g. an RL and an NLP ticket search)")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -177,8 +180,9 @@ def _launch(tasks: list, out: Path, args: argparse.Namespace) -> int:  # noqa: A
             results = execute(tasks, out, opts, reporter)
     else:
         results = execute(tasks, out, opts, reporter)
-    for _, records in results:
-        _print_table(console, records)
+    wanted = {out / t.run_name: t.config.report.metric for t in tasks}
+    for run_dir, records in results:
+        _print_table(console, records, table_metric(records, wanted.get(run_dir), console))
     for t in tasks:
         print(out / t.run_name)
     return 0
@@ -223,13 +227,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(console, records) -> None:  # noqa: ANN001
+def table_metric(records: list, wanted: str | None, console) -> str | None:  # noqa: ANN001
+    """The task's ``report.metric`` for the table after a run, if the units record it; else a
+    warning line and the primary metric (the run itself succeeded: no reason to fail it)."""
+    from multiticket.analysis.metric_choice import choose
+
+    try:
+        return choose(records, wanted, "report.metric")
+    except UserError as exc:
+        console.print(f"multiticket: warning: {exc}; the table shows the primary metric", markup=False,
+                      highlight=False, soft_wrap=True)
+        return None
+
+
+def _print_table(console, records, metric: str | None = None) -> None:  # noqa: ANN001
     from rich.markup import escape
     from rich.table import Table
 
     from multiticket.analysis.summary import level_table
 
-    metric, header, rows = level_table(records)
+    metric, header, rows = level_table(records, metric)
     if not rows:
         return
     table = Table(title=escape(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
@@ -243,12 +260,13 @@ def _print_table(console, records) -> None:  # noqa: ANN001
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from multiticket.analysis.report import write_report
-    from multiticket.rundir import finished_records
+    from multiticket.analysis.report import save_report
+    from multiticket.analysis.rundata import load_run
 
-    run_dir = Path(args.run_dir)
-    html = write_report(run_dir)  # raises UserError for a directory that is no run, or a malformed one
-    _print_table(Console(), finished_records(run_dir))
+    # raises UserError for a directory that is no run, a malformed one, or an unknown --metric
+    run = load_run(Path(args.run_dir), args.metric)
+    html = save_report(run)
+    _print_table(Console(), run.records, run.metric)
     print(html)
     return 0
 
@@ -268,6 +286,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_instability(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from multiticket.analysis.stats import fmt
     from multiticket.core.hooks import NullReporter
     from multiticket.launch.instability import run_instability
     from multiticket.progress import RichReporter
@@ -283,7 +302,8 @@ def cmd_instability(args: argparse.Namespace) -> int:
     for r in records:
         unit = "dense" if r["level"] == 0 else r["control"]
         print(f"seed {r['seed']} L{r['level']} {unit:<14} sparsity {100 * r['sparsity']:5.1f}%  {r['metric']} "
-              f"{r['values'][0]:.4g} .. {r['values'][-1]:.4g}  barrier {r['barrier']:.4g}")
+              f"{fmt(r['values'][0])} .. {fmt(r['values'][-1])}  barrier {fmt(r['barrier'])} "
+              f"(vs the line between the ends {fmt(r['barrier_linear'])})")
     print(Path(args.run_dir))
     return 0
 

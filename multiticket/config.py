@@ -132,6 +132,11 @@ class ReportSection(Strict):
     tolerance: AlwaysHashed[float] = Field(
         0.01, ge=0, description="a ticket 'matches' dense when within this fraction of the dense metric"
     )
+    metric: NotHashed[str | None] = Field(
+        None, min_length=1, max_length=200,
+        description="the headline metric of the report and the terminal table (default: the adapter's "
+                    "primary metric); any metric the units record, e.g. f1_macro or test_accuracy",
+    )
 
 
 class CheckpointSection(Strict):

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from multiticket.analysis.stats import fmt
 from multiticket.core.store import Unit
 
 
@@ -56,7 +57,7 @@ class RichReporter:
         tag = "[dim]done before[/dim]" if skipped or seconds is None else f"{seconds:.1f}s"
         self.console.print(
             f"seed {unit.seed} · {escape(f'{unit.control:<18}')} level {unit.level:>2}  sparsity "
-            f"{100 * record['sparsity']:5.1f}%  {escape(metric)} {value:.4g}  ({tag})",
+            f"{100 * record['sparsity']:5.1f}%  {escape(metric)} {fmt(value)}  ({tag})",
             highlight=False,
         )
 

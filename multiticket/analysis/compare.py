@@ -161,7 +161,7 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None
     """
     if not run_dirs:
         raise UserError("compare: give at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d, lenient=True) for d in run_dirs]
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
     series = [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in

@@ -43,6 +43,28 @@ def _groups(records: list[dict[str, Any]]) -> dict[tuple[int, str], list[dict[st
     return dict(by)
 
 
+def barrier_parts(record: dict[str, Any]) -> tuple[float, float]:
+    """(gap, bump) of one path's barrier, in metric units, gap + bump = barrier: ``gap`` is half
+    the difference between the two endpoints (what the barrier is for any path that never gets
+    worse than its worse endpoint, a straight line included); ``bump`` is how far the path gets
+    worse than its worse endpoint (0 when the barrier comes from the endpoints' gap alone)."""
+    v0, v1 = float(record["values"][0]), float(record["values"][-1])
+    gap = abs(v0 - v1) / 2
+    return gap, max(float(record["barrier"]) - gap, 0.0)
+
+
+def _source(gap: float, bump: float, barrier: float) -> str:
+    """Where a (mean) barrier comes from, in words."""
+    eps = 1e-9 * max(1.0, abs(barrier))
+    if barrier <= eps:
+        return "none (flat path)"
+    if bump <= eps:
+        return "endpoints' gap only"
+    if gap <= eps:
+        return "bump along the path"
+    return f"gap {fmt(gap, 3)} + bump {fmt(bump, 3)}"
+
+
 def _label(level: int, control: str) -> str:
     return "dense" if level == 0 else control
 
@@ -69,8 +91,9 @@ def path_figure(records: list[dict[str, Any]]) -> Figure:
             same = [r for r in recs if len(r["values"]) == len(recs[0]["values"])]
             mean = np.mean([r["values"] for r in same], axis=0)
             barrier = float(np.mean([r["barrier"] for r in recs]))
-            ax.plot(same[0]["alphas"], mean, color=color, lw=2.2 if control == "ticket" else 1.6,
-                    marker="o", ms=3, label=f"{_label(level, control)} (barrier {barrier:.3g})")
+            linear = float(np.mean([r["barrier_linear"] for r in recs]))
+            ax.plot(same[0]["alphas"], mean, color=color, lw=2.2 if control == "ticket" else 1.6, marker="o", ms=3,
+                    label=f"{_label(level, control)} (barrier {fmt(barrier, 3)}, vs line {fmt(linear, 3)})")
         sparsity = recs[0]["sparsity"]
         ax.set_title(f"L{level} · {plots.pct(1 - sparsity)} remaining" if level else "L0 · dense", loc="left")
         ax.set_xlabel("α  (θ = (1−α)·θ₁ + α·θ₂)")
@@ -121,6 +144,8 @@ def instability_section(run_dir: Path, plot_dir: Path) -> Markup:
     rows = []
     for (level, control), recs in _groups(records).items():
         b_mean, b_sd, n = mean_std([r["barrier"] for r in recs])
+        parts = [barrier_parts(r) for r in recs]
+        gap, bump = float(np.mean([p[0] for p in parts])), float(np.mean([p[1] for p in parts]))
         rows.append({
             "level": level, "control": control, "label": _label(level, control), "n": n,
             "remaining": plots.pct(1 - recs[0]["sparsity"]), "points": recs[0]["points"],
@@ -129,9 +154,11 @@ def instability_section(run_dir: Path, plot_dir: Path) -> Markup:
             "worst": fmt(float(np.mean([(min if hib else max)(r["values"]) for r in recs]))),
             "barrier": b_mean, "barrier_text": fmt(b_mean) if n == 1 else f"{fmt(b_mean)} ± {fmt(b_sd, 2)}",
             "linear": fmt(float(np.mean([r["barrier_linear"] for r in recs]))),
+            "gap": gap, "bump": bump, "source": _source(gap, bump, b_mean),
         })
+    gap_only = [r for r in rows if r["source"] == "endpoints' gap only"]
     return render(
-        "instability.html.j2", metric=records[0]["metric"], hib=hib, rows=rows,
+        "instability.html.j2", metric=records[0]["metric"], hib=hib, rows=rows, gap_only=gap_only,
         path_plot=png_src(plots.save_png(path_figure(records), plot_dir / "instability_path.png")),
         barrier_plot=png_src(plots.save_png(barrier_figure(records), plot_dir / "instability_barrier.png")),
     )

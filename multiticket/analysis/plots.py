@@ -26,7 +26,7 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 from multiticket.analysis.layers import random_jaccard  # noqa: E402
 from multiticket.analysis.rundata import RunData  # noqa: E402
-from multiticket.analysis.stats import mean_std  # noqa: E402
+from multiticket.analysis.stats import fmt, mean_std  # noqa: E402
 
 #: one colour per control, the same in every chart (ticket: the strongest)
 CONTROL_COLORS = {
@@ -127,9 +127,10 @@ def remaining_axis(ax: Axes, remaining: list[float], levels: list[int] | None = 
 
 
 @styled
-def metric_vs_sparsity(run: RunData) -> Figure:
-    """Primary metric vs remaining fraction: one line per control, mean ± std band over seeds."""
-    fig = new_figure(9.5, 4.8)
+def metric_vs_sparsity(run: RunData, compact: bool = False) -> Figure:
+    """The run view's metric vs remaining fraction: one line per control, mean ± std band over
+    seeds (``compact``: a smaller figure, for the other-metrics sections)."""
+    fig = new_figure(7.5, 3.6) if compact else new_figure(9.5, 4.8)
     ax = fig.add_subplot()
     levels = [lv for lv in run.levels if lv in run.sparsity]
     for control in run.seen_controls:
@@ -145,12 +146,13 @@ def metric_vs_sparsity(run: RunData) -> Figure:
             ax.fill_between(x, m - s, m + s, color=control_color(control), alpha=0.15, lw=0)
     dense, dense_sd, n = run.stat("ticket", 0)
     if n:
-        ax.axhline(dense, color=DENSE_COLOR, ls="--", lw=1.2, label=f"dense (level 0): {dense:.4g}", zorder=1)
+        ax.axhline(dense, color=DENSE_COLOR, ls="--", lw=1.2, label=f"dense (level 0): {fmt(dense)}", zorder=1)
         slack = run.tolerance * abs(dense)
         lo, hi = (dense - slack, dense) if run.higher_is_better else (dense, dense + slack)
-        ax.axhspan(lo, hi, color="#999999", alpha=0.12, lw=0, label=f"matching band (±{run.tolerance:g}·dense)")
+        if run.judged:
+            ax.axhspan(lo, hi, color="#999999", alpha=0.12, lw=0, label=f"matching band (±{run.tolerance:g}·dense)")
     remaining_axis(ax, [run.remaining(lv) for lv in levels], levels)
-    arrow = "↑" if run.higher_is_better else "↓"
+    arrow = ("↑" if run.higher_is_better else "↓") if run.judged else ""
     ax.set_ylabel(f"{run.metric} ({run.direction} {arrow})")
     seeds = sorted({r["seed"] for r in run.records})
     ax.set_title(f"{run.task}: {run.metric} vs sparsity (mean ± std over {len(seeds)} seed{'s' * (len(seeds) != 1)})",

@@ -16,12 +16,15 @@ from typing import Any
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.curves import curves_section
+from multiticket.analysis.compute import compute_section
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
+from multiticket.analysis.other_metrics import other_metrics_section
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
-from multiticket.analysis.stats import better, bootstrap_diff, fmt, matches
+from multiticket.analysis.stats import bootstrap_diff, fmt, matches
 from multiticket.analysis.targeted import td_section
+from multiticket.analysis.verdicts import diff_verdict, level_win, win_note, win_summary
 from multiticket.core.store import atomic_write_text
 
 
@@ -33,12 +36,13 @@ def mean_text(m: float, s: float, n: int) -> str:
 
 
 def level_verdict(run: RunData, level: int) -> tuple[bool | None, bool | None]:
-    """(winning, matching) of the ticket at ``level`` from seed means; None when undecidable."""
+    """(winning, matching) of the ticket at ``level``; None when undecidable. Winning: every random
+    control's bootstrap interval excludes 0 on the ticket's side (:mod:`verdicts`; None with one
+    seed); matching: the ticket's mean is within the tolerance of dense's."""
     t, _, n = run.stat("ticket", level)
-    if n == 0:
+    if n == 0 or not run.judged:
         return None, None
-    randoms = [c for c in run.seen_controls if c in RANDOM_CONTROLS and run.stat(c, level)[2] > 0]
-    winning = all(better(t, run.stat(c, level)[0], run.higher_is_better) for c in randoms) if randoms else None
+    winning = level_win(run, level).by_interval
     dense = run.dense
     matching = None if math.isnan(dense) else matches(t, dense, run.tolerance, run.higher_is_better)
     return winning, matching
@@ -65,7 +69,9 @@ def header(run: RunData) -> dict[str, Any]:
         ("controls", ", ".join(["ticket", *run.controls])),
         ("levels finished / planned", f"{len(done_levels)} / {run.planned_levels}"),
         ("units finished / planned", f"{len(planned) - len(run.unfinished)} / {len(planned)}"),
-        ("primary metric", f"{run.metric or '–'} ({run.direction})" if run.records else "–"),
+        ("primary metric", f"{run.primary_metric or '–'} ({run.with_metric(None).direction})" if run.records else "–"),
+        *([("headline metric", f"{run.metric} ({run.direction}; --metric or report.metric)")]
+          if run.metric != run.primary_metric else []),
         ("matching tolerance", f"{run.tolerance:g} × |dense metric| (report.tolerance)"),
     ]
     if run.description:
@@ -92,8 +98,7 @@ def headline(run: RunData) -> dict[str, Any]:
     if best is not None:
         out.update(sparsity=plots.pct(run.sparsity[best]), remaining=plots.pct(run.remaining(best)),
                    value=fmt(run.stat("ticket", best)[0]))
-    out["winning"] = [lv for lv in run.levels if lv > 0 and level_verdict(run, lv)[0]]
-    out["judged"] = [lv for lv in run.levels if lv > 0 and level_verdict(run, lv)[0] is not None]
+    out["wins"] = win_summary(run, {lv: level_verdict(run, lv)[0] for lv in run.levels if lv > 0})
     return out
 
 
@@ -110,9 +115,10 @@ def control_row(run: RunData, control: str, level: int, ticket: dict[int, float]
     if d is not None:
         row["ci"] = (f"[{fmt(d.low)}, {fmt(d.high)}]" if d.has_interval
                      else f"n={min(d.n_ticket, d.n_control)}: no interval")
-        row["better"] = better(d.ticket, d.control, run.higher_is_better)
-        row["verdict"] = ("ticket better" if row["better"] else "ticket not better") + (
-            " (CI excludes 0)" if d.excludes_zero() else "")
+        if run.judged:
+            row["verdict"], row["better"] = diff_verdict(d, run.higher_is_better)
+        else:
+            row["verdict"], row["better"] = "no better direction", False
     return row
 
 
@@ -127,6 +133,7 @@ def level_tables(run: RunData) -> list[dict[str, Any]]:
         out.append({
             "level": level, "sparsity": plots.pct(run.sparsity[level]), "remaining": plots.pct(run.remaining(level)),
             "winning": winning, "matching": matching, "ticket_n": t_n, "ticket_mean": t_mean,
+            "win_note": win_note(level_win(run, level)) if level else "",
             "ticket_text": mean_text(t_mean, t_sd, t_n),
             "vs_dense": "" if level == 0 or not dense_n else f"vs dense {fmt(dense)}: {fmt(t_mean - dense)}",
             "rows": [r for r in rows if r is not None],
@@ -185,19 +192,26 @@ def build_report(run: RunData) -> str:
                                                         plot_dir / "metric_vs_sparsity.png"))
         context["levels"] = level_tables(run)
         context["curves"] = curves_section(run, plot_dir)
-        context["sections"] = [early_bird_section(run), td_section(run, plot_dir)]
+        context["sections"] = [other_metrics_section(run, plot_dir, level_verdict), early_bird_section(run),
+                               td_section(run, plot_dir), compute_section(run)]
         context["layers"] = layer_sections(run, plot_dir)
     context["instability"] = instability_section(run.root, plot_dir)
     return str(render("report.html.j2", title=f"{run.task} — multiticket report", **context))
 
 
-def write_report(run_dir: Path) -> Path:
+def write_report(run_dir: Path, metric: str | None = None) -> Path:
     """Write ``report.html``, ``summary.csv`` and ``plots/*.png`` into ``run_dir``; return the HTML path.
+    ``metric`` heads the report (default: the task's ``report.metric``, else the primary metric).
 
-    Raises UserError when ``run_dir`` is not a run directory, or a file in it is malformed.
+    Raises UserError when ``run_dir`` is not a run directory, a file in it is malformed, or
+    ``metric`` is not one the units recorded.
     """
-    run = load_run(run_dir)
+    return save_report(load_run(run_dir, metric))
+
+
+def save_report(run: RunData) -> Path:
+    """Write the report of a loaded run view (its metric heads it) into its run directory."""
     text = build_report(run)
-    path = Path(run_dir) / "report.html"
+    path = run.root / "report.html"
     atomic_write_text(path, text)
     return path

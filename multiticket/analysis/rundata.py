@@ -11,11 +11,12 @@ when its content changes).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from multiticket.analysis.metric_choice import choose, direction, direction_text, recorded_metrics
 from multiticket.analysis.stats import mean_std
 from multiticket.analysis.summary import write_summary
 from multiticket.config import TaskConfig, config_hash
@@ -39,6 +40,8 @@ class RunData:
     records: list[dict[str, Any]]
     summary_path: Path
     task_config: TaskConfig
+    #: the metric this view reads (None: the primary); see :meth:`with_metric`
+    selected: str | None = None
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
 
     # -- plan -------------------------------------------------------------------------------
@@ -119,16 +122,42 @@ class RunData:
 
     # -- finished results ---------------------------------------------------------------------
     @property
-    def metric(self) -> str:
+    def primary_metric(self) -> str:
+        """The metric the adapter declared primary (recorded in every unit)."""
         return str(self.records[0]["metric"]) if self.records else ""
 
     @property
+    def metric(self) -> str:
+        """The metric this view reports: the selected one (:meth:`with_metric`), else the primary."""
+        return self.selected or self.primary_metric
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every numeric metric the finished units recorded, the primary first."""
+        return recorded_metrics(self.records)
+
+    @property
+    def judged(self) -> bool:
+        """Whether :attr:`metric` has a better direction (a spread or a length has none: no verdicts)."""
+        return self._direction is not None
+
+    @property
+    def _direction(self) -> bool | None:
+        if not self.records:
+            return True
+        return direction(self.metric, self.primary_metric, bool(self.records[0].get("higher_is_better", True)))
+
+    @property
     def higher_is_better(self) -> bool:
-        return bool(self.records[0].get("higher_is_better", True)) if self.records else True
+        return self._direction is not False
 
     @property
     def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
+        return direction_text(self._direction)
+
+    def with_metric(self, name: str | None) -> RunData:
+        """The same run read through another metric (None: the primary); masks stay shared."""
+        return replace(self, selected=name, _masks=self._masks)
 
     @property
     def seen_controls(self) -> list[str]:
@@ -147,7 +176,7 @@ class RunData:
         return {
             r["seed"]: float(r["metrics"][metric])
             for r in self.records
-            if r["control"] == control and r["level"] == level and metric in r["metrics"]
+            if r["control"] == control and r["level"] == level and type(r["metrics"].get(metric)) in (int, float)
         }
 
     def stat(self, control: str, level: int) -> tuple[float, float, int]:
@@ -203,9 +232,13 @@ def _ranges(levels: list[int]) -> str:
     return ", ".join(parts)
 
 
-def load_run(run_dir: Path | str) -> RunData:
+def load_run(run_dir: Path | str, metric: str | None = None, lenient: bool = False) -> RunData:
     """Read and validate a run directory (refreshing its ``summary.csv``); UserError if it is
-    not one, or when its config or a finished unit's files are malformed (nothing is written then)."""
+    not one, or when its config or a finished unit's files are malformed (nothing is written then).
+    The view reads ``metric`` (``--metric``), else the task's ``report.metric``, else the primary
+    metric; UserError naming the recorded metrics when that one is not among them (``lenient``:
+    a task's ``report.metric`` the units do not record falls back to the primary metric, for
+    readers other than the report: the API, ``compare``)."""
     root = Path(run_dir)
     run_config = read_run_config(root)
     records = finished_records(root)
@@ -215,6 +248,15 @@ def load_run(run_dir: Path | str) -> RunData:
     directions = {r["higher_is_better"] for r in records}
     if len(directions) > 1:
         raise UserError(f"{root}: units disagree on higher_is_better of '{metrics[0]}'")
+    if metric is not None:
+        selected = choose(records, metric, "--metric")
+    else:
+        try:
+            selected = choose(records, run_config.config.report.metric, f"{run_config.path}: report.metric")
+        except UserError:
+            if not lenient:
+                raise
+            selected = None
     summary_path, _ = write_summary(root, records)
     return RunData(root=root, config=run_config.data, records=records, summary_path=summary_path,
-                   task_config=run_config.config)
+                   task_config=run_config.config, selected=selected)

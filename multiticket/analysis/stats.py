@@ -111,7 +111,19 @@ def normalise(value: float, dense: float, higher_is_better: bool) -> float:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    """Compact number for tables: 4 significant digits, '–' for missing."""
+    """A number for tables and headlines in plain notation at ``digits`` significant digits:
+    ``170.3``, ``0.01235``, ``1234568`` (never ``1.7e+02``); trailing zeros dropped, '–' for missing.
+    Only magnitudes below 1e-5 (where plain notation would be a row of zeros) use an exponent."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.{digits}g}"
+    value = float(value)
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-5:
+        return f"{value:.{digits}g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = digits - 1 - magnitude
+    text = f"{round(value, decimals):.0f}" if decimals <= 0 else f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "0") else text

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from multiticket.analysis.stats import fmt
 from multiticket.core.store import write_text_if_changed
 from multiticket.rundir import finished_records
 
@@ -44,16 +45,19 @@ def write_summary(run_dir: Path, records: list[dict[str, Any]] | None = None) ->
     return path, records
 
 
-def level_table(records: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
-    """(metric, header, rows) of the primary metric, mean ± std over seeds, per level x control."""
+def level_table(records: list[dict[str, Any]], metric: str | None = None) -> tuple[str, list[str], list[list[str]]]:
+    """(metric, header, rows): ``metric`` (default: the primary one), mean ± std over seeds, per
+    level x control, in plain notation (``170.3 ± 12``)."""
     if not records:
         return "", [], []
-    metric = records[0]["metric"]
+    metric = metric or records[0]["metric"]
     controls = list(dict.fromkeys(r["control"] for r in records))
     by: dict[tuple[int, str], list[float]] = defaultdict(list)
     sparsity: dict[int, float] = {}
     for r in records:
-        by[(r["level"], r["control"])].append(r["metrics"][metric])
+        value = r["metrics"].get(metric)
+        if type(value) in (int, float):
+            by[(r["level"], r["control"])].append(value)
         if r["control"] == "ticket":
             sparsity[r["level"]] = r["sparsity"]
     levels = sorted({r["level"] for r in records})
@@ -65,8 +69,8 @@ def level_table(records: list[dict[str, Any]]) -> tuple[str, list[str], list[lis
             if not vals:
                 row.append("")
             elif len(vals) == 1:
-                row.append(f"{vals[0]:.4g}")
+                row.append(fmt(vals[0]))
             else:
-                row.append(f"{statistics.mean(vals):.4g} ± {statistics.stdev(vals):.2g}")
+                row.append(f"{fmt(statistics.mean(vals))} ± {fmt(statistics.stdev(vals), 2)}")
         rows.append(row)
     return metric, ["level", "sparsity", *controls], rows

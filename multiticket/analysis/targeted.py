@@ -62,7 +62,7 @@ def td_figure(run: RunData) -> Figure:
     for control, label, style in (("ticket", "dense, normal training", "--"), ("dense_td", "dense, targeted dropout", ":")):
         mean, _, n = run.stat(control, 0)
         if n:
-            ax.axhline(mean, color=plots.DENSE_COLOR, ls=style, lw=1.2, label=f"{label}: {mean:.4g}")
+            ax.axhline(mean, color=plots.DENSE_COLOR, ls=style, lw=1.2, label=f"{label}: {fmt(mean)}")
     plots.remaining_axis(ax, [run.remaining(lv) for lv in levels], levels)
     ax.set_ylabel(f"{run.metric} ({run.direction})")
     ax.set_title(f"{run.task}: pruning without retraining, with and without targeted dropout", loc="left")

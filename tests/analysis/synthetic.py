@@ -4,7 +4,9 @@ domain (rl, nlp) or a shape (missing units) without training anything."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -48,17 +50,21 @@ def make_run(
     levels: int = 3,
     controls: tuple[str, ...] = ("random_reinit", "random_mask"),
     skip: tuple[tuple[int, str, int], ...] = (),
+    values: Callable[[int, str, int], dict[str, float]] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Path:
     """A finished (except ``skip``: (seed, control, level) units) run of ``domain``.
 
     NLP: perplexity (lower is better) that grows with sparsity, controls worse than the ticket.
     RL: mean return (higher is better); observation dimension 2 is cut off from level 2 on.
+    ``values(seed, control, level)``: the unit's metrics instead (its first key is the primary
+    metric, higher is better); ``report``: the task's ``report`` section.
     """
     nlp = domain == "nlp"
     name = f"synthetic-{domain}"
     root = out / f"{name}-0000beef"
     config = {"name": name, "domain": domain, "seeds": list(seeds), "train": {"steps": 100},
-              "prune": {"levels": levels, "rate": 0.2}, "controls": list(controls), "report": {"tolerance": 0.02},
+              "prune": {"levels": levels, "rate": 0.2}, "controls": list(controls), "report": {"tolerance": 0.02, **(report or {})},
               domain: {}}
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -81,6 +87,9 @@ def make_run(
                 record = {"task": name, "domain": domain, "seed": seed, "control": control, "level": level,
                           "sparsity": mask.sparsity, "metric": metric, "higher_is_better": not nlp,
                           "metrics": {metric: value, "loss": value / 100}}
+                if values is not None:
+                    given = values(seed, control, level)
+                    record.update(metric=next(iter(given)), higher_is_better=True, metrics=given)
                 d = store.unit_dir(Unit(seed, control, level))
                 store.begin(d)
                 store.write_file(d, "mask.safetensors", mask.save)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def hostile_run(out: Path) -> Path:
         d = metrics_file.parent
         record = json.loads(metrics_file.read_text())
         value = record["metrics"].pop(record["metric"])
-        record.update(metric=HOSTILE, task=HOSTILE, metrics={HOSTILE: value, "note": HOSTILE})
+        record.update(metric=HOSTILE, task=HOSTILE, metrics={HOSTILE: value, "note": HOSTILE,
+                                                             f"test_{HOSTILE}/../x": value})
         metrics_file.write_text(json.dumps(record))
         mask = Mask.load(d / "mask.safetensors")
         Mask({f"{HOSTILE}.{n}": t for n, t in mask.items()}).save(d / "mask.safetensors")
@@ -82,8 +84,11 @@ def test_report_escapes_every_string_from_the_run_directory(tmp_path: Path):
     run = hostile_run(tmp_path)
     html = write_report(run).read_text()
     assert_inert(html)
-    for shown in ("description", "transferred from", "Instability", "Input layer(s)"):
+    for shown in ("description", "transferred from", "Instability", "Input layer(s)", "Other metrics", "Compute"):
         assert shown in html, shown
+    # another metric's plot file is named from the metric, but stays inside plots/
+    (plot,) = (run / "plots").glob("metric_00_*")
+    assert re.fullmatch(r"metric_00_test_[A-Za-z0-9_-]+\.png", plot.name)
     # names the schema refuses on disk (task name, control names) are escaped all the same
     data = load_run(run)
     records = [{**r, "control": HOSTILE} if r["control"] == "random_mask" else r for r in data.records]

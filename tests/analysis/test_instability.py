@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from multiticket.analysis.stats import fmt
 from multiticket.cli import main
 from multiticket.core.instability import alphas, error_barrier, interpolate
 from multiticket.core.mask import Mask
@@ -33,6 +34,24 @@ def test_barrier_sign_conventions():
     # a straight line: the barrier is half the endpoint gap, the barrier vs the line is 0
     b, lin = error_barrier([1.0, 0.75, 0.5, 0.25, 0.0], a, higher_is_better=True)
     assert b == pytest.approx(0.5) and lin == pytest.approx(0.0, abs=1e-12)
+
+
+def test_barrier_from_the_endpoints_gap_or_a_bump():
+    from multiticket.analysis.instability import _source, barrier_parts
+
+    a = alphas(5)
+    # RL-like: a monotone path between two different endpoints: all barrier, no bump
+    values = [200.0, 180.0, 150.0, 120.0, 90.0]
+    b, lin = error_barrier(values, a, higher_is_better=True)
+    gap, bump = barrier_parts({"values": values, "barrier": b})
+    assert b == pytest.approx(55.0) and lin <= 1e-12 and gap == pytest.approx(55.0) and bump == 0.0
+    assert _source(gap, bump, b) == "endpoints' gap only"
+    # equal endpoints and a dip: all bump
+    values = [0.9, 0.6, 0.5, 0.6, 0.9]
+    b, _ = error_barrier(values, a, higher_is_better=True)
+    assert barrier_parts({"values": values, "barrier": b}) == (0.0, pytest.approx(0.4))
+    assert _source(0.0, 0.4, b) == "bump along the path"
+    assert _source(0.05, 0.2, 0.25) == "gap 0.05 + bump 0.2"
 
 
 def test_interpolation_is_exact_at_the_ends():
@@ -97,6 +116,10 @@ def test_instability_endpoints_storage_resume_and_report(tmp_path):
     assert "Instability (linear mode connectivity)" in html
     assert (run / "plots" / "instability_barrier.png").is_file() and (run / "plots" / "instability_path.png").is_file()
     assert f'data-value="{again["barrier"]!r}"' in html
+    # barrier_linear beside the barrier, and where each barrier comes from
+    assert "<th>barrier</th><th>barrier_linear (vs line)</th><th>barrier comes from</th>" in html
+    assert f"<td class='num'>{fmt(again['barrier_linear'])}</td>" in html
+    assert any(s in html for s in ("endpoints&#39; gap only", "bump along the path", "+ bump", "flat path"))
 
 
 def test_unfinished_unit_is_a_user_error(tmp_path, capsys):

@@ -149,3 +149,28 @@ def test_comparison_of_two_domains(toy_run: Path, tmp_path: Path):
             assert math.isnan(v["margin"])
     # synthetic nlp: perplexity grows, so the normalised ticket falls below 1 but beats the controls
     assert by[(nlp.name, 2)]["ticket"] < 1.0 and by[(nlp.name, 2)]["margin"] > 0
+
+
+def test_compute_section_numbers(toy_run: Path):
+    import json
+
+    html = write_report(toy_run).read_text()
+    assert "<h2>Compute</h2>" in html
+    records = {}
+    for path in toy_run.glob("seed_*/*/level_*/metrics.json"):
+        r = json.loads(path.read_text())
+        records[(r["seed"], r["control"], r["level"])] = r
+    found = {(c["kind"], c.get("seed"), c.get("control"), c.get("level")): float(c["value"]) for c in cells(html)
+             if c["kind"] in ("unit_steps_per_second", "imp_steps", "imp_seconds")}
+    for (seed, control, level), r in records.items():
+        rate = (r["stop_step"] - r["start_step"]) / r["train_seconds"]
+        assert found[("unit_steps_per_second", str(seed), control, str(level))] == pytest.approx(rate)
+        assert 1 < rate < 1e7  # steps per second of a tiny MLP: plausible, finite
+    # IMP to level L: the dense run plus L levels trained from k to T, T + L (T - k) steps
+    steps, k = 120, records[(0, "ticket", 1)]["start_step"]
+    for level in (1, 2):
+        assert found[("imp_steps", None, None, str(level))] == steps + level * (steps - k)
+        secs = statistics.fmean(sum(records[(s, "ticket", lv)]["train_seconds"] for lv in range(level + 1))
+                                for s in (0, 1))
+        assert found[("imp_seconds", None, None, str(level))] == pytest.approx(secs)
+    assert f"{(steps + 2 * (steps - k)) / steps:.3g}×" in html

@@ -183,6 +183,8 @@ class HFAdapter(DomainAdapter):
         self.seed = 0
         self.constant_lr: float | None = None
         self.new_head: NewHead | None = None
+        #: mean input tokens per optimizer step of the last ``train`` (the report's tokens per second)
+        self.tokens_per_step: float | None = None
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -233,10 +235,21 @@ class HFAdapter(DomainAdapter):
         self._model = model.to(self.device)
         self._optimizer = None
         self.seed = seed
+        self.tokens_per_step = None
         torch.manual_seed(seed)  # dropout etc. follow the run seed, not the init seed
 
     def notes(self) -> dict[str, Any]:
-        return {"new_head": self.new_head.record()} if self.new_head is not None else {}
+        notes: dict[str, Any] = {"new_head": self.new_head.record()} if self.new_head is not None else {}
+        if self.tokens_per_step is not None:
+            notes["train_tokens"] = {"tokens_per_step": self.tokens_per_step,
+                                     "counted": "input_ids per optimizer step, mean over the seed's batches 0..stop"}
+        return notes
+
+    def count_tokens(self, order: np.ndarray, steps: int) -> float:
+        """Mean input tokens per optimizer step over the first ``steps`` batches of ``order``: the
+        same for a unit trained in one go and one resumed from a checkpoint (both end at ``stop``)."""
+        feats = self._features["train"]
+        return round(sum(len(feats[int(i)]["input_ids"]) for i in order) / steps, 3) if steps else 0.0
 
     @property
     def module(self) -> nn.Module:
@@ -324,6 +337,7 @@ class HFAdapter(DomainAdapter):
             return
         s = self.section
         order = train_order(len(self._features["train"]), s.batch_size, stop, self.seed)
+        self.tokens_per_step = self.count_tokens(order, stop)
         data = _Ordered(self._features["train"], order[start * s.batch_size : stop * s.batch_size])
         rng = _rng_state()  # the Trainer reseeds every RNG in __init__: keep the core's state
         args = self.training_args(stop - start)

@@ -187,3 +187,19 @@ def test_label_names_from_a_labels_file(tmp_path):
         r"one of the 2 labels given$",
     ):
         load_splits(NLPSection(task="classification", dataset=str(by_name), labels=["neutral", "x"]), tmp_path / "e")
+
+
+def test_units_note_their_training_tokens_and_the_report_shows_tokens_per_second(tmp_path):
+    from multiticket.analysis.report import write_report
+
+    folder = _two_label_folder(tmp_path / "two")
+    task = _task(tmp_path, {"pretrained": str(folder), "data_files": _data(tmp_path / "data", 2)})
+    assert main(["run", str(task), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    (run,) = (tmp_path / "out").iterdir()
+    for level in (0, 1):
+        record = json.loads((run / f"seed_0/ticket/level_{level}/metrics.json").read_text())
+        per_step = record["notes"]["train_tokens"]["tokens_per_step"]
+        # 8 rows of four known words each: [CLS] + 4 + [SEP] input ids per row, no padding counted
+        assert per_step == 8 * 6, record["notes"]
+    html = write_report(run).read_text()
+    assert "<th>tokens / s</th>" in html and "optimizer steps / s" in html
