@@ -15,8 +15,8 @@ from typing import Any
 
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
-from multiticket.analysis.curves import curves_section
 from multiticket.analysis.compute import compute_section
+from multiticket.analysis.curves import curves_section
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
