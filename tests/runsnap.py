@@ -18,7 +18,7 @@ def only_run(out: Path) -> Path:
 def snapshot(run: Path) -> dict[str, Any]:
     """summary.csv, every safetensors file (masks, weights, rewind points; checkpoints and state
     trees aside: ``state.safetensors`` beside ``state.json`` holds the global RNG states, which
-    differ between processes) and every metrics.json without its wall time."""
+    differ between processes), every metrics.json without its wall time and every curve.csv."""
     snap: dict[str, Any] = {"summary": (run / "summary.csv").read_text()}
     for f in sorted(run.rglob("*.safetensors")):
         if "checkpoint" not in f.relative_to(run).parts and not f.with_suffix(".json").is_file():
@@ -27,6 +27,8 @@ def snapshot(run: Path) -> dict[str, Any]:
         record = json.loads(f.read_text())
         record.pop("train_seconds")
         snap[str(f.relative_to(run))] = record
+    for f in sorted(run.rglob("curve.csv")):  # learning curves: a resumed unit's is the uninterrupted one
+        snap[str(f.relative_to(run))] = f.read_text()
     return snap
 
 

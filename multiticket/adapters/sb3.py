@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
 import math
 import pickle
 from pathlib import Path
@@ -64,7 +65,9 @@ class HooksCallback(BaseCallback):
     """Forwards SB3's per-step callback to the core: ``hooks.on_step(num_timesteps, logs)``.
 
     Losses SB3 logged during the previous update (``train/*loss*``) ride along with the first step
-    of the next rollout, so the core can stop a run whose loss went NaN.
+    of the next rollout, so the core can stop a run whose loss went NaN. The return and length of
+    every training episode that ended in this step (the ``Monitor`` wrapper's ``episode`` info, the
+    same numbers SB3 puts in ``ep_info_buffer``) ride along too: the unit's learning curve.
     """
 
     def __init__(self, hooks: TrainHooks, adapter: SB3Adapter) -> None:
@@ -83,6 +86,10 @@ class HooksCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         logs, self._pending = self._pending, None
+        episodes = [info["episode"] for info in self.locals.get("infos", ()) if "episode" in info]
+        if episodes:
+            logs = {**(logs or {}), "episode_return": tuple(float(ep["r"]) for ep in episodes),
+                    "episode_length": tuple(float(ep["l"]) for ep in episodes)}
         # SB3 calls back in the middle of its step: state() must account for the rest of it
         self.adapter._mid_step = True
         try:
@@ -103,6 +110,7 @@ class SB3Adapter(DomainAdapter):
     #: before batching; :mod:`multiticket.core.eval_method` keeps a run on the method it began with)
     eval_methods = ("batched", "sequential")
     eval_method = "batched"
+    curve_logs = ("episode_return", "episode_length")
 
     def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
@@ -279,17 +287,20 @@ class SB3Adapter(DomainAdapter):
         self.constant_lr = lr
 
     # -- training -------------------------------------------------------------------------------
-    def _tensorboard_dir(self, start: int) -> Path | None:
+    def _tensorboard_dir(self) -> Path | None:
+        """``tensorboard/seed_<s>/<control>/level_<L>`` (the unit's :attr:`log_name`); another
+        training of the same unit (a retry, an instability copy) gets ``level_<L>.2``, ``.3``, ...,
+        and a resumed unit appends to the newest of them."""
         enabled = self.section.tensorboard
         if enabled is None:
             enabled = importlib.util.find_spec("tensorboard") is not None
         if not enabled:
             return None
-        root = self.workdir / "tensorboard"
-        root.mkdir(parents=True, exist_ok=True)
-        stem = f"{self.spec.name}_seed{self.seed}_init{self.init_seed}_from{start}"
-        n = 1 + sum(1 for p in root.glob(f"{stem}_*") if p.is_dir())
-        return root / f"{stem}_{n}"
+        base = self.workdir / "tensorboard" / (self.log_name or f"seed_{self.seed}")
+        taken = [base, *itertools.takewhile(Path.exists, (base.with_name(f"{base.name}.{n}") for n in itertools.count(2)))]
+        run = taken[-1] if self._resumed or not base.exists() else base.with_name(f"{base.name}.{len(taken) + 1}")
+        run.mkdir(parents=True, exist_ok=True)
+        return run
 
     def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
         """Environment timesteps ``start`` -> ``stop``; a level with start=k continues the schedules."""
@@ -307,7 +318,7 @@ class SB3Adapter(DomainAdapter):
             model._current_progress_remaining = 1.0 - model.num_timesteps / stop
         if self.constant_lr is not None:
             model.lr_schedule = _constant_schedule(float(self.constant_lr))
-        tb_dir = self._tensorboard_dir(start)
+        tb_dir = self._tensorboard_dir()
         if tb_dir is not None:
             formats = ["stdout", "tensorboard"] if self.section.verbose else ["tensorboard"]
             model.set_logger(configure(str(tb_dir), formats))

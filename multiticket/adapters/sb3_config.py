@@ -27,7 +27,7 @@ from torch import nn, optim
 from multiticket.adapters.sb3_algos import ALGOS, ROLES
 from multiticket.adapters.user_code import check_module_name, import_module, import_object, user_code_allowed
 from multiticket.paths import AGENTS_DIR
-from multiticket.schema import AlwaysHashed, Strict
+from multiticket.schema import AlwaysHashed, NotHashed, Strict
 
 #: keys of an agents entry that the adapter consumes itself (RL-Zoo conventions)
 ADAPTER_KEYS = (
@@ -181,6 +181,10 @@ class Section(Strict):
     )
     n_eval_episodes: AlwaysHashed[int] = Field(10, ge=1, description="deterministic evaluation episodes per level")
     eval_seed_offset: AlwaysHashed[int] = Field(10_000, ge=1, description="eval env seed = seed + this offset")
+    eval_every: NotHashed[int | None] = Field(
+        None, gt=0, description="env steps between deterministic evaluations recorded in each unit's learning "
+        "curve (curve.csv); not hashed: evaluating changes no weight",
+    )
     ticket_reward_episodes: AlwaysHashed[int] = Field(
         10, ge=1, le=100, description="last training episodes averaged into ticket_reward (Yu et al.)"
     )

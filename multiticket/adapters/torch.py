@@ -115,7 +115,10 @@ class TorchSection(Strict):
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
     weight_decay: float = Field(0.0, ge=0)
     schedule: ScheduleName = "constant"
-    log_every: int = Field(50, gt=0, description="how often the loss reaches the core (NaN checks)")
+    log_every: int = Field(50, gt=0, description="how often the loss reaches the core (NaN checks, learning curve)")
+    eval_every: NotHashed[int | None] = Field(
+        None, gt=0, description="steps between calls of the module's evaluate recorded in the learning curve"
+    )
 
     @field_validator("module_dir")
     @classmethod
@@ -183,6 +186,7 @@ class TorchAdapter(DomainAdapter):
     domain: ClassVar[str] = "torch"
     Section: ClassVar[type[TorchSection]] = TorchSection
     grad_masking = "step"  # the loop reads no gradient between backward() and step()
+    curve_logs: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, task: Any, section: TorchSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)

@@ -26,7 +26,7 @@ from multiticket.adapters.torch import lr_factor, train_steps
 from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.core.seeding import derive_seed
-from multiticket.schema import AlwaysHashed, Strict
+from multiticket.schema import AlwaysHashed, NotHashed, Strict
 
 
 class ToySection(Strict):
@@ -43,6 +43,8 @@ class ToySection(Strict):
     momentum: AlwaysHashed[float] = Field(0.9, ge=0, lt=1)
     weight_decay: AlwaysHashed[float] = Field(0.0, ge=0)
     schedule: AlwaysHashed[Literal["constant", "cosine", "linear"]] = "constant"
+    eval_every: NotHashed[int | None] = Field(None, gt=0, description="steps between test evaluations in the "
+                                              "learning curve")
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ToySection:
@@ -81,6 +83,7 @@ class ToyAdapter(DomainAdapter):
     Section = ToySection
     section: ToySection
     grad_masking = "step"  # train() reads no gradient between backward() and step()
+    curve_logs = ("loss",)
 
     def __init__(self, task, section, workdir, device="cpu") -> None:  # noqa: ANN001 - see base
         super().__init__(task, section, workdir, device)

@@ -26,7 +26,7 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 from multiticket.analysis.layers import random_jaccard  # noqa: E402
 from multiticket.analysis.rundata import RunData  # noqa: E402
-from multiticket.analysis.stats import fmt  # noqa: E402
+from multiticket.analysis.stats import fmt, mean_std  # noqa: E402
 
 #: one colour per control, the same in every chart (ticket: the strongest)
 CONTROL_COLORS = {
@@ -256,3 +256,66 @@ def input_dims_figure(run: RunData, layer: str, alive: dict[int, list[float]], n
     ax.set_title("Input columns still connected (red: cut off)", loc="left")
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.04, label="alive fraction of column")
     return fig
+
+
+def _band_lines(ax: Axes, bands: dict[str, Any]) -> None:
+    """One line per control (mean over seeds) with a ± std band; the ticket drawn strongest."""
+    for control, b in bands.items():
+        keep = b.n > 0
+        if not keep.any():
+            continue
+        is_ticket = control == "ticket"
+        x, m, s = b.x[keep], b.mean[keep], b.std[keep]
+        ax.plot(x, m, lw=2.2 if is_ticket else 1.3, color=control_color(control), label=control,
+                zorder=3 if is_ticket else 2)
+        if (s > 0).any():
+            ax.fill_between(x, m - s, m + s, color=control_color(control), alpha=0.13, lw=0)
+
+
+@styled
+def curves_figure(run: RunData, level: int, panels: list[tuple[str, dict[str, Any]]], x_label: str) -> Figure:
+    """One level's learning curves: a panel per series (training return or loss, evaluated metric),
+    each control's mean over seeds on the common step grid with a ± std band."""
+    fig = new_figure(4.6 * len(panels) + 1.6, 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, bands) in zip(axes, panels):
+        _band_lines(ax, bands)
+        ax.locator_params(axis="x", nbins=5)  # step numbers are long: few ticks, no overlap
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(name)
+        ax.set_title(name, loc="left", fontsize=10)
+    remaining = f" · {pct(run.remaining(level))} remaining" if level in run.sparsity else ""
+    fig.suptitle(f"Level {level}{remaining}", x=0.01, ha="left", fontweight="bold")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", title="control")
+    return fig
+
+
+@styled
+def reward_figure(run: RunData) -> Figure:
+    """RL: the final deterministic evaluation beside Yu et al.'s ticket reward (the mean return of
+    the last training episodes), per control against the remaining fraction, mean ± std over seeds."""
+    fig = new_figure(11.0, 4.0)
+    axes = fig.subplots(1, 2)
+    levels = [lv for lv in run.levels if lv in run.sparsity]
+    for ax, metric in zip(axes, (run.metric, "ticket_reward")):
+        for control in run.seen_controls:
+            pts = [(run.remaining(lv), *mean_std(list(run.values(control, lv, metric).values()))) for lv in levels]
+            pts = [p for p in pts if p[3] > 0]
+            if not pts:
+                continue
+            x, m, s, _ = (np.array(v) for v in zip(*pts))
+            is_ticket = control == "ticket"
+            ax.plot(x, m, marker="o" if is_ticket else "s", ms=4, lw=2.2 if is_ticket else 1.3,
+                    color=control_color(control), label=control)
+            if (s > 0).any():
+                ax.fill_between(x, m - s, m + s, color=control_color(control), alpha=0.13, lw=0)
+        remaining_axis(ax, [run.remaining(lv) for lv in levels], levels)
+        ax.set_title(f"{metric} ({'final evaluation' if metric == run.metric else 'last training episodes'})",
+                     loc="left", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", title="control")
+    return fig
+

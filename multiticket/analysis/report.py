@@ -16,6 +16,7 @@ from typing import Any
 from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.compute import compute_section
+from multiticket.analysis.curves import curves_section
 from multiticket.analysis.degenerate import degenerate_section, guard_verdict, level_flags
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.header import header
@@ -166,6 +167,7 @@ def build_report(run: RunData) -> str:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),
                                                         plot_dir / "metric_vs_sparsity.png"))
         context["levels"] = level_tables(run)
+        context["curves"] = curves_section(run, plot_dir)
         context["sections"] = [other_metrics_section(run, plot_dir, level_verdict), early_bird_section(run),
                                td_section(run, plot_dir), compute_section(run)]
         context["layers"] = layer_sections(run, plot_dir)

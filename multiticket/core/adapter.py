@@ -43,10 +43,12 @@ class TrainHooks(Protocol):
         """Call once the optimizers exist, before the first update: attaches the mask enforcer
         and (if asked) restores optimizer state from the rewind point."""
 
-    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+    def on_step(self, step: int, logs: dict[str, float | Sequence[float]] | None = None) -> None:
         """Call after every update with the current step in domain units (monotone, may jump by
         more than one, e.g. SB3 counts ``n_envs`` timesteps per callback). Captures the rewind
-        point the first time ``step >= k``, advances progress, checks logged losses for NaN."""
+        point the first time ``step >= k``, advances progress, checks logged losses for NaN.
+        ``logs``: losses and the learning-curve values of this step (a sequence for several events
+        of one step, such as episodes of parallel environments ending together)."""
 
     def on_resumable(self, step: int) -> None:
         """Call where ``train(step, stop)`` after :meth:`DomainAdapter.load_resume_state` (and the
@@ -71,6 +73,12 @@ class DomainAdapter(abc.ABC):
     #: ``build`` and records it in every unit's ``metrics.json``.
     eval_methods: ClassVar[tuple[str, ...]] = ()
     eval_method: str | None = None
+    #: keys of ``hooks.on_step`` logs that are learning-curve series (:mod:`multiticket.core.curves`),
+    #: e.g. ``loss``; a value may be a sequence of floats: several events of one step (episodes)
+    curve_logs: ClassVar[tuple[str, ...]] = ()
+    #: where the adapter's own training logs (TensorBoard) of the unit in training go, relative to
+    #: its log folder: ``seed_<s>/<control>/level_<L>``; set by the core before every ``train``
+    log_name: str = ""
 
     def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
         """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its
@@ -143,6 +151,20 @@ class DomainAdapter(abc.ABC):
     @abc.abstractmethod
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current weights; must contain ``self.metric``."""
+
+    # -- learning curves ----------------------------------------------------------------------
+    @property
+    def eval_every(self) -> int | None:
+        """Steps between the evaluations of a learning curve: the domain section's ``eval_every``
+        key where it has one (not hashed: evaluating changes no weight), else None (none)."""
+        return getattr(self.section, "eval_every", None)
+
+    def curve_metrics(self) -> dict[str, float]:
+        """An evaluation during training, for the learning curve. The core calls it between two
+        steps with every RNG state and module mode put back afterwards; it must leave training
+        state (environments, data order, buffers) untouched. Default: :meth:`evaluate`; an adapter
+        whose evaluation also scores test data overrides it with the validation part."""
+        return self.evaluate()
 
     # -- rewind state beyond parameters -------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -101,15 +101,20 @@ class LevelHooks:
         self.monitors.on_start(self.start)
         self._capture(self.start)
 
-    def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+    def on_step(self, step: int, logs: dict[str, float | Sequence[float]] | None = None) -> None:
         self.monitors.before_step(step)
         if self.stopped_at is not None and step > self.stopped_at:
             raise StopTraining(f"training went on after the early stop at step {self.stopped_at}")
         if logs:
+            scalars = False
             for key, value in logs.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise RunFailure(f"non-finite {key} ({value}) at step {step}")
-            check_finite(self.adapter.module, step)  # a NaN gradient shows up in the weights
+                scalars = scalars or isinstance(value, float)
+                for v in value if isinstance(value, Sequence) else (value,):
+                    if isinstance(v, float) and not math.isfinite(v):
+                        raise RunFailure(f"non-finite {key} ({v}) at step {step}")
+            if scalars:  # a loss: a NaN gradient shows up in the weights (episode ends need no check)
+                check_finite(self.adapter.module, step)
+            self.monitors.on_logs(step, logs)
         self.last_step = step
         self._capture(step)
         self.reporter.step(step)

@@ -27,6 +27,7 @@ from multiticket.core import train as train_mod
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import CheckpointStore
 from multiticket.core.controls import CONTROLS
+from multiticket.core.curves import Curve
 from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.eval_method import run_eval_method, unit_records
 from multiticket.core.hooks import NullReporter, Reporter
@@ -186,7 +187,7 @@ class IMPRunner:
             with self.phases.timed("save"):
                 self.writer.write_rewinds(unit.seed, result.captured)
             self.inputs.remember(unit.seed, result.captured)
-        self._write(unit, inputs, record, extra, recipe.keep_state)
+        self._write(unit, inputs, record, extra, recipe.keep_state, result.curve)
 
     def job(self, recipe: Recipe, inputs: Inputs) -> tuple[TrainJob, EarlyBirdMonitor | None]:
         """The train job of a recipe with its inputs loaded, and its early-bird detector (if any)."""
@@ -206,7 +207,7 @@ class IMPRunner:
             weights=inputs.pruned_from if mode in ("lr", "finetune") else None, permute=inputs.permute,
             constant_lr=self.cfg.rewind.finetune_lr if mode == "finetune" else None, captures=recipe.captures,
             restore_optimizer=self.cfg.rewind.optimizer == "restore", monitors=tuple(monitors),
-            checkpoint_every=self.cfg.checkpoint.every if self.cfg.checkpoint is not None else 0,
+            checkpoint_every=self.cfg.checkpoint.every if self.cfg.checkpoint is not None else 0, curve=True,
         )
         return job, watch
 
@@ -228,9 +229,9 @@ class IMPRunner:
         return record
 
     def _write(self, unit: Unit, inputs: Inputs, record: dict[str, Any],
-               extra: dict[str, Any] | None = None, keep_state: bool = False) -> None:
+               extra: dict[str, Any] | None = None, keep_state: bool = False, curve: Curve | None = None) -> None:
         with self.phases.timed("save"):
-            self.writer.write_unit(unit, inputs.mask, record, extra, keep_state)
+            self.writer.write_unit(unit, inputs.mask, record, extra, keep_state, curve)
         self.reporter.unit_finished(unit, record, skipped=False)
 
     def _early_bird_search(self, recipe: Recipe) -> eb_units.Search:

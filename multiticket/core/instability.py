@@ -134,7 +134,7 @@ class InstabilityRunner:
             raise UserError(f"{unit.relpath()}: has no training run of its own to repeat")
         runner = self.runner
         inputs = runner.inputs.load(recipe, runner.phases)
-        job, _ = runner.job(recipe, inputs)
+        job = replace(runner.job(recipe, inputs)[0], curve=False)  # the copies' curves are not kept
         endpoints, state_1, copies = self._train_copies(job)
         mask = inputs.mask
         record: dict[str, Any] = {

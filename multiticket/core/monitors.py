@@ -10,6 +10,8 @@ The call points, in the order a unit sees them:
 
 - ``on_start(step)``: the optimizers exist and training is about to start at ``step``;
 - ``before_step(step)``: the adapter reports ``step`` done, before anything reads the weights;
+- ``on_logs(step, logs)``: the values the adapter logged with that step (losses, finished
+  episodes), once they passed the core's NaN check; only for steps that logged something;
 - ``after_step(step, module) -> bool``: after the core's checks and captures; True asks training
   to stop after this step (the adapter polls ``should_stop``);
 - ``before_checkpoint()``: a mid-level checkpoint is about to read the weights;
@@ -21,7 +23,7 @@ that name) and gets it back through ``load_state`` on resume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -38,6 +40,7 @@ class Monitor(Protocol):
 
     def on_start(self, step: int) -> None: ...
     def before_step(self, step: int) -> None: ...
+    def on_logs(self, step: int, logs: Mapping[str, float | Sequence[float]]) -> None: ...
     def after_step(self, step: int, module: torch.nn.Module) -> bool: ...
     def before_checkpoint(self) -> None: ...
     def close(self) -> None: ...
@@ -58,6 +61,10 @@ class MonitorList:
     def before_step(self, step: int) -> None:
         for m in self.monitors:
             m.before_step(step)
+
+    def on_logs(self, step: int, logs: Mapping[str, float | Sequence[float]]) -> None:
+        for m in self.monitors:
+            m.on_logs(step, logs)
 
     def after_step(self, step: int, module: torch.nn.Module) -> bool:
         stop = False
@@ -101,6 +108,9 @@ class DropoutMonitor:
         self.dropout.restore()
         self.dropout.set_step(step)
 
+    def on_logs(self, step: int, logs: Mapping[str, float | Sequence[float]]) -> None:
+        pass
+
     def after_step(self, step: int, module: torch.nn.Module) -> bool:
         return False
 
@@ -131,6 +141,9 @@ class EarlyBirdWatch:
         pass
 
     def before_step(self, step: int) -> None:
+        pass
+
+    def on_logs(self, step: int, logs: Mapping[str, float | Sequence[float]]) -> None:
         pass
 
     def after_step(self, step: int, module: torch.nn.Module) -> bool:

@@ -25,6 +25,7 @@ import torch
 
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import Checkpoint, CheckpointStore
+from multiticket.core.curves import Curve, CurveMonitor
 from multiticket.core.enforce import MaskEnforcer
 from multiticket.core.hooks import LevelHooks, NullReporter, Reporter, StopTraining
 from multiticket.core.mask import Mask
@@ -62,7 +63,8 @@ class TrainJob:
     root) replaces the start's weights while its counters, state and RNG stay (``rewind.mode``
     lr and finetune); ``permute`` shuffles the start's values within each layer of ``names``;
     ``constant_lr`` replaces the LR schedule (finetune); ``captures``: steps whose rewind points
-    to capture on the way."""
+    to capture on the way; ``curve``: record the unit's learning curve (a :class:`CurveMonitor`
+    after the other monitors)."""
 
     unit: Unit
     mask: Mask
@@ -77,19 +79,22 @@ class TrainJob:
     restore_optimizer: bool = False
     monitors: Sequence[MonitorFactory] = ()
     checkpoint_every: int = 0
+    curve: bool = False
 
 
 @dataclass
 class TrainResult:
     """What one training run produced: the evaluated metrics of the final weights (left in the
     adapter's module), where it started and stopped, its training seconds (a resumed unit's
-    include those before the kill), and the rewind points captured on the way."""
+    include those before the kill), the rewind points captured on the way, and the learning
+    curve when the job asked for one."""
 
     metrics: dict[str, float]
     start_step: int
     stop_step: int
     seconds: float
     captured: dict[int, RewindPoint] = field(default_factory=dict)
+    curve: Curve | None = None
 
 
 def train_unit(
@@ -118,10 +123,12 @@ def train_unit(
     t0 = time.perf_counter()
     if checkpoints is not None:
         _checkpointing(hooks, job, checkpoints, lambda: prior_seconds + time.perf_counter() - t0, phases)
-    hooks.monitors = MonitorList(make(adapter.module, job.unit) for make in job.monitors)
+    curve = CurveMonitor(adapter, job.stop) if job.curve else None
+    hooks.monitors = MonitorList([*(make(adapter.module, job.unit) for make in job.monitors), *([curve] if curve else [])])
     if resume is not None:
         hooks.monitors.load_state(resume.core)
     adapter.set_constant_lr(job.constant_lr)
+    adapter.log_name = str(job.unit.relpath().as_posix())
     reporter.unit_started(job.unit, train_from, job.stop)
     try:
         adapter.train(train_from, job.stop, hooks)
@@ -137,7 +144,9 @@ def train_unit(
         raise RunFailure(f"{job.unit.relpath()}: training ended before the rewind step {hooks.pending[0]}")
     stop = hooks.stopped_at if hooks.stopped_at is not None else job.stop
     metrics = evaluate_unit(adapter, job.unit, job.mask, phases)
-    return TrainResult(metrics, begin, stop, round(seconds, 3), dict(hooks.captured))
+    if curve is not None:
+        curve.add_metrics(stop, metrics)
+    return TrainResult(metrics, begin, stop, round(seconds, 3), dict(hooks.captured), curve.curve if curve else None)
 
 
 def _start(

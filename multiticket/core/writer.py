@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from multiticket.core.adapter import DomainAdapter
+from multiticket.core.curves import CURVE_FILE, Curve
 from multiticket.core.mask import Mask
 from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.statefile import save_tree
@@ -89,11 +90,12 @@ class UnitWriter:
         self.adapter = adapter
 
     def write_unit(self, unit: Unit, mask: Mask, record: dict[str, Any],
-                   extra: dict[str, dict[str, torch.Tensor]] | None = None, keep_state: bool = False) -> None:
+                   extra: dict[str, dict[str, torch.Tensor]] | None = None, keep_state: bool = False,
+                   curve: Curve | None = None) -> None:
         """Mask, final weights, ``extra`` state dicts (file name -> tensors), the adapter's state
         when ``keep_state`` (what evaluating the weights later needs besides them, e.g.
-        VecNormalize statistics: prune-only controls read it), the record, the adapter's own
-        exports, then ``DONE``."""
+        VecNormalize statistics: prune-only controls read it), the learning curve
+        (``curve.csv``), the record, the adapter's own exports, then ``DONE``."""
         d = self.store.unit_dir(unit)
         self.store.begin(d)
         self.store.write_file(d, "mask.safetensors", mask.save)
@@ -102,6 +104,9 @@ class UnitWriter:
             self.store.write_file(d, name, tensors_file(tensors))
         if keep_state:
             save_tree(d, "final_state", self.adapter.state())
+        if curve is not None:
+            text = curve.csv_text()
+            self.store.write_file(d, CURVE_FILE, lambda path: path.write_text(text))
         self.store.write_file(d, "metrics.json", json_file(record))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))

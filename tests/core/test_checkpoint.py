@@ -61,7 +61,7 @@ def _hf_task(tmp_path: Path) -> Path:
 
     task = {
         "name": "tiny-bert", "domain": "nlp", "train": {"steps": 16}, "prune": {"rate": 0.5},
-        "rewind": {"step": 2}, "controls": ["random_mask"], "nlp": {**TINY["bert"], **COMMON, "logging_steps": 3},
+        "rewind": {"step": 2}, "controls": ["random_mask"], "nlp": {**TINY["bert"], **COMMON, "logging_steps": 3, "eval_every": 5},
     }  # fmt: skip
     path = tmp_path / "bert.yaml"
     path.write_text(yaml.safe_dump(task))
@@ -71,15 +71,15 @@ def _hf_task(tmp_path: Path) -> Path:
 CASES = {
     # name: (task, overrides, checkpoint every)
     "toy": ("toy-mlp", ["train.steps=200", "toy.n_train=512", "toy.n_test=256", "toy.hidden=[32,16]",
-                        "toy.optimizer=adam", "controls=[random_mask]"], 40),
+                        "toy.optimizer=adam", "controls=[random_mask]", "toy.eval_every=30"], 40),
     "toy-td": ("toy-mlp", ["train.steps=200", "toy.n_train=512", "toy.n_test=256", "toy.hidden=[32,16]",
                            "controls=[random_mask]", "targeted_dropout.gamma=0.5", "targeted_dropout.alpha=0.5",
                            "targeted_dropout.apply_to=all"], 40),
     "ppo": ("cartpole-ppo", ["train.steps=2048", "rewind.step=256", "controls=[random_mask]",
-                             "rl.n_eval_episodes=2", "rl.tensorboard=false"], 512),
+                             "rl.n_eval_episodes=2", "rl.tensorboard=false", "rl.eval_every=700"], 512),
     "dqn": ("cartpole-dqn", ["train.steps=1600", "rewind.step=200", "controls=[random_mask]", "rl.n_eval_episodes=2",
-                             "rl.tensorboard=false", "rl.overrides={learning_starts: 100, target_update_interval: 150}"],
-            300),
+                             "rl.tensorboard=false", "rl.overrides={learning_starts: 100, target_update_interval: 150}",
+                             "rl.eval_every=500"], 300),
     "bert": ("HF", [], 4),
 }  # fmt: skip
 
@@ -103,7 +103,9 @@ def test_crash_mid_level_resumes_bit_identical(case: str, tmp_path: Path, monkey
     assert main(ckpt_args) == 0
     k = json.loads(next(out.rglob("ticket/level_1/metrics.json")).read_text())["start_step"]
     assert set(starts) - {0, k}, f"no unit resumed mid-level: {starts}"
-    assert snapshot(only_run(out)) == reference
+    assert snapshot(only_run(out)) == reference  # curve.csv included: the learning curves resume too
+    curves = [p.read_text() for p in out.rglob("curve.csv")]
+    assert len(curves) == 3 and all("train/" in c and "eval/" in c for c in curves), curves
     assert not list(out.rglob("checkpoint")), "checkpoints are removed once their unit is finished"
 
 

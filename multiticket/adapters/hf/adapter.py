@@ -8,7 +8,9 @@ Per ``train(start, stop, hooks)`` call a fresh ``Trainer`` runs ``stop - start``
   split), and a level starting at k reads from batch k on, as the dense run did;
 - a ``TrainerCallback`` calls ``hooks.on_optimizers`` at ``on_train_begin`` (after
   ``accelerate`` has wrapped the optimizer, before any update) and ``hooks.on_step`` after every
-  optimizer step, with the logged loss on logging steps.
+  optimizer step, with the logged loss on logging steps (the learning curve's training loss: the
+  mean over the steps since the previous log, as the Trainer logs it). Checkpoints are offered at
+  logging steps only, where such a window has just closed, so a resumed unit logs the same means.
 The Trainer reseeds the global RNGs in its constructor and the DataLoader draws from them; the
 adapter puts back the state ``train`` was entered with right before the first forward pass, so a
 level resumed at step k with the rewind point's RNG replays the dense run bit for bit (CPU).
@@ -113,11 +115,13 @@ class HooksCallback(TrainerCallback):
             _set_rng_state(self.rng)
             self.rng = None
 
-    def _step_done(self, step: int, logs: dict[str, float] | None) -> None:
+    def _step_done(self, step: int, logs: dict[str, float] | None, logged: bool = True) -> None:
         # after an optimizer step (and its scheduler step) nothing else is pending: the next
-        # step's batch and LR are functions of the step, so a checkpoint here resumes exactly
+        # step's batch and LR are functions of the step, so a checkpoint here resumes exactly --
+        # at a logging step, where the Trainer's loss window closed (the loss curve resumes too)
         self.hooks.on_step(step, logs)
-        self.hooks.on_resumable(step)
+        if logged:
+            self.hooks.on_resumable(step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = self.offset + state.global_step
@@ -129,7 +133,7 @@ class HooksCallback(TrainerCallback):
         if control.should_log:  # the Trainer logs this step's loss right after: report it with it
             self.pending = step
         else:
-            self._step_done(step, None)
+            self._step_done(step, None, logged=False)
             self._stop_requested(control)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -164,6 +168,7 @@ class HFAdapter(DomainAdapter):
 
     domain: ClassVar[str] = "nlp"
     Section: ClassVar[type[NLPSection]] = NLPSection
+    curve_logs: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, task: Any, section: NLPSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
@@ -361,27 +366,33 @@ class HFAdapter(DomainAdapter):
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
+        return {**self._split_metrics("validation"), **self._split_metrics("test")}
+
+    def curve_metrics(self) -> dict[str, float]:
+        """The validation metrics only (a learning curve's evaluation; test data stays unseen)."""
+        return self._split_metrics("validation")
+
+    def _split_metrics(self, split: str) -> dict[str, float]:
+        """Metrics of one split: validation as ``eval_loss`` and plain names, test as ``test_*``."""
         s, model = self.section, self.module
         model.eval()
-        out: dict[str, float] = {}
+        prefix = "test_" if split == "test" else ""
+        feats = self._features[split]
         collate = self.collator()
-        for split, prefix in (("validation", ""), ("test", "test_")):
-            feats = self._features[split]
-            args = (model, feats, collate, s.eval_batch_size, self.device, s.bf16)
-            if s.task == "classification":
-                res = M.classification_metrics(*args)
-            elif s.task == "causal_lm":
-                res = M.lm_metrics(*args)
-            else:
-                assert self._splits is not None
-                refs = self._splits.split(split)["target"]
-                res = M.translation_metrics(
-                    model, self.tokenizer, feats, refs, collate, s.eval_batch_size, self.device, s.bf16,
-                    s.generation_max_length, s.num_beams,
-                )  # fmt: skip
-            res[f"{'test' if prefix else 'eval'}_loss"] = res.pop("loss")
-            out.update({k if k.endswith("_loss") else f"{prefix}{k}": float(v) for k, v in res.items()})
-        return out
+        args = (model, feats, collate, s.eval_batch_size, self.device, s.bf16)
+        if s.task == "classification":
+            res = M.classification_metrics(*args)
+        elif s.task == "causal_lm":
+            res = M.lm_metrics(*args)
+        else:
+            assert self._splits is not None
+            refs = self._splits.split(split)["target"]
+            res = M.translation_metrics(
+                model, self.tokenizer, feats, refs, collate, s.eval_batch_size, self.device, s.bf16,
+                s.generation_max_length, s.num_beams,
+            )  # fmt: skip
+        res[f"{'test' if prefix else 'eval'}_loss"] = res.pop("loss")
+        return {k if k.endswith("_loss") else f"{prefix}{k}": float(v) for k, v in res.items()}
 
     def baselines(self) -> dict[str, float]:
         """Classification: the majority-class rate of the validation and test splits. Causal LM

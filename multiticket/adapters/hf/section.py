@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from multiticket.schema import AlwaysHashed, Strict
+from multiticket.schema import AlwaysHashed, NotHashed, Strict
 
 TaskKind = Literal["classification", "causal_lm", "translation"]
 ModelType = Literal["bert", "gpt2", "marian", "t5", "bart", "lstm"]
@@ -102,6 +102,10 @@ class NLPSection(Strict):
     )
     logging_steps: AlwaysHashed[int] = Field(25, gt=0, description="how often the loss reaches the core (NaN checks)")
     # -- evaluation ----------------------------------------------------------------------------
+    eval_every: NotHashed[int | None] = Field(
+        None, gt=0, description="optimizer steps between validation evaluations recorded in each unit's learning "
+        "curve (curve.csv); not hashed: evaluating changes no weight",
+    )
     generation_max_length: AlwaysHashed[int] = Field(64, gt=0, description="translation: generated tokens")
     num_beams: AlwaysHashed[int] = Field(1, gt=0)
     # -- prunable scope (the default set: Linear/Conv1D/LSTM weights inside the blocks + pooler) --
