@@ -64,13 +64,18 @@ def unit_record(run: RunInfo, adapter: DomainAdapter, unit: Unit, mask: Mask, pl
     }
 
 
-def json_file(record: dict[str, Any]) -> Callable[[Path], None]:
-    """A writer of ``record`` as an indented JSON file (for :meth:`RunStore.write_file`)."""
+def text_file(text: str) -> Callable[[Path], None]:
+    """A writer of ``text`` (for :meth:`RunStore.write_file`)."""
 
     def write(path: Path) -> None:
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        path.write_text(text)
 
     return write
+
+
+def json_file(record: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer of ``record`` as an indented JSON file (for :meth:`RunStore.write_file`)."""
+    return text_file(json.dumps(record, indent=1) + "\n")
 
 
 def tensors_file(tensors: dict[str, torch.Tensor]) -> Callable[[Path], None]:
@@ -105,8 +110,7 @@ class UnitWriter:
         if keep_state:
             save_tree(d, "final_state", self.adapter.state())
         if curve is not None:
-            text = curve.csv_text()
-            self.store.write_file(d, CURVE_FILE, lambda path: path.write_text(text))
+            self.store.write_file(d, CURVE_FILE, text_file(curve.csv_text()))
         self.store.write_file(d, "metrics.json", json_file(record))
         self.adapter.export(d)
         files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
