@@ -7,8 +7,11 @@ store and resume, by the machinery of ``scripts/reproduce_yu2019.py``):
 
 - IMP from the pretrained weights (rewind point k = 0, as Chen et al.), 20 % of the remaining
   weights per level, global magnitude ranking over the encoder's Linear weights (query, key, value,
-  attention output, intermediate and output dense of every layer, and the pooler; embeddings,
-  LayerNorm, biases and the new classifier head stay dense: the HF adapter's default scope);
+  attention output, intermediate and output dense of every layer; embeddings, LayerNorm, biases
+  and the new classifier head stay dense, as in the HF adapter's default scope, and so does the
+  pooler, excluded by the task: all-MiniLM-L6-v2's pooler was never trained, its small weights
+  rank lowest, and the first run, which pruned it, lost all of it at 67 % sparsity, after which
+  every unit predicted the majority class; README Results);
 - controls at every level: ``random_mask`` (Chen's random pruning: random positions at the
   ticket's per-layer counts, re-initialised), ``random_reinit`` (the ticket's mask, weights
   re-drawn from the model's config), ``one_shot`` (the fine-tuned dense weights pruned by magnitude
