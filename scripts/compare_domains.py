@@ -82,13 +82,18 @@ def run_numbers(series: Any, target: float) -> dict[str, Any]:
     run = series.run
     sparsity = [1.0 - r for r in series.remaining]
     levels = [{"level": lv, "sparsity": sp, "ticket": t, "ticket_sd": sd, "best_random": b,
-               "best_random_control": name or None, "margin": t - b}
-              for lv, sp, t, sd, b, name in zip(series.levels, sparsity, series.ticket, series.ticket_sd,
-                                                 series.best_random, series.best_random_name)]
-    with_random = [row for row in levels if row["level"] > 0 and not math.isnan(row["margin"])]
+               "best_random_control": name or None, "margin": t - b, "flagged": flag or None,
+               "control_flagged": cflag or None}
+              for lv, sp, t, sd, b, name, flag, cflag in zip(
+                  series.levels, sparsity, series.ticket, series.ticket_sd, series.best_random,
+                  series.best_random_name, series.flagged, series.control_flagged)]
+    # a degenerate level (a collapsed ticket, controls identical to it) says nothing about the mask
+    with_random = [row for row in levels if row["level"] > 0 and not math.isnan(row["margin"]) and not row["flagged"]]
     out: dict[str, Any] = {
         "label": series.label, "run_dir": str(run.root), "domain": run.domain, "metric": run.metric,
         "higher_is_better": run.higher_is_better, "dense": run.dense, "seeds": run.seeds, "levels": levels,
+        "flagged_levels": [row["level"] for row in levels if row["flagged"]],
+        "degenerate_controls": sorted({row["best_random_control"] for row in with_random if row["control_flagged"]}),
         "margin_first": with_random[0]["margin"] if with_random else None,
         "margin_deepest": with_random[-1]["margin"] if with_random else None,
         "margin_slope_per_10pct": 0.1 * _slope([r["sparsity"] for r in with_random], [r["margin"] for r in with_random]),
@@ -121,9 +126,9 @@ def _num(x: float | None) -> str:
 
 def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
     """The numbers behind the figure, and the README block's answers."""
-    lines = ["| run | domain | metric (dense) | levels | margin at the first level | at the deepest | "
-             "slope per 10 % sparsity | pruned hardest first (remaining at level 1 vs overall) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | domain | metric (dense) | levels | margin at the first level | at the deepest judged | "
+             "slope per 10 % sparsity | degenerate levels (not judged) | pruned hardest first (remaining at level 1 "
+             "vs overall) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         first = r.get("first_level")
         hardest = (f"{first['pruned_hardest']} ({_pct(first['roles'][first['pruned_hardest']])} vs "
@@ -131,7 +136,7 @@ def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
         deepest = r["levels"][-1]["sparsity"] if r["levels"] else None
         lines.append(f"| {r['label']} | {r['domain']} | {r['metric']} ({_num(r['dense'])}) | up to {_pct(deepest)} | "
                      f"{_num(r['margin_first'])} | {_num(r['margin_deepest'])} | {_num(r['margin_slope_per_10pct'])} "
-                     f"| {hardest} |")
+                     f"| {_flagged(r)} | {hardest} |")
     roles = [role for role in _role_order() if any(role in r.get("matched", {}).get("roles", {}) for r in rows)]
     lines += ["", f"Remaining fraction per layer role at the level nearest {_pct(target)} sparsity:", "",
               "| run | level (sparsity) | " + " | ".join(roles) + " |", "|---|---|" + "---|" * len(roles)]
@@ -141,8 +146,18 @@ def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
             cells = [_pct(m["roles"][role]) if role in m["roles"] else "" for role in roles]
             lines.append(f"| {r['label']} | L{m['level']} ({_pct(m['sparsity'])}) | " + " | ".join(cells) + " |")
     lines += ["", f"Margin: normalised ticket − the best random control at the same level (1.0 = dense; > 0: the "
-              f"ticket wins). Page: `{html}`."]
+              f"ticket wins), over the levels that are not degenerate (a ticket at a trivial baseline, or every "
+              f"control equal to it). Page: `{html}`."]
+    degenerate = [f"{r['label']} ({', '.join(r['degenerate_controls'])})" for r in rows if r.get("degenerate_controls")]
+    if degenerate:
+        lines.append(f"In {'; '.join(degenerate)} the best random control itself never beats a trivial baseline: "
+                     f"there the margin says the ticket learns where a random network does not.")
     return "\n".join(lines)
+
+
+def _flagged(row: dict[str, Any]) -> str:
+    by_level = {lv["level"]: lv["sparsity"] for lv in row["levels"]}
+    return ", ".join(f"L{lv} ({_pct(by_level[lv])})" for lv in row["flagged_levels"]) or "none"
 
 
 def _role_order() -> tuple[str, ...]:
@@ -179,7 +194,7 @@ def readme_block(rows: list[dict[str, Any]], target: float, table: str, figures:
         f"![layer-role profiles at ≈{_pct(target)} sparsity]({figures.get('roles', '')})", "",
         table, "",
         f"- **Pruned first** (the role furthest below the overall remaining fraction at level 1): {first or '–'}.",
-        f"- **The ticket's advantage over random grows with sparsity** (positive margin slope) in: "
+        f"- **The ticket's advantage over random grows with sparsity** (positive margin slope over the levels not flagged degenerate) in: "
         f"{', '.join(grows) or 'none'}; not in: "
         f"{', '.join(r['label'] for r in rows if r['label'] not in grows) or 'none'}.",
         f"- Command: `{command}` (seconds; reads the finished runs).", ""])

@@ -10,12 +10,14 @@ level); and where each ticket keeps its weights, per layer role, at matched spar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from multiticket.analysis import degenerate as D
 from multiticket.analysis import layers as L
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
@@ -38,10 +40,19 @@ class Series:
     ticket_sd: list[float]
     best_random: list[float]
     best_random_name: list[str]
+    #: per level: why the level is degenerate (its ticket units; ``degenerate.level_flags``), "" if not
+    flagged: list[str] = field(default_factory=list)
+    #: per level: why the best random control's units are degenerate, "" if not
+    control_flagged: list[str] = field(default_factory=list)
 
     @property
     def margin(self) -> list[float]:
         return [t - b for t, b in zip(self.ticket, self.best_random)]
+
+    @property
+    def clean(self) -> list[bool]:
+        """Per level: not flagged, so its margin says something about the mask."""
+        return [not f for f in self.flagged] if self.flagged else [True] * len(self.levels)
 
 
 def normalised_series(run: RunData, label: str, color: str) -> Series:
@@ -63,6 +74,8 @@ def normalised_series(run: RunData, label: str, color: str) -> Series:
                     best, best_name = v, c
         s.best_random.append(best)
         s.best_random_name.append(best_name)
+        s.flagged.append("; ".join(f.reason for f in D.level_flags(run, lv)))
+        s.control_flagged.append("; ".join(f.reason for f in D.control_flags(run, best_name, lv)) if best_name else "")
     return s
 
 
@@ -80,6 +93,17 @@ def role_profile(run: RunData, target: float) -> tuple[int, dict[str, float]] | 
 # -- figures -------------------------------------------------------------------------------------
 
 
+def _mark_flagged(ax: Any, series: list[Series], ys: Callable[[Series], list[float]]) -> None:
+    """Cross out degenerate levels (``Series.flagged``): their numbers say nothing about the ticket."""
+    labelled = False
+    for s in series:
+        pts = [(x, y) for x, y, ok in zip(s.remaining, ys(s), s.clean) if not ok and not math.isnan(y)]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="x", s=70, color="#222222", zorder=5,
+                       label=None if labelled else "degenerate level (flagged, not judged)")
+            labelled = True
+
+
 @styled
 def normalised_figure(series: list[Series]):  # noqa: ANN201 - a matplotlib Figure
     fig = new_figure(10, 5)
@@ -93,6 +117,7 @@ def normalised_figure(series: list[Series]):  # noqa: ANN201 - a matplotlib Figu
         if ok.any():
             ax.plot(x[ok], np.array(s.best_random)[ok], ls=":", marker="s", ms=3, lw=1.5, color=s.color,
                     label=f"{s.label}: best random control")
+    _mark_flagged(ax, series, lambda s: s.ticket)
     ax.axhline(1.0, color="#222222", ls="--", lw=1.1, label="dense = 1.0")
     remaining_axis(ax, sorted({x for s in series for x in s.remaining}, reverse=True))
     ax.set_ylabel("metric relative to dense (higher = better)")
@@ -112,6 +137,7 @@ def margin_figure(series: list[Series]):  # noqa: ANN201
         ok = ~np.isnan(m)
         if ok.any():
             ax.plot(x[ok], m[ok], marker="o", lw=2.2, color=s.color, label=s.label)
+    _mark_flagged(ax, series, lambda s: s.margin)
     ax.axhline(0.0, color="#222222", lw=1.0)
     lo, hi = ax.get_ylim()
     ax.axhspan(0, max(hi, 0), color="#2e9e44", alpha=0.06, lw=0)
@@ -189,5 +215,6 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None
 
 def _margin_rows(series: list[Series]) -> list[dict[str, Any]]:
     return [{"label": s.label, "level": lv, "remaining": pct(s.remaining[i]), "ticket": s.ticket[i],
-             "best_name": s.best_random_name[i] or "–", "best": s.best_random[i], "margin": s.margin[i]}
+             "best_name": s.best_random_name[i] or "–", "best": s.best_random[i], "margin": s.margin[i],
+             "flagged": s.flagged[i], "control_flagged": s.control_flagged[i]}
             for s in series for i, lv in enumerate(s.levels)]

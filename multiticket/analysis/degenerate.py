@@ -134,22 +134,39 @@ TICKET_IS = {"majority": "at or below the majority-class rate", "one_class": "pr
              "nan": "non-finite (the unit failed)"}
 
 
-def level_flags(run: RunData, level: int) -> list[Flag]:
-    """Why ``level`` is degenerate, one flag per check: ticket units flagged (with their seeds),
-    a ticket unit that went non-finite, or controls identical to the ticket."""
+def _seeds_by_check(run: RunData, control: str, level: int) -> dict[str, list[int]]:
+    """check -> the seeds whose ``control`` unit of ``level`` it flags (finished units by their
+    record, failed ones by their ``FAILED``)."""
     seeds: dict[str, list[int]] = {}
     for r in run.records:
-        if r["control"] == "ticket" and r["level"] == level:
+        if r["control"] == control and r["level"] == level:
             for f in unit_flags(r, run.baselines):
                 seeds.setdefault(f.check, []).append(r["seed"])
     for unit in failed_nan(run):
-        if unit.control == "ticket" and unit.level == level:
+        if unit.control == control and unit.level == level:
             seeds.setdefault("nan", []).append(unit.seed)
-    flags = [Flag(check, f"the ticket is {TICKET_IS.get(check, check)} (seed {', '.join(map(str, dict.fromkeys(s)))})")
-             for check, s in seeds.items()]
+    return seeds
+
+
+def _seed_flags(subject: str, seeds: dict[str, list[int]]) -> list[Flag]:
+    return [Flag(check, f"{subject} is {TICKET_IS.get(check, check)} (seed {', '.join(map(str, dict.fromkeys(s)))})")
+            for check, s in seeds.items()]
+
+
+def level_flags(run: RunData, level: int) -> list[Flag]:
+    """Why ``level`` is degenerate, one flag per check: ticket units flagged (with their seeds),
+    a ticket unit that went non-finite, or controls identical to the ticket."""
+    flags = _seed_flags("the ticket", _seeds_by_check(run, "ticket", level))
     if identical_controls(run, level):
         flags.append(Flag("identical", "every control scored exactly the ticket's metrics: they cannot be told apart"))
     return flags
+
+
+def control_flags(run: RunData, control: str, level: int) -> list[Flag]:
+    """Why a control's units of ``level`` are degenerate (e.g. a re-initialised network that never
+    learnt): a margin over such a control says the ticket learns where the control does not,
+    not by how much a good mask beats a random one."""
+    return _seed_flags(control, _seeds_by_check(run, control, level))
 
 
 def guard_verdict(run: RunData, level: int, winning: bool | None, matching: bool | None) -> tuple[bool | None, bool | None]:

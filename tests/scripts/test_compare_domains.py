@@ -47,7 +47,7 @@ def test_numbers_figures_and_readme_block(cd: Any, tmp_path: Path) -> None:
 
     block = (out / "readme-block.md").read_text()
     assert f"]({img / 'domains-normalised.png'})" in block and "| run | domain |" in block
-    assert "grows with sparsity** (positive margin slope) in: synthetic-rl-0000beef, synthetic-nlp-0000beef" in block
+    assert "grows with sparsity** (positive margin slope over the levels not flagged degenerate) in: synthetic-rl-0000beef, synthetic-nlp-0000beef" in block
 
 
 def test_study_results_pick_the_figure_runs(cd: Any, tmp_path: Path) -> None:
@@ -60,3 +60,46 @@ def test_study_results_pick_the_figure_runs(cd: Any, tmp_path: Path) -> None:
     assert cd.study_runs([yu, chen]) == [rl, nlp]
     assert cd.main(["--studies", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def collapsed_minilm(out: Path) -> Path:
+    """The MiniLM study's shape: the ticket learns to level 2 and collapses to the majority rate at
+    3-4; the random controls never learn (majority rate everywhere)."""
+    from tests.analysis.test_degenerate import rewrite, with_baselines
+
+    root = make_run(out, "nlp", seeds=(0, 1), levels=4)
+    ticket = {0: 0.82, 1: 0.81, 2: 0.79, 3: 0.59, 4: 0.59}
+    rewrite(root, "accuracy", True, lambda s, c, lv: {
+        "accuracy": (ticket[lv] if c == "ticket" else 0.59) + 0.002 * s})
+    with_baselines(root, "nlp", {"majority_rate": 0.59, "test_majority_rate": 0.55})
+    return root
+
+
+def test_degenerate_levels_are_marked_and_left_out_of_the_margin_trend(cd: Any, tmp_path: Path) -> None:
+    root = collapsed_minilm(tmp_path / "runs")
+    out = tmp_path / "dom"
+    assert cd.main([str(root), "--out", str(out)]) == 0
+    row = json.loads((out / "domains.json").read_text())["runs"][0]
+    # seed 1 sits 0.002 above the majority rate, seed 0 on it: the ticket of levels 3-4 is flagged
+    assert row["flagged_levels"] == [3, 4]
+    assert [lv["flagged"] is not None for lv in row["levels"]] == [False, False, False, True, True]
+    assert "majority-class rate (seed 0)" in row["levels"][3]["flagged"]
+    # judged on levels 1-2 only: the margin shrinks from 0.81 to 0.79 (normalised), not to 0 at the collapse
+    dense = 0.821
+    assert row["margin_first"] == pytest.approx((0.811 - 0.591) / dense)
+    assert row["margin_deepest"] == pytest.approx((0.791 - 0.591) / dense)
+    assert row["margin_slope_per_10pct"] == pytest.approx(0.1 * (0.791 - 0.811) / dense / (0.36 - 0.2), rel=0.05)
+    assert row["degenerate_controls"] in (["random_mask"], ["random_reinit"])  # the best of two equal controls
+    md = (out / "domains.md").read_text()
+    assert "| L3 (" in md and "the ticket learns where a random network does not" in md
+    html = (out / "comparison.html").read_text()
+    assert html.count("level flagged, not judged:") == 2
+    assert "the margin says the ticket learns where the control does not" in html
+
+
+def test_a_run_without_degenerate_levels_flags_none(cd: Any, tmp_path: Path) -> None:
+    rl = make_run(tmp_path / "runs", "rl", levels=2)
+    assert cd.main([str(rl), "--out", str(tmp_path / "dom")]) == 0
+    row = json.loads((tmp_path / "dom" / "domains.json").read_text())["runs"][0]
+    assert row["flagged_levels"] == [] and row["degenerate_controls"] == []
+    assert "level flagged, not judged" not in (tmp_path / "dom" / "comparison.html").read_text()
