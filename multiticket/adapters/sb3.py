@@ -16,6 +16,7 @@ import importlib.util
 import itertools
 import math
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -287,6 +288,14 @@ class SB3Adapter(DomainAdapter):
         self.constant_lr = lr
 
     # -- training -------------------------------------------------------------------------------
+    def _logger(self) -> Logger:
+        """TensorBoard (and stdout when verbose) in the unit's folder; without TensorBoard a logger
+        with no folder: SB3's default makes an empty ``/tmp/SB3-<date>`` folder at every learn()."""
+        tb_dir = self._tensorboard_dir()
+        if tb_dir is not None:
+            return configure(str(tb_dir), ["stdout", "tensorboard"] if self.section.verbose else ["tensorboard"])
+        return Logger(None, [HumanOutputFormat(sys.stdout)] if self.section.verbose else [])
+
     def _tensorboard_dir(self) -> Path | None:
         """``tensorboard/seed_<s>/<control>/level_<L>`` (the unit's :attr:`log_name`); another
         training of the same unit (a retry, an instability copy) gets ``level_<L>.2``, ``.3``, ...,
@@ -318,10 +327,7 @@ class SB3Adapter(DomainAdapter):
             model._current_progress_remaining = 1.0 - model.num_timesteps / stop
         if self.constant_lr is not None:
             model.lr_schedule = _constant_schedule(float(self.constant_lr))
-        tb_dir = self._tensorboard_dir()
-        if tb_dir is not None:
-            formats = ["stdout", "tensorboard"] if self.section.verbose else ["tensorboard"]
-            model.set_logger(configure(str(tb_dir), formats))
+        model.set_logger(self._logger())
         remaining = stop - (model.num_timesteps if start > 0 else 0)
         if remaining <= 0:
             return

@@ -525,3 +525,20 @@ def test_rewind_point_round_trips_through_its_files_exactly(algo: str, tmp_path:
         runs = [copy_state_dict(run_level(adapter, 0, mask, p).adapter.module) for p in (point, back)]
         assert all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])
     adapter.close()
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_training_without_tensorboard_leaves_no_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], verbose: int
+) -> None:
+    """SB3's default logger makes an empty /tmp/SB3-<date> folder at every learn(); the unit's own does not."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    adapter = make_adapter("ppo", tmp_path, verbose=verbose)
+    run_level(adapter, 0, None, None)
+    assert list(temp.glob("SB3-*")) == []
+    assert ("time/" in capsys.readouterr().out) == bool(verbose)  # verbose still prints SB3's table
