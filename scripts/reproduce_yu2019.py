@@ -84,6 +84,13 @@ How the budget was chosen (measured on the shared 2-core machine at load average
   ~2 h 20 min), then the same command without ``--levels`` (12 units, ~2 h); the run store resumes.
   one_shot would add 8 units (~1 h 20 min). To trade margin for time set ``PPO_LL_OVERRIDES =
   {"batch_size": 256}`` (~14 min per unit; a new run directory).
+- Measured in session 8 (2 workers, a test suite or the LSTM part sharing the cores): the dense
+  units landed, 257.9 ± 18.9 (seed 0) and 249.4 ± 18.6 (seed 1) over 10 deterministic episodes,
+  and trained for 1372 s and 1357 s. An env step gets dearer as the agent learns: about 4,300
+  steps/s over the first rollouts (90-step crashes), about 590 over the last 160k steps, when
+  training episodes run ~900 steps with the lander hovering or resting on its legs (Box2D's
+  contact solving; particles are not simulated without rendering). A 65k-step timing therefore
+  underestimates a 1M-step unit about threefold: budget ~20 min per unit, as above.
 
 Settings and the mapping of the paper's rewind points:
 
