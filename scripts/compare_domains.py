@@ -93,7 +93,11 @@ def run_numbers(series: Any, target: float) -> dict[str, Any]:
         "label": series.label, "run_dir": str(run.root), "domain": run.domain, "metric": run.metric,
         "higher_is_better": run.higher_is_better, "dense": run.dense, "seeds": run.seeds, "levels": levels,
         "flagged_levels": [row["level"] for row in levels if row["flagged"]],
-        "degenerate_controls": sorted({row["best_random_control"] for row in with_random if row["control_flagged"]}),
+        # judged levels whose best random control is itself at a trivial baseline: control -> levels
+        "degenerate_controls": {c: [row["level"] for row in with_random if row["control_flagged"]
+                                    and row["best_random_control"] == c]
+                                for c in sorted({row["best_random_control"] for row in with_random
+                                                 if row["control_flagged"]})},
         "margin_first": with_random[0]["margin"] if with_random else None,
         "margin_deepest": with_random[-1]["margin"] if with_random else None,
         "margin_slope_per_10pct": 0.1 * _slope([r["sparsity"] for r in with_random], [r["margin"] for r in with_random]),
@@ -148,11 +152,16 @@ def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
     lines += ["", f"Margin: normalised ticket − the best random control at the same level (1.0 = dense; > 0: the "
               f"ticket wins), over the levels that are not degenerate (a ticket at a trivial baseline, or every "
               f"control equal to it). Page: `{html}`."]
-    degenerate = [f"{r['label']} ({', '.join(r['degenerate_controls'])})" for r in rows if r.get("degenerate_controls")]
+    degenerate = [f"{r['label']}: " + ", ".join(f"{c} at {_levels(lvs)}" for c, lvs in r["degenerate_controls"].items())
+                  for r in rows if r.get("degenerate_controls")]
     if degenerate:
-        lines.append(f"In {'; '.join(degenerate)} the best random control itself never beats a trivial baseline: "
-                     f"there the margin says the ticket learns where a random network does not.")
+        lines.append(f"Where the best random control itself is at a trivial baseline ({'; '.join(degenerate)}), "
+                     f"the margin says the ticket learns where a random network does not.")
     return "\n".join(lines)
+
+
+def _levels(levels: list[int]) -> str:
+    return "L" + ", L".join(map(str, levels))
 
 
 def _flagged(row: dict[str, Any]) -> str:

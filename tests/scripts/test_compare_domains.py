@@ -89,9 +89,10 @@ def test_degenerate_levels_are_marked_and_left_out_of_the_margin_trend(cd: Any, 
     assert row["margin_first"] == pytest.approx((0.811 - 0.591) / dense)
     assert row["margin_deepest"] == pytest.approx((0.791 - 0.591) / dense)
     assert row["margin_slope_per_10pct"] == pytest.approx(0.1 * (0.791 - 0.811) / dense / (0.36 - 0.2), rel=0.05)
-    assert row["degenerate_controls"] in (["random_mask"], ["random_reinit"])  # the best of two equal controls
+    # the best of two equal controls, at both judged levels
+    assert row["degenerate_controls"] in ({"random_mask": [1, 2]}, {"random_reinit": [1, 2]})
     md = (out / "domains.md").read_text()
-    assert "| L3 (" in md and "the ticket learns where a random network does not" in md
+    assert "| L3 (" in md and "at L1, L2), the margin says the ticket learns where a random network does not" in md
     html = (out / "comparison.html").read_text()
     assert html.count("level flagged, not judged:") == 2
     assert "the margin says the ticket learns where the control does not" in html
@@ -101,5 +102,5 @@ def test_a_run_without_degenerate_levels_flags_none(cd: Any, tmp_path: Path) -> 
     rl = make_run(tmp_path / "runs", "rl", levels=2)
     assert cd.main([str(rl), "--out", str(tmp_path / "dom")]) == 0
     row = json.loads((tmp_path / "dom" / "domains.json").read_text())["runs"][0]
-    assert row["flagged_levels"] == [] and row["degenerate_controls"] == []
+    assert row["flagged_levels"] == [] and row["degenerate_controls"] == {}
     assert "level flagged, not judged" not in (tmp_path / "dom" / "comparison.html").read_text()
