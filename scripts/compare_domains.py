@@ -160,6 +160,10 @@ def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
     return "\n".join(lines)
 
 
+def _nan(row: dict[str, Any]) -> bool:
+    return math.isnan(row["margin_slope_per_10pct"])
+
+
 def _levels(levels: list[int]) -> str:
     return "L" + ", L".join(map(str, levels))
 
@@ -205,7 +209,8 @@ def readme_block(rows: list[dict[str, Any]], target: float, table: str, figures:
         f"- **Pruned first** (the role furthest below the overall remaining fraction at level 1): {first or '–'}.",
         f"- **The ticket's advantage over random grows with sparsity** (positive margin slope over the levels not flagged degenerate) in: "
         f"{', '.join(grows) or 'none'}; not in: "
-        f"{', '.join(r['label'] for r in rows if r['label'] not in grows) or 'none'}.",
+        f"{', '.join(r['label'] for r in rows if r['label'] not in grows and not _nan(r)) or 'none'}"
+        f"{'; too few judged levels to tell: ' + ', '.join(r['label'] for r in rows if _nan(r)) if any(map(_nan, rows)) else ''}.",
         f"- Command: `{command}` (seconds; reads the finished runs).", ""])
 
 

@@ -99,8 +99,11 @@ def test_degenerate_levels_are_marked_and_left_out_of_the_margin_trend(cd: Any, 
 
 
 def test_a_run_without_degenerate_levels_flags_none(cd: Any, tmp_path: Path) -> None:
-    rl = make_run(tmp_path / "runs", "rl", levels=2)
+    rl = make_run(tmp_path / "runs", "rl", levels=1)
     assert cd.main([str(rl), "--out", str(tmp_path / "dom")]) == 0
     row = json.loads((tmp_path / "dom" / "domains.json").read_text())["runs"][0]
     assert row["flagged_levels"] == [] and row["degenerate_controls"] == {}
     assert "level flagged, not judged" not in (tmp_path / "dom" / "comparison.html").read_text()
+    # one judged level: no slope, and the block says so instead of "not in"
+    assert "not in: none; too few judged levels to tell: synthetic-rl-0000beef." in (
+        tmp_path / "dom" / "readme-block.md").read_text()
