@@ -226,9 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from multiticket.analysis.compare import _labels, normalised_series, write_comparison
-    from multiticket.analysis.plots import RUN_COLORS
-    from multiticket.analysis.rundata import load_run
+    from multiticket.analysis.compare import comparison_series, render_comparison
     from multiticket.core.store import atomic_write_text
     from multiticket.errors import UserError
 
@@ -237,14 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dirs = [*args.runs, *study_runs(args.studies)]
         if not dirs:
             raise UserError("compare_domains: no run directory given or found (give RUN_DIRs or --studies)")
-        html = write_comparison(dirs, args.out, args.sparsity)
+        all_series = comparison_series(dirs)
+        html = render_comparison(all_series, args.out, args.sparsity)
     except UserError as exc:
         print(f"compare_domains: error: {exc}", file=sys.stderr)
         return 2
-    runs = [load_run(d) for d in dirs]
-    series = [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)])
-              for i, (r, lab) in enumerate(zip(runs, _labels(runs))) if r.records]
-    series = [s for s in series if s.levels]
+    series = [s for s in all_series if s.run.records and s.levels]
     reached = [max(s.run.sparsity[lv] for lv in s.levels) for s in series]
     target = args.sparsity if args.sparsity is not None else min(reached, default=0.0)
     rows = [run_numbers(s, target) for s in series]

@@ -185,14 +185,27 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None
     ``sparsity``: where to compare layer-role profiles (default: the largest sparsity every run
     has reached). Raises UserError for a directory that is not a run, or a malformed one.
     """
+    return render_comparison(comparison_series(run_dirs), out_dir, sparsity)
+
+
+def comparison_series(run_dirs: list[Path]) -> list[Series]:
+    """Load each run once and normalise it to its dense unit: one series per run, in order.
+
+    Callers that want both the page and the numbers behind it (``scripts/compare_domains.py``)
+    load through this once, because loading re-reads every unit's mask.
+    """
     if not run_dirs:
         raise UserError("compare: give at least one run directory")
     runs = [load_run(d, lenient=True) for d in run_dirs]
+    return [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in
+            enumerate(zip(runs, _labels(runs)))]
+
+
+def render_comparison(series: list[Series], out_dir: Path, sparsity: float | None = None) -> Path:
+    """Write the comparison page and its figures for already-normalised series."""
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
-    series = [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in
-              enumerate(zip(runs, _labels(runs)))]
-    metrics = {(r.metric, r.higher_is_better) for r in runs if r.records}
+    metrics = {(s.run.metric, s.run.higher_is_better) for s in series if s.run.records}
     context: dict[str, Any] = {"series": series, "several_metrics": len(metrics) > 1, "plots": None}
     with_data = [s for s in series if s.levels]
     if with_data:
