@@ -83,10 +83,11 @@ def run_numbers(series: Any, target: float) -> dict[str, Any]:
     sparsity = [1.0 - r for r in series.remaining]
     levels = [{"level": lv, "sparsity": sp, "ticket": t, "ticket_sd": sd, "best_random": b,
                "best_random_control": name or None, "margin": t - b, "flagged": flag or None,
-               "control_flagged": cflag or None}
-              for lv, sp, t, sd, b, name, flag, cflag in zip(
+               "control_flagged": cflag or None, "anchored_ticket": at, "anchored_margin": am}
+              for lv, sp, t, sd, b, name, flag, cflag, at, am in zip(
                   series.levels, sparsity, series.ticket, series.ticket_sd, series.best_random,
-                  series.best_random_name, series.flagged, series.control_flagged)]
+                  series.best_random_name, series.flagged, series.control_flagged, series.anchored,
+                  series.anchored_margin)]
     # a degenerate level (a collapsed ticket, controls identical to it) says nothing about the mask
     with_random = [row for row in levels if row["level"] > 0 and not math.isnan(row["margin"]) and not row["flagged"]]
     out: dict[str, Any] = {
@@ -101,6 +102,11 @@ def run_numbers(series: Any, target: float) -> dict[str, Any]:
         "margin_first": with_random[0]["margin"] if with_random else None,
         "margin_deepest": with_random[-1]["margin"] if with_random else None,
         "margin_slope_per_10pct": 0.1 * _slope([r["sparsity"] for r in with_random], [r["margin"] for r in with_random]),
+        "baseline": series.baseline or None,
+        "anchored_margin_first": with_random[0]["anchored_margin"] if with_random else None,
+        "anchored_margin_deepest": with_random[-1]["anchored_margin"] if with_random else None,
+        "anchored_slope_per_10pct": 0.1 * _slope([r["sparsity"] for r in with_random],
+                                                 [r["anchored_margin"] for r in with_random]),
     }
     masks = run.ticket_masks()
     first = min((lv for lv in masks if lv > 0), default=None)
@@ -141,6 +147,14 @@ def domains_md(rows: list[dict[str, Any]], target: float, html: str) -> str:
         lines.append(f"| {r['label']} | {r['domain']} | {r['metric']} ({_num(r['dense'])}) | up to {_pct(deepest)} | "
                      f"{_num(r['margin_first'])} | {_num(r['margin_deepest'])} | {_num(r['margin_slope_per_10pct'])} "
                      f"| {_flagged(r)} | {hardest} |")
+    lines += ["", "On the baseline-anchored scale (0 = the run's trivial baseline, 1 = dense; perplexity on logs):", "",
+              "| run | trivial baseline | ticket at the deepest judged level | margin at the first level | at the deepest "
+              "judged | slope per 10 % sparsity |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        judged = [lv for lv in r["levels"] if lv["level"] > 0 and not lv["flagged"]]
+        lines.append(f"| {r['label']} | {r['baseline'] or 'not measured'} | "
+                     f"{_num(judged[-1]['anchored_ticket']) if judged else '–'} | {_num(r['anchored_margin_first'])} | "
+                     f"{_num(r['anchored_margin_deepest'])} | {_num(r['anchored_slope_per_10pct'])} |")
     roles = [role for role in _role_order() if any(role in r.get("matched", {}).get("roles", {}) for r in rows)]
     lines += ["", f"Remaining fraction per layer role at the level nearest {_pct(target)} sparsity:", "",
               "| run | level (sparsity) | " + " | ".join(roles) + " |", "|---|---|" + "---|" * len(roles)]
@@ -179,7 +193,7 @@ def _role_order() -> tuple[str, ...]:
     return ROLE_ORDER
 
 
-FIGURES = ("normalised", "margin", "roles")
+FIGURES = ("normalised", "margin", "anchored", "roles")
 
 
 def publish(out: Path, folder: Path) -> dict[str, str]:
@@ -198,12 +212,13 @@ def publish(out: Path, folder: Path) -> dict[str, str]:
 
 def readme_block(rows: list[dict[str, Any]], target: float, table: str, figures: dict[str, str], command: str) -> str:
     """The block for the top of README Results; the sentences are computed, the reading is left to the author."""
-    grows = [r["label"] for r in rows if not math.isnan(r["margin_slope_per_10pct"]) and r["margin_slope_per_10pct"] > 0]
+    grows = _grows(rows, "margin_slope_per_10pct")
     first = "; ".join(f"{r['label']}: {r['first_level']['pruned_hardest']}" for r in rows if r.get("first_level"))
     return "\n".join([
         "### Tickets across domains", "",
         f"![ticket vs sparsity, normalised to dense]({figures.get('normalised', '')})", "",
         f"![winning margin over the best random control]({figures.get('margin', '')})", "",
+        f"![ticket and best random control between the trivial baseline and dense]({figures.get('anchored', '')})", "",
         f"![layer-role profiles at ≈{_pct(target)} sparsity]({figures.get('roles', '')})", "",
         table, "",
         f"- **Pruned first** (the role furthest below the overall remaining fraction at level 1): {first or '–'}.",
@@ -211,7 +226,14 @@ def readme_block(rows: list[dict[str, Any]], target: float, table: str, figures:
         f"{', '.join(grows) or 'none'}; not in: "
         f"{', '.join(r['label'] for r in rows if r['label'] not in grows and not _nan(r)) or 'none'}"
         f"{'; too few judged levels to tell: ' + ', '.join(r['label'] for r in rows if _nan(r)) if any(map(_nan, rows)) else ''}.",
+        f"- **On the baseline-anchored scale** (0 = trivial baseline, 1 = dense) the margin grows with sparsity in: "
+        f"{', '.join(_grows(rows, 'anchored_slope_per_10pct')) or 'none'}.",
         f"- Command: `{command}` (seconds; reads the finished runs).", ""])
+
+
+def _grows(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """Runs whose margin slope under ``key`` is positive (a NaN slope: too few judged levels)."""
+    return [r["label"] for r in rows if r.get(key) is not None and not math.isnan(r[key]) and r[key] > 0]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from multiticket.analysis import layers as L
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
 from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
-from multiticket.analysis.stats import normalise
+from multiticket.analysis.stats import anchor, better, fmt, normalise
 from multiticket.core.store import atomic_write_text
 from multiticket.errors import UserError
 
@@ -44,10 +44,19 @@ class Series:
     flagged: list[str] = field(default_factory=list)
     #: per level: why the best random control's units are degenerate, "" if not
     control_flagged: list[str] = field(default_factory=list)
+    #: what anchors 0 on the baseline-anchored scale (``degenerate.anchor_baseline``), "" if unmeasured
+    baseline: str = ""
+    #: per level, on that scale (0 = the trivial baseline, 1 = dense; NaN without a baseline)
+    anchored: list[float] = field(default_factory=list)
+    anchored_best: list[float] = field(default_factory=list)
 
     @property
     def margin(self) -> list[float]:
         return [t - b for t, b in zip(self.ticket, self.best_random)]
+
+    @property
+    def anchored_margin(self) -> list[float]:
+        return [t - b for t, b in zip(self.anchored, self.anchored_best)]
 
     @property
     def clean(self) -> list[bool]:
@@ -56,27 +65,42 @@ class Series:
 
 
 def normalised_series(run: RunData, label: str, color: str) -> Series:
-    dense = run.dense
-    hib = run.higher_is_better
+    """Per level: the ticket's mean relative to dense (and its spread over seeds), the best random
+    control, both also on the baseline-anchored scale, and the degenerate flags."""
+    dense, hib = run.dense, run.higher_is_better
+    anchor_to = D.anchor_baseline(run)
     levels = [lv for lv in run.levels if run.values("ticket", lv)]
-    s = Series(label, run, color, levels, [run.remaining(lv) for lv in levels], [], [], [], [])
+    s = Series(label, run, color, levels, [run.remaining(lv) for lv in levels], [], [], [], [],
+               baseline="" if anchor_to is None else f"{anchor_to[1]} {fmt(anchor_to[0])}")
+
+    def anchored(value: float) -> float:
+        return math.nan if anchor_to is None else anchor(value, dense, anchor_to[0], anchor_to[2])
+
     for lv in levels:
         raw = list(run.values("ticket", lv).values())
         vals = [normalise(v, dense, hib) for v in raw]
         s.ticket.append(normalise(float(np.mean(raw)), dense, hib))
+        s.anchored.append(anchored(float(np.mean(raw))))
         s.ticket_sd.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
-        best, best_name = math.nan, ""
-        for c in run.seen_controls:
-            vals = list(run.values(c, lv).values())
-            if c in RANDOM_CONTROLS and vals:
-                v = normalise(float(np.mean(vals)), dense, hib)
-                if math.isnan(best) or v > best:
-                    best, best_name = v, c
-        s.best_random.append(best)
+        best_raw, best_name = _best_random(run, lv)
+        s.best_random.append(normalise(best_raw, dense, hib))
+        s.anchored_best.append(anchored(best_raw))
         s.best_random_name.append(best_name)
         s.flagged.append("; ".join(f.reason for f in D.level_flags(run, lv)))
         s.control_flagged.append("; ".join(f.reason for f in D.control_flags(run, best_name, lv)) if best_name else "")
     return s
+
+
+def _best_random(run: RunData, level: int) -> tuple[float, str]:
+    """The random control with the best mean over seeds at ``level``: (its raw mean, its name); (NaN, "")."""
+    best, best_name = math.nan, ""
+    for c in run.seen_controls:
+        vals = list(run.values(c, level).values())
+        if c in RANDOM_CONTROLS and vals:
+            v = float(np.mean(vals))
+            if math.isnan(best) or better(v, best, run.higher_is_better):
+                best, best_name = v, c
+    return best, best_name
 
 
 def role_profile(run: RunData, target: float) -> tuple[int, dict[str, float]] | None:
@@ -104,27 +128,55 @@ def _mark_flagged(ax: Any, series: list[Series], ys: Callable[[Series], list[flo
             labelled = True
 
 
+def _ticket_and_random(ax: Any, series: list[Series], ticket: Callable[[Series], list[float]],
+                       best: Callable[[Series], list[float]], band: bool) -> None:
+    """Each run's ticket (solid, ± std over seeds when ``band``) and best random control (dotted)."""
+    for s in series:
+        x, m = np.array(s.remaining), np.array(ticket(s))
+        ax.plot(x, m, marker="o", lw=2.2, color=s.color, label=f"{s.label}: ticket")
+        sd = np.array(s.ticket_sd)
+        if band and (sd > 0).any():
+            ax.fill_between(x, m - sd, m + sd, color=s.color, alpha=0.14, lw=0)
+        b = np.array(best(s))
+        ok = ~np.isnan(b)
+        if ok.any():
+            ax.plot(x[ok], b[ok], ls=":", marker="s", ms=3, lw=1.5, color=s.color, label=f"{s.label}: best random control")
+    _mark_flagged(ax, series, ticket)
+    remaining_axis(ax, sorted({x for s in series for x in s.remaining}, reverse=True))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _footnote(fig: Any, text: str) -> None:
+    """A small note under the figure, inside the canvas (the constrained layout makes room for it)."""
+    fig.supxlabel(text, x=0.01, ha="left", fontsize=8, color="#555555")
+
+
 @styled
 def normalised_figure(series: list[Series]):  # noqa: ANN201 - a matplotlib Figure
     fig = new_figure(10, 5)
     ax = fig.add_subplot()
-    for s in series:
-        x, m, sd = np.array(s.remaining), np.array(s.ticket), np.array(s.ticket_sd)
-        ax.plot(x, m, marker="o", lw=2.2, color=s.color, label=f"{s.label}: ticket")
-        if (sd > 0).any():
-            ax.fill_between(x, m - sd, m + sd, color=s.color, alpha=0.14, lw=0)
-        ok = ~np.isnan(np.array(s.best_random))
-        if ok.any():
-            ax.plot(x[ok], np.array(s.best_random)[ok], ls=":", marker="s", ms=3, lw=1.5, color=s.color,
-                    label=f"{s.label}: best random control")
-    _mark_flagged(ax, series, lambda s: s.ticket)
     ax.axhline(1.0, color="#222222", ls="--", lw=1.1, label="dense = 1.0")
-    remaining_axis(ax, sorted({x for s in series for x in s.remaining}, reverse=True))
+    _ticket_and_random(ax, series, lambda s: s.ticket, lambda s: s.best_random, band=True)
     ax.set_ylabel("metric relative to dense (higher = better)")
     ax.set_title("Ticket performance relative to each run's dense network", loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.text(0.01, -0.02, "higher-is-better: 1 + (value − dense)/|dense|;  lower-is-better (loss, perplexity): "
-             "dense / value.  Band: ± std over seeds.", fontsize=8, color="#555555", ha="left", va="top")
+    _footnote(fig, "higher-is-better: 1 + (value − dense)/|dense|;  lower-is-better (loss, perplexity): "
+              "dense / value.  Band: ± std over seeds.")
+    return fig
+
+
+@styled
+def anchored_figure(series: list[Series]):  # noqa: ANN201
+    """Runs with a measured trivial baseline, on the scale 0 = that baseline, 1 = dense."""
+    fig = new_figure(10, 5)
+    ax = fig.add_subplot()
+    ax.axhline(1.0, color="#222222", ls="--", lw=1.1, label="dense = 1")
+    ax.axhline(0.0, color="#c0392b", ls="--", lw=1.1, label="trivial baseline = 0")
+    _ticket_and_random(ax, series, lambda s: s.anchored, lambda s: s.anchored_best, band=False)
+    ax.set_ylabel("share of the gap from the trivial\nbaseline to dense (1 = dense)")
+    ax.set_title("Ticket and best random control between each run's trivial baseline and its dense network",
+                 loc="left")
+    _footnote(fig, "(value − baseline) / (dense − baseline); perplexity on logs.  Baselines:\n"
+              + "\n".join(f"{s.label}: {s.baseline}" for s in series))
     return fig
 
 
@@ -212,8 +264,12 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
         context["plots"] = {
             "normalised": png_src(save_png(normalised_figure(with_data), plot_dir / "normalised.png")),
             "margin": png_src(save_png(margin_figure(with_data), plot_dir / "margin.png")),
-            "rows": _margin_rows(with_data), "roles": None,
+            "rows": _margin_rows(with_data), "roles": None, "anchored": None,
+            "unanchored": [s.label for s in with_data if not s.baseline],
         }
+        anchored = [s for s in with_data if s.baseline]
+        if anchored:
+            context["plots"]["anchored"] = png_src(save_png(anchored_figure(anchored), plot_dir / "anchored.png"))
         reached = [max(s.run.sparsity[lv] for lv in s.levels) for s in with_data]
         target = sparsity if sparsity is not None else min(reached)
         profiles = [(s, *p) for s in with_data if (p := role_profile(s.run, target)) is not None]
@@ -229,5 +285,6 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
 def _margin_rows(series: list[Series]) -> list[dict[str, Any]]:
     return [{"label": s.label, "level": lv, "remaining": pct(s.remaining[i]), "ticket": s.ticket[i],
              "best_name": s.best_random_name[i] or "–", "best": s.best_random[i], "margin": s.margin[i],
+             "anchored_margin": s.anchored_margin[i],
              "flagged": s.flagged[i], "control_flagged": s.control_flagged[i]}
             for s in series for i, lv in enumerate(s.levels)]

@@ -40,6 +40,8 @@ BOUNDS = (
     ("test_perplexity", "test_unigram_perplexity", "above", "test unigram perplexity"),
 )
 RANDOM_KEYS = ("random_return_mean", "random_return_std", "random_episodes")
+#: baselines key prefix for a user metric's trivial score: ``trivial_<metric>`` anchors ``<metric>``
+TRIVIAL_PREFIX = "trivial_"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,24 @@ def _random_flag(metrics: dict[str, Any], baselines: dict[str, float]) -> list[F
         return []
     how = "at or below" if v <= mean else "within noise of"
     return [Flag("random_policy", f"eval_return {fmt(v)} {how} a random policy's {fmt(mean)} ± {fmt(std)}")]
+
+
+def anchor_baseline(run: RunData) -> tuple[float, str, bool] | None:
+    """The trivial score that anchors ``run.metric`` at 0 on :func:`multiticket.analysis.stats.anchor`'s
+    scale, as (value, what it is, log scale), or None when the run measured none: a random policy's
+    mean return for ``eval_return``, the majority rate for accuracy, the unigram perplexity (on logs)
+    for perplexity, and for any other metric a ``trivial_<metric>`` key an adapter's ``baselines()``
+    wrote (so a user's own metric is anchored without a change here)."""
+    base, metric = run.baselines or {}, run.metric or ""
+    found = [(key, what, side == "above") for m, key, side, what in BOUNDS if m == metric]
+    if metric == "eval_return":
+        found.append(("random_return_mean", "random policy", False))
+    found.append((TRIVIAL_PREFIX + metric, "trivial " + metric, False))
+    for key, what, log_scale in found:
+        value = base.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            return float(value), what, log_scale
+    return None
 
 
 def unit_flags(record: dict[str, Any], baselines: dict[str, float] | None) -> list[Flag]:

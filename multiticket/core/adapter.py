@@ -203,7 +203,9 @@ class DomainAdapter(abc.ABC):
         kept and shown): ``majority_rate`` / ``test_majority_rate`` (accuracy of always predicting
         the most frequent class), ``unigram_perplexity`` / ``test_unigram_perplexity`` (perplexity
         of the training text's smoothed unigram distribution), ``random_return_mean``,
-        ``random_return_std`` and ``random_episodes`` (a seeded uniformly random policy). Finite
+        ``random_return_std`` and ``random_episodes`` (a seeded uniformly random policy), and
+        ``trivial_<metric>`` for a metric of the adapter's own (the comparison's baseline-anchored
+        scale puts it at 0). Finite
         numbers only. Must not draw from the global RNGs (the driver restores them anyway) nor
         change the adapter's model. Optional: the default, none, reads "not measured"."""
         return {}

@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from multiticket.analysis import degenerate as D
 from multiticket.analysis.report import headline, level_verdict, write_report
 from multiticket.analysis.rundata import load_run
@@ -168,3 +170,21 @@ def test_a_non_finite_evaluation_fails_the_unit_and_is_flagged(tmp_path: Path, m
     assert set(D.failed_nan(run)) == {Unit(0, "ticket", 1)}  # random_mask needs its mask: skipped
     html = write_report(root).read_text()
     assert "failed: non-finite evaluation: loss=nan" in html and "1 of 2 unit(s) flagged" in html  # the dense unit and the failed one
+
+
+@pytest.mark.parametrize(("metric", "higher", "baselines", "expected"), [
+    ("accuracy", True, {"majority_rate": 0.59, "test_majority_rate": 0.55}, (0.59, "majority-class rate", False)),
+    ("perplexity", False, {"unigram_perplexity": 546.0}, (546.0, "unigram perplexity", True)),
+    ("eval_return", True, {"random_return_mean": -500.0, "random_return_std": 0.0, "random_episodes": 10.0},
+     (-500.0, "random policy", False)),
+    ("bleu", True, {"trivial_bleu": 0.4}, (0.4, "trivial bleu", False)),  # a user's own metric, by key
+    ("bleu", True, {"majority_rate": 0.59}, None),
+    ("accuracy", True, {}, None),  # no baselines.json: a run made before they were measured
+])
+def test_anchor_baseline_of_each_metric(tmp_path: Path, metric: str, higher: bool, baselines: dict[str, float],
+                                        expected: tuple[float, str, bool] | None):
+    root = make_run(tmp_path, "nlp", seeds=(0,), levels=1)
+    rewrite(root, metric, higher, lambda s, c, lv: {metric: 1.0 + lv})
+    if baselines:
+        with_baselines(root, "nlp", baselines)
+    assert D.anchor_baseline(load_run(root)) == expected

@@ -151,6 +151,24 @@ def test_comparison_of_two_domains(toy_run: Path, tmp_path: Path):
     assert by[(nlp.name, 2)]["ticket"] < 1.0 and by[(nlp.name, 2)]["margin"] > 0
 
 
+def test_comparison_anchors_runs_with_a_trivial_baseline(tmp_path: Path):
+    from tests.analysis.test_degenerate import with_baselines
+
+    rl, nlp = make_run(tmp_path / "runs", "rl", levels=2), make_run(tmp_path / "runs", "nlp", levels=2)
+    with_baselines(rl, "rl", {"trivial_mean_return": 0.0})  # the synthetic RL metric, by the generic key
+    html = write_comparison([rl, nlp], tmp_path / "cmp").read_text()
+    assert (tmp_path / "cmp" / "plots" / "anchored.png").is_file()
+    assert "Between the trivial baseline and dense" in html
+    assert f"Not shown (no trivial baseline measured for their metric): {nlp.name}." in html
+    by = defaultdict(dict)
+    for c in cells(html):
+        by[(c["run"], int(c["level"]))][c["kind"]] = float(c["value"])
+    # with the baseline at 0 the anchored scale is value / dense, the normalised one for positive returns
+    for level in (1, 2):
+        assert by[(rl.name, level)]["anchored_margin"] == pytest.approx(by[(rl.name, level)]["margin"])
+        assert math.isnan(by[(nlp.name, level)]["anchored_margin"])
+
+
 def test_compute_section_numbers(toy_run: Path):
     import json
 

@@ -93,7 +93,15 @@ def test_degenerate_levels_are_marked_and_left_out_of_the_margin_trend(cd: Any, 
     assert row["degenerate_controls"] in ({"random_mask": [1, 2]}, {"random_reinit": [1, 2]})
     md = (out / "domains.md").read_text()
     assert "| L3 (" in md and "at L1, L2), the margin says the ticket learns where a random network does not" in md
+    # on the baseline-anchored scale (0 = majority rate 0.59, 1 = dense 0.821) the first margin is
+    # the share of the gap the ticket keeps and the random controls do not
+    gap = 0.821 - 0.59
+    assert row["baseline"] == "majority-class rate 0.59"
+    assert row["anchored_margin_first"] == pytest.approx((0.811 - 0.591) / gap)
+    assert row["levels"][2]["anchored_ticket"] == pytest.approx((0.791 - 0.59) / gap)
+    assert "| majority-class rate 0.59 | 0.87 | 0.952 | 0.866 |" in md
     html = (out / "comparison.html").read_text()
+    assert "Between the trivial baseline and dense" in html and (out / "plots" / "anchored.png").is_file()
     assert html.count("level flagged, not judged:") == 2
     assert "the margin says the ticket learns where the control does not" in html
 
@@ -103,7 +111,11 @@ def test_a_run_without_degenerate_levels_flags_none(cd: Any, tmp_path: Path) -> 
     assert cd.main([str(rl), "--out", str(tmp_path / "dom")]) == 0
     row = json.loads((tmp_path / "dom" / "domains.json").read_text())["runs"][0]
     assert row["flagged_levels"] == [] and row["degenerate_controls"] == {}
-    assert "level flagged, not judged" not in (tmp_path / "dom" / "comparison.html").read_text()
+    html = (tmp_path / "dom" / "comparison.html").read_text()
+    assert "level flagged, not judged" not in html
+    # no baselines.json: no anchored figure, and the table says so
+    assert row["baseline"] is None and "Between the trivial baseline and dense" not in html
+    assert "| synthetic-rl-0000beef | not measured | " in (tmp_path / "dom" / "domains.md").read_text()
     # one judged level: no slope, and the block says so instead of "not in"
     assert "not in: none; too few judged levels to tell: synthetic-rl-0000beef." in (
         tmp_path / "dom" / "readme-block.md").read_text()
