@@ -82,7 +82,8 @@ def tensors_file(tensors: dict[str, torch.Tensor]) -> Callable[[Path], None]:
     """A writer of a state dict as a safetensors file (for :meth:`RunStore.write_file`)."""
 
     def write(path: Path) -> None:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        # "format": "pt" as transformers writes it, so a weights file can double as a checkpoint's
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
     return write
 

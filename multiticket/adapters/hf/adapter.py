@@ -42,6 +42,7 @@ from transformers import (
 from multiticket.adapters.hf import baselines as B
 from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.data import Splits, load_splits
+from multiticket.adapters.hf.export import export_folder
 from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
@@ -414,11 +415,9 @@ class HFAdapter(DomainAdapter):
     # -- outputs -------------------------------------------------------------------------------
     def export(self, level_dir: Path) -> None:
         """The ticket as a transformers folder (safetensors + config + tokenizer): loads back
-        with ``from_pretrained`` with no missing keys; pruned entries are exact zeros."""
-        target = Path(level_dir) / "hf_model"
-        target.mkdir(parents=True, exist_ok=True)
-        self.module.save_pretrained(str(target))
-        self.tokenizer.save_pretrained(str(target))
+        with ``from_pretrained`` with no missing keys; pruned entries are exact zeros. Its weights
+        file shares the disk blocks of ``final.safetensors`` when identical (``hf.export``)."""
+        export_folder(self.module, self.tokenizer, Path(level_dir))
 
     def close(self) -> None:
         self._model = None

@@ -4,6 +4,7 @@ exported tickets, and two same-seed runs giving identical masks (CPU)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,7 @@ def test_bert_two_runs_same_masks_and_exact_sparsity(tmp_path):
         record = json.loads((d / "metrics.json").read_text())
         assert record["metric"] == "accuracy" and "test_accuracy" in record["metrics"]
         assert (d / "hf_model" / "model.safetensors").is_file()
+        assert os.path.samefile(d / "hf_model" / "model.safetensors", d / "final.safetensors")  # stored once
     a = json.loads((runs[0] / "seed_0/random_mask/level_2/metrics.json").read_text())["metrics"]
     b = json.loads((runs[1] / "seed_0/random_mask/level_2/metrics.json").read_text())["metrics"]
     assert a == b

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
 from hf_testlib import make_adapter, random_mask
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
+from multiticket.adapters.hf.export import same_tensors, share_if_identical
 from multiticket.adapters.hf.models import resolve_pretrained
 from multiticket.core.enforce import MaskEnforcer
+from multiticket.core.writer import copy_state_dict, tensors_file
 from multiticket.errors import UserError
 
 AUTO = {"bert": AutoModelForSequenceClassification, "gpt2": AutoModelForCausalLM, "lstm": AutoModelForCausalLM,
@@ -62,6 +65,40 @@ def test_ticket_reloads_with_from_pretrained(workdir, tmp_path, kind):
     ours = adapter.module.state_dict()
     theirs = model.state_dict()
     assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "lstm", "marian"])
+def test_exported_weights_share_the_units_final_file_when_identical(workdir, tmp_path, kind):
+    """A unit keeps its weights once: hf_model/model.safetensors is a hard link to final.safetensors
+    when save_pretrained wrote the same tensors (not where it drops tied weights), and loads either way."""
+    adapter = make_adapter(workdir, kind)
+    adapter.build(0)
+    level = tmp_path / "level"
+    level.mkdir()
+    tensors_file(copy_state_dict(adapter.module))(level / "final.safetensors")
+    adapter.export(level)
+    weights, final = level / "hf_model" / "model.safetensors", level / "final.safetensors"
+    linked = os.path.samefile(weights, final)
+    assert linked or not same_tensors(weights, final)  # a copy only where the tensors differ
+    if kind == "bert":  # no tied weights: save_pretrained writes the state dict as it is
+        assert linked and final.stat().st_nlink == 2
+    assert weights.is_file() and not weights.is_symlink()
+    model = AUTO[kind].from_pretrained(str(level / "hf_model"))
+    ours = adapter.module.state_dict()
+    assert all(torch.equal(ours[n], t) for n, t in model.state_dict().items() if n in ours)
+
+
+def test_different_weights_are_never_linked(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    tensors_file({"w": torch.zeros(3)})(a)
+    tensors_file({"w": torch.tensor([0.0, 0.0, 1.0])})(b)
+    assert not share_if_identical(a, b) and not os.path.samefile(a, b)
+    tensors_file({"w": torch.zeros(3), "v": torch.ones(1)})(b)
+    assert not share_if_identical(a, b)
+    tensors_file({"w": torch.zeros(3)})(b)
+    assert share_if_identical(a, b) and os.path.samefile(a, b)
+    assert not share_if_identical(a, b)  # already one file
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_init_seed_changes_weights_only(workdir):
