@@ -117,3 +117,17 @@ def test_layer_statistics():
     assert name == ["w0"] and dead == {1: {0: [2], 1: [2]}}
     assert random_jaccard(1.0) == 1.0 and random_jaccard(0.5) == pytest.approx(1 / 3)
     assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+
+
+def test_sparsity_ticks_skip_near_equal_levels_of_several_runs():
+    from multiticket.analysis.plots import spread_ticks
+
+    even = [0.8**k for k in range(11)]  # one run, 10 levels: every other tick, as before
+    assert spread_ticks(even) == even[::2]
+    assert spread_ticks([0.8**k for k in range(5)]) == [0.8**k for k in range(5)]
+    # RL runs at 35.9 %, NLP runs at 36.0 % sparsity: one label for the pair, none overlapping
+    mixed = [1.0, 0.801, 0.8, 0.642, 0.641, 0.64, 0.51, 0.41, 0.263, 0.168, 0.109, 0.107]
+    ticks = spread_ticks(mixed)
+    assert ticks[0] == 1.0 and 0.109 in ticks and 0.107 not in ticks
+    assert all(math.log(a / b) > 0.2 for a, b in zip(ticks, ticks[1:]))
+    assert spread_ticks([0.5]) == [0.5] and spread_ticks([]) == []
