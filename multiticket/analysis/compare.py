@@ -74,7 +74,7 @@ def normalised_series(run: RunData, label: str, color: str) -> Series:
                baseline="" if anchor_to is None else f"{anchor_to[1]} {fmt(anchor_to[0])}")
 
     def anchored(value: float) -> float:
-        return math.nan if anchor_to is None else anchor(value, dense, anchor_to[0], anchor_to[2])
+        return math.nan if anchor_to is None else anchor(value, dense, anchor_to[0], hib, anchor_to[2])
 
     for lv in levels:
         raw = list(run.values("ticket", lv).values())

@@ -110,20 +110,21 @@ def normalise(value: float, dense: float, higher_is_better: bool) -> float:
     return 1.0 - (value - dense) / abs(dense)
 
 
-def anchor(value: float, dense: float, base: float, log_scale: bool = False) -> float:
+def anchor(value: float, dense: float, base: float, higher_is_better: bool, log_scale: bool = False) -> float:
     """The fraction of the gap from a trivial baseline to dense that ``value`` closes: 0 = the
     baseline (a random policy, the majority class, a unigram model), 1 = dense, in either metric
     direction: ``(value − base) / (dense − base)``, on logs with ``log_scale`` (perplexity, whose
     natural scale is nats). Unlike :func:`normalise` it does not divide by |dense|, so a return
     near 0 or a negative one (Acrobot's −96 against a random policy's −500) compares across
-    domains. NaN when dense is no different from the baseline, or a log of a non-positive value.
+    domains. NaN when dense is not better than the baseline (the scale would flip: a degenerate
+    run), or for a log of a non-positive value.
     """
     if log_scale:
         if min(value, dense, base) <= 0:
             return math.nan
         value, dense, base = math.log(value), math.log(dense), math.log(base)
     gap = dense - base
-    if any(math.isnan(x) for x in (value, dense, base)) or abs(gap) < 1e-12:
+    if any(math.isnan(x) for x in (value, dense, base)) or not better(dense, base, higher_is_better) or abs(gap) < 1e-12:
         return math.nan
     return (value - base) / gap
 

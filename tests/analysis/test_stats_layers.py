@@ -46,18 +46,21 @@ def test_normalise_and_matching_follow_the_metric_direction():
 
 def test_anchor_puts_the_trivial_baseline_at_0_and_dense_at_1_in_either_direction():
     # Acrobot: dense −96, random policy −500; a return of −88 keeps more than all of the gap
-    assert anchor(-96.0, -96.0, -500.0) == 1.0 and anchor(-500.0, -96.0, -500.0) == 0.0
-    assert anchor(-88.0, -96.0, -500.0) == pytest.approx(412 / 404)
-    assert anchor(0.7, 0.8, 0.6) == pytest.approx(0.5)  # accuracy halfway from the majority rate
-    assert anchor(0.5, 0.8, 0.6) == pytest.approx(-0.5)  # below the baseline: negative
+    assert anchor(-96.0, -96.0, -500.0, True) == 1.0 and anchor(-500.0, -96.0, -500.0, True) == 0.0
+    assert anchor(-88.0, -96.0, -500.0, True) == pytest.approx(412 / 404)
+    assert anchor(0.7, 0.8, 0.6, True) == pytest.approx(0.5)  # accuracy halfway from the majority rate
+    assert anchor(0.5, 0.8, 0.6, True) == pytest.approx(-0.5)  # below the baseline: negative
     # perplexity (lower is better) on logs: sqrt(546 · 390) is halfway in nats
     mid = math.sqrt(546.0 * 390.0)
-    assert anchor(mid, 390.0, 546.0, log_scale=True) == pytest.approx(0.5)
-    assert anchor(300.0, 390.0, 546.0, log_scale=True) > 1.0  # better than dense
-    # undefined: dense no better than the baseline, a log of a non-positive value, NaN in
-    assert math.isnan(anchor(0.6, 0.59, 0.59))
-    assert math.isnan(anchor(1.0, 2.0, 0.0, log_scale=True))
-    assert math.isnan(anchor(math.nan, 0.8, 0.6))
+    assert anchor(mid, 390.0, 546.0, False, log_scale=True) == pytest.approx(0.5)
+    assert anchor(300.0, 390.0, 546.0, False, log_scale=True) > 1.0  # better than dense
+    # undefined: dense no better than the baseline (equal, or worse: the scale would flip), a log
+    # of a non-positive value, NaN in
+    assert math.isnan(anchor(0.6, 0.59, 0.59, True))
+    assert math.isnan(anchor(0.7, 0.55, 0.59, True))  # a dense classifier below the majority rate
+    assert math.isnan(anchor(400.0, 600.0, 546.0, False, log_scale=True))  # dense above the unigram
+    assert math.isnan(anchor(1.0, 0.5, 0.0, False, log_scale=True))  # log of 0
+    assert math.isnan(anchor(math.nan, 0.8, 0.6, True))
 
 
 @pytest.mark.parametrize(("name", "role"), [
