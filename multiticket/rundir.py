@@ -174,6 +174,10 @@ class UnitRecord(BaseModel):
     start_step: Steps | None = None
     stop_step: Steps | None = None
     early_bird: EarlyBirdInfo | None = None
+    #: what the control is for (:class:`multiticket.core.controls.ControlSpec`); absent in older runs
+    role: Literal["ticket", "random", "ablation"] | None = None
+    #: the environment seeds of the unit's evaluation episodes (episodic evaluation only)
+    eval_seeds: Annotated[list[Seed], Field(max_length=100_000)] | None = None
 
     @field_validator("metrics")
     @classmethod

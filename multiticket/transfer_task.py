@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from multiticket.config import ResolvedTask, TaskConfig, load_task, validate_task
-from multiticket.core.transfer import TRANSFER_CONTROLS, TRANSFERABLE, read_source
+from multiticket.core.controls import CONTROLS
+from multiticket.core.transfer import read_source, transfer_controls
 from multiticket.errors import UserError
 from multiticket.rundir import read_run_config
 
@@ -23,9 +24,10 @@ def _controls(source_controls: Sequence[str]) -> tuple[list[str], list[str]]:
     wanted: list[str] = []
     notes: list[str] = []
     for c in source_controls:
-        if c == "random_reinit":
-            notes.append("random_reinit (the ticket's mask, fresh init) is mask transfer here: transfer_mask")
-        elif c in TRANSFERABLE:
+        spec = CONTROLS.get(c)
+        if spec is not None and spec.mask == "ticket" and spec.start == "fresh":
+            notes.append(f"{c} (the ticket's mask, fresh init) is mask transfer here: transfer_mask")
+        elif spec is not None and spec.transferable and c != "transfer_mask":
             wanted.append(c)
         else:
             notes.append(f"{c} is not run in a transfer (it needs the target's own dense run or IMP chain)")
@@ -55,9 +57,10 @@ def transfer_task(
     notes: list[str] = []
     if controls is None:
         controls, notes = _controls(source.config.get("controls", []))
-    bad = [c for c in controls if c not in TRANSFER_CONTROLS]
+    allowed = transfer_controls()
+    bad = [c for c in controls if c not in allowed]
     if bad:
-        raise UserError(f"--controls: '{bad[0]}' cannot run in a transfer (choose from {', '.join(TRANSFER_CONTROLS)})")
+        raise UserError(f"--controls: '{bad[0]}' cannot run in a transfer (choose from {', '.join(allowed)})")
     if source.config.get("domain") != target.config.domain:
         raise UserError(f"{target_path}: domain '{target.config.domain}' differs from the source's "
                         f"'{source.config.get('domain')}'")

@@ -26,10 +26,6 @@ from multiticket.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-#: chains whose previous level's final weights a level prunes (``rewind.mode`` lr and finetune start there)
-CHAINS = ("ticket", "rewind_init")
-
-
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
     """A weights file, its header checked against its size first (:func:`load_tensors`)."""
     try:
@@ -125,8 +121,10 @@ class Run:
         return Ticket(seed, level, control, self.mask(seed, level, control), self._start(seed, level, control))
 
     def _start(self, seed: int, level: int, control: str) -> dict[str, torch.Tensor] | None:
+        """What the recipe (:func:`multiticket.core.recipe.resolve`) started the unit from, read
+        from the control's spec: fresh, rewound (to k or 0), or a previous level's weights."""
         spec = CONTROLS.get(control)
-        if spec is None or spec.start == "rewind_permuted" or control == "dense_td":
+        if spec is None or spec.start == "rewind_permuted":
             raise UserError(f"ticket: '{control}' has no start weights in the run directory; use "
                             "Run.mask() and Run.final_weights()")
         if spec.start == "fresh":
@@ -136,10 +134,8 @@ class Run:
         if level == 0:  # the dense network, trained from its initialisation
             return self.rewind_weights(seed, 0)
         mode = (self.config.get("rewind") or {}).get("mode", "weights")
-        if mode == "weights":
-            return self.rewind_weights(seed, 0 if control == "rewind_init" else None)
-        if control in CHAINS:  # lr / finetune: the previous level's final weights, masked
+        if mode == "weights" or not (spec.is_chain or spec.mask == "one_shot"):
+            return self.rewind_weights(seed, 0 if spec.rewind_to == "init" else None)
+        if spec.is_chain:  # lr / finetune: the previous level's final weights, masked
             return self.final_weights(seed, level - 1, control if level > 1 else "ticket")
-        if control == "one_shot":
-            return self.final_weights(seed, 0, "ticket")
-        raise UserError(f"ticket: '{control}' under rewind.mode {mode} has no start weights in the run directory")
+        return self.final_weights(seed, 0, "ticket")  # one_shot under lr / finetune: the dense final weights

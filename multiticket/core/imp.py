@@ -223,6 +223,9 @@ class IMPRunner:
         """The unit's ``metrics.json`` record; a pruned level retrained by ``rewind.mode`` records it."""
         unit = recipe.unit
         planned = self.inputs.planned_alive(unit.level)
+        spec = CONTROLS.get(unit.control)
+        if spec is not None:  # what the control is for, as decided here: analysis reads it back
+            extra = {"role": spec.role, **extra}
         record = unit_record(self.info, self.adapter, unit, inputs.mask, planned, result, **extra)
         if recipe.retrain in ("weights", "lr", "finetune"):
             record["retrain_mode"] = recipe.retrain

@@ -92,8 +92,8 @@ def resolve(unit: Unit, run: RunShape) -> Recipe:
     spec = CONTROLS.get(unit.control)
     if spec is None:
         raise RunFailure(f"{unit.relpath()}: unknown control '{unit.control}'")
-    if spec.mask == "chain":
-        return _chain(unit, run)
+    if spec.is_chain:
+        return _chain(unit, run, spec)
     if spec.start == "none":
         return _prune_only(unit, run, spec)
     return _control(unit, run, spec)
@@ -116,13 +116,13 @@ def _dense(unit: Unit, run: RunShape) -> Recipe:
     return Recipe(unit, "dense", "fresh", "as_is", captures=captures, monitors=monitors, keep_state=keep)
 
 
-def _chain(unit: Unit, run: RunShape) -> Recipe:
+def _chain(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
     """An IMP level of ``ticket``, ``rewind_init`` or ``early_bird``: pruned from its previous
     level (level 1 from the dense run), retrained as ``rewind.mode`` says; a transfer run's
     ticket instead takes the source's mask and starts from the transferred θ_k."""
     seed, chain, level = unit.seed, unit.control, unit.level
     if run.transfer:
-        if chain != "ticket":
+        if spec.role != "ticket":
             raise RunFailure(f"control '{chain}' has no meaning in a transfer run")
         return Recipe(unit, "transferred", "rewind", "as_is", step=run.k, monitors=_dropout(unit, run))
     draws = (seed, chain, "prune", level)
@@ -131,7 +131,7 @@ def _chain(unit: Unit, run: RunShape) -> Recipe:
         return Recipe(unit, "early_bird", "rewind", run.rewind_mode, source=prev, prune_draws=draws, step=run.k,
                       init_step=run.k, monitors=(*_dropout(unit, run), "early_bird"), check_planned=True)
     prev = Unit(seed, chain if level > 1 else "ticket", level - 1)
-    step = run.k if chain == "ticket" else 0
+    step = run.k if spec.rewind_to == "k" else 0
     return Recipe(unit, "prune", "rewind", run.rewind_mode, source=prev, prune_draws=draws, step=step,
                   init_step=step, monitors=_dropout(unit, run), check_planned=True)
 
@@ -161,5 +161,6 @@ def _control(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
     if spec.start == "fresh":
         return Recipe(unit, spec.mask, "fresh", "as_is", source=ticket, draws=draws,
                       init_seed=derive_seed(seed, control, level, "init"), monitors=monitors, match_ticket=True)
-    return Recipe(unit, spec.mask, "rewind", "as_is", source=ticket, draws=draws, step=run.k,
+    return Recipe(unit, spec.mask, "rewind", "as_is", source=ticket, draws=draws,
+                  step=run.k if spec.rewind_to == "k" else 0,
                   permute=spec.start == "rewind_permuted", monitors=monitors, match_ticket=True)

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 import yaml
 
+from multiticket.core.controls import CONTROLS
 from multiticket.core.inputs import Scope
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec
@@ -49,11 +50,13 @@ from multiticket.core.store import RunStore, Unit
 from multiticket.core.tensorfile import load_tensors
 from multiticket.errors import UserError
 
-#: source controls a transfer run keeps: those built from the ticket's mask at the same counts.
-#: ``random_reinit`` (the ticket's mask, fresh init) *is* mask transfer here, so it becomes
-#: ``transfer_mask``; ``one_shot`` and ``rewind_init`` need the target's own IMP chain: dropped.
-TRANSFERABLE = ("random_mask", "random_mask_global", "permuted_init", "permuted_mask")
-TRANSFER_CONTROLS = ("transfer_mask", *TRANSFERABLE)
+
+def transfer_controls() -> tuple[str, ...]:
+    """Controls a transfer run can run (``ControlSpec.transferable``): those built from the
+    ticket's mask at the same counts (random masks, ``transfer_mask``). ``random_reinit`` (the
+    ticket's mask, fresh init) *is* mask transfer there (``transfer_mask``); ``one_shot`` and
+    ``rewind_init`` need the target's own IMP chain."""
+    return tuple(name for name, spec in CONTROLS.items() if spec.transferable)
 
 
 # -- the source run ---------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ def unit_dependencies(unit: Unit) -> tuple[Unit, ...]:
     spec = CONTROLS.get(unit.control)
     if spec is not None and spec.start == "none":  # prune_dense*: only the dense unit they prune
         return (Unit(unit.seed, spec.source, 0),)
-    if spec is not None and spec.mask == "chain":
+    if spec is not None and spec.is_chain:
         return (Unit(unit.seed, unit.control if unit.level > 1 else "ticket", unit.level - 1),)
     ticket = Unit(unit.seed, "ticket", unit.level)
-    return (ticket, dense) if unit.control == "one_shot" else (ticket,)
+    return (ticket, dense) if spec is not None and spec.mask == "one_shot" else (ticket,)
 
 
 def unit_finished(store: RunStore, unit: Unit, k: int) -> bool:

@@ -57,6 +57,28 @@ def test_controls_follow_the_table_and_share_one_generator_for_mask_then_permuta
     assert one_shot.source == Unit(0, "ticket", 0) and one_shot.retrain == "finetune"
     pruned = resolve(Unit(0, "prune_dense_td", 2), RUN)
     assert (pruned.start, pruned.retrain, pruned.source) == ("trained", "none", Unit(0, "dense_td", 0))
+    kept = resolve(Unit(0, "random_prune", 2), RUN)  # Chen et al.'s random pruning: rewind weights kept
+    assert (kept.mask, kept.start, kept.step, kept.permute) == ("random_layer", "rewind", 3, False)
+    assert resolve(Unit(0, "random_prune_global", 2), RUN).mask == "random_global"
+
+
+def test_a_registered_spec_decides_the_start_and_the_role_without_its_name(monkeypatch):
+    """A control rewinding to step 0 by its spec (not by being called rewind_init), and roles
+    derived from mask and start for a plugin that names none."""
+    from multiticket.core.controls import CONTROLS, ControlSpec
+
+    monkeypatch.setitem(CONTROLS._entries, "scattered_zero", ControlSpec(
+        "scattered_zero", "random_global", "rewind", "random positions, rewound to step 0", rewind_to="init"))
+    monkeypatch.setitem(CONTROLS._entries, "chain_zero", ControlSpec(
+        "chain_zero", "chain", "rewind", "an IMP chain rewound to step 0", rewind_to="init"))
+    assert resolve(Unit(0, "scattered_zero", 2), RUN).step == 0
+    assert resolve(Unit(0, "chain_zero", 2), RUN).step == 0 and resolve(Unit(0, "ticket", 2), RUN).step == 3
+    roles = {name: spec.role for name, spec in CONTROLS.items()}
+    assert roles["scattered_zero"] == "random" and roles["chain_zero"] == "ablation"
+    assert {n for n, r in roles.items() if r == "random"} >= {"random_reinit", "random_mask", "random_mask_global",
+                                                            "random_prune", "random_prune_global", "permuted_init",
+                                                            "permuted_mask", "transfer_mask"}
+    assert roles["ticket"] == "ticket" and roles["one_shot"] == roles["rewind_init"] == "ablation"
 
 
 def test_targeted_dropout_and_transfer_change_recipes_not_runners():
