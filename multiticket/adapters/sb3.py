@@ -106,11 +106,14 @@ class SB3Adapter(DomainAdapter):
 
     domain = "rl"
     Section = Section
-    #: ``batched``: the N evaluation episodes run on N copies of the eval env, seeded seed+offset+i,
-    #: one batched ``predict`` per step; ``sequential``: one after another on one env (runs written
-    #: before batching; :mod:`multiticket.core.eval_method` keeps a run on the method it began with)
-    eval_methods = ("batched", "sequential")
-    eval_method = "batched"
+    #: ``disjoint``: the N evaluation episodes run on N copies of the eval env, one batched
+    #: ``predict`` per step, copy i of training seed s seeded offset + s·N + i, so two training
+    #: seeds never share an episode (their results are independent samples); ``batched``: the same
+    #: seeded seed + offset + i, so seeds s and s+1 shared N−1 episodes (runs written before
+    #: disjoint seeds); ``sequential``: one env, one episode after another (runs written before
+    #: batching). :mod:`multiticket.core.eval_method` keeps a run on the method it began with.
+    eval_methods = ("disjoint", "batched", "sequential")
+    eval_method = "disjoint"
     curve_logs = ("episode_return", "episode_length")
 
     def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
@@ -195,10 +198,24 @@ class SB3Adapter(DomainAdapter):
             raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
         if self.init_seed != seed:
             self._reinitialise(self.init_seed)
-        copies = self.section.n_eval_episodes if self.eval_method == "batched" else 1
+        copies = 1 if self.eval_method == "sequential" else self.section.n_eval_episodes
         self.eval_env = make_env(
-            env_id, self.hyper, seed + self.section.eval_seed_offset, copies, training=False, env_attrs=self.section.env_attrs
+            env_id, self.hyper, self._eval_seed(), copies, training=False, env_attrs=self.section.env_attrs
         )
+
+    def _eval_seed(self) -> int:
+        """The seed of the first evaluation env copy (copy i: this + i; see :attr:`eval_methods`)."""
+        s = self.section
+        if self.eval_method == "disjoint":
+            return s.eval_seed_offset + self.seed * s.n_eval_episodes
+        return self.seed + s.eval_seed_offset
+
+    def eval_seeds(self) -> list[int]:
+        """The env seed of each evaluation episode (``sequential``: the one env's seed, its
+        episodes continuing that env's stream)."""
+        if self.eval_method == "sequential":
+            return [self._eval_seed()]
+        return [self._eval_seed() + i for i in range(self.section.n_eval_episodes)]
 
     def provenance(self) -> dict[str, Any]:
         """The SB3 class and what it was built with: the agents entry, ``rl.overrides`` over it,
@@ -363,7 +380,7 @@ class SB3Adapter(DomainAdapter):
         train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
         if train_norm is not None and eval_norm is not None:
             eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
-        self.eval_env.seed(self.seed + self.section.eval_seed_offset)  # copy i: seed + offset + i
+        self.eval_env.seed(self._eval_seed())  # copy i: this seed + i
         returns, lengths = evaluate_policy(
             model,
             self.eval_env,
@@ -379,7 +396,7 @@ class SB3Adapter(DomainAdapter):
         evaluation environment built and seeded as the first seed's units evaluate (the actions
         drawn from their own generator, seeded with that environment's seed)."""
         s = self.section
-        seed = self.seed + s.eval_seed_offset
+        seed = self._eval_seed()
         env = make_env(s.env, self.hyper, seed, s.n_eval_episodes, training=False, env_attrs=s.env_attrs)
         try:
             env.seed(seed)

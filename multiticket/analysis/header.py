@@ -106,6 +106,31 @@ def steps(run: RunData) -> str:
     return f"{cfg.train.steps} / {rewind} (rewind mode {cfg.rewind.mode})"
 
 
+def evaluation_episodes(run: RunData) -> tuple[str, bool] | None:
+    """(what the units' evaluation episodes were, whether they overlap across training seeds):
+    from the ``eval_seeds`` units record; a run whose units record an evaluation method but no
+    seeds was evaluated before training seeds got disjoint episodes, and shared them. None for a
+    fixed evaluation set (no episodes: a validation split, the same for every seed by design)."""
+    by_seed: dict[int, set[int]] = {}
+    for r in run.records:
+        if isinstance(r.get("eval_seeds"), list):
+            by_seed.setdefault(r["seed"], set()).update(r["eval_seeds"])
+    if by_seed:
+        seeds = sorted(by_seed)
+        shared = [(a, b, len(by_seed[a] & by_seed[b])) for i, a in enumerate(seeds) for b in seeds[i + 1:]
+                  if by_seed[a] & by_seed[b]]
+        if shared:
+            a, b, n = shared[0]
+            return (f"overlapping across training seeds (seeds {a} and {b} share {n} episode seed(s)): the seeds are "
+                    "not independent samples, and the verdicts overstate the evidence"), True
+        return f"disjoint across training seeds ({len(seeds)} seeds, recorded per unit)", False
+    if any("eval_method" in r for r in run.records):
+        return ("not recorded: this run was evaluated before training seeds got disjoint evaluation episodes, "
+                "so its seeds shared most episodes (seed s on episode seeds offset + s + i) and are not "
+                "independent samples; the verdicts overstate the evidence. Rerun to judge it"), True
+    return None
+
+
 def header(run: RunData) -> dict[str, Any]:
     """The header's data for templates/report.html.j2: title, rows, missing and corrupt units."""
     finished_seeds = sorted({r["seed"] for r in run.records})
@@ -130,6 +155,10 @@ def header(run: RunData) -> dict[str, Any]:
     if isinstance(transfer, dict):  # a run made by 'multiticket transfer' (docs/transfer-and-stability.md)
         rows.insert(1, ("transferred from", f"{text(transfer.get('source'))}: 'ticket' = source mask + source "
                         "rewind weights, 'transfer_mask' = source mask + this task's init, level 0 = this task's dense"))
+    episodes = evaluation_episodes(run)
+    if episodes is not None:
+        rows.append(("evaluation episodes", episodes[0]))
     corrupt = sorted(run.corrupt.items(), key=lambda kv: (kv[0].seed, kv[0].control, kv[0].level))
     return {"title": title(run), "rows": rows, "missing": run.missing_lines(), "n_missing": len(run.missing),
-            "corrupt": [f"{u.relpath()}: {why}" for u, why in corrupt]}
+            "corrupt": [f"{u.relpath()}: {why}" for u, why in corrupt],
+            "overlap": episodes[0] if episodes is not None and episodes[1] else None}

@@ -210,6 +210,13 @@ class DomainAdapter(abc.ABC):
         change the adapter's model. Optional: the default, none, reads "not measured"."""
         return {}
 
+    def eval_seeds(self) -> list[int] | None:
+        """The environment seeds of the episodes :meth:`evaluate` runs, for an adapter that
+        evaluates on episodes (recorded in each unit's ``metrics.json``; the report checks that
+        two training seeds never share one). None (default): a fixed evaluation set, the same for
+        every seed by design (a validation split)."""
+        return None
+
     # -- outputs ------------------------------------------------------------------------------
     def notes(self) -> dict[str, Any]:
         """Facts about how the last ``build`` made the model that a reader of its results must know

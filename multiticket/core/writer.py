@@ -60,6 +60,7 @@ def unit_record(run: RunInfo, adapter: DomainAdapter, unit: Unit, mask: Mask, pl
         "higher_is_better": adapter.higher_is_better,
         "metrics": result.metrics,
         **({"eval_method": adapter.eval_method} if adapter.eval_method else {}),
+        **({"eval_seeds": seeds} if (seeds := adapter.eval_seeds()) is not None else {}),
         **({"notes": notes} if (notes := adapter.notes()) else {}),
     }
 

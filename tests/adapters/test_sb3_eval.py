@@ -1,6 +1,7 @@
 """Batched RL evaluation: one episode on each of N seeded env copies, one batched predict per step.
 Deterministic for a seed, the same episodes as one-at-a-time evaluation from the same initial
-states, and a run directory evaluated the old (sequential) way stays sequential on resume."""
+states; two training seeds never share an evaluation episode (``disjoint``, recorded per unit);
+a run directory evaluated an older way (overlapping ``batched``, ``sequential``) keeps it on resume."""
 
 from __future__ import annotations
 
@@ -21,14 +22,32 @@ from multiticket.core.store import DONE, RunStore  # noqa: E402
 N = 6
 
 
-def _adapter(tmp_path: Path, method: str, episodes: int = N) -> SB3Adapter:
+def _adapter(tmp_path: Path, method: str, episodes: int = N, seed: int = 3) -> SB3Adapter:
     torch.set_num_threads(1)
     section = Section.model_validate({"env": "CartPole-v1", "algo": "ppo", "n_eval_episodes": episodes,
                                       "tensorboard": False, "overrides": {"policy_kwargs": {"net_arch": [8]}}})
     adapter = SB3Adapter(None, section, tmp_path / "work")
     adapter.eval_method = method
-    adapter.build(3)
+    adapter.build(seed)
     return adapter
+
+
+def test_training_seeds_never_share_an_evaluation_episode(tmp_path: Path) -> None:
+    seeds = {s: _adapter(tmp_path / str(s), "disjoint", seed=s) for s in range(4)}
+    episode_seeds = {s: set(a.eval_seeds()) for s, a in seeds.items()}
+    for s in seeds:
+        assert len(episode_seeds[s]) == N
+        for t in seeds:
+            assert s == t or not episode_seeds[s] & episode_seeds[t], (s, t)
+    # the overlapping scheme of older runs, kept for them: seeds 0 and 1 shared N - 1 episodes
+    old = {s: set(_adapter(tmp_path / f"old{s}", "batched", seed=s).eval_seeds()) for s in (0, 1)}
+    assert len(old[0] & old[1]) == N - 1
+    # the recorded seeds are the ones the env copies were seeded with: the same returns again
+    a = seeds[1]
+    assert a.eval_env is not None and a.eval_env.num_envs == N
+    returns = a.eval_episodes()
+    a.eval_env.seed(min(a.eval_seeds()))
+    assert a.eval_episodes() == returns
 
 
 def test_batched_is_deterministic_and_uses_one_copy_per_episode(tmp_path: Path) -> None:
@@ -73,7 +92,9 @@ def _method(unit_dir: Path) -> str | None:
 def test_a_run_keeps_the_evaluation_method_it_began_with(tmp_path: Path) -> None:
     run_dir = _run(tmp_path, 1)
     dense, level1 = run_dir / "seed_0/ticket/level_0", run_dir / "seed_0/ticket/level_1"
-    assert _method(dense) == _method(level1) == "batched"
+    assert _method(dense) == _method(level1) == "disjoint"
+    record = json.loads((level1 / "metrics.json").read_text())
+    assert record["eval_seeds"] == [10_000 + i for i in range(3)] and record["role"] == "ticket"
     # make the dense unit look like one written before batching existed (no field, valid DONE)
     record = json.loads((dense / "metrics.json").read_text())
     del record["eval_method"]

@@ -119,3 +119,27 @@ def test_a_transfer_run_is_titled_source_to_target_with_both_algorithms(tmp_path
     assert f"<title>{title} — multiticket report</title>" in html and f"<h1>{title} <span" in html
     shutil.rmtree(source)  # moved away: its directory name is what is left
     assert header(load_run(target))["title"] == f"{source.name} → cartpole-a2c (A2C, CartPole-v1)"
+
+
+@pytest.mark.parametrize("kind", ["disjoint", "overlapping", "unrecorded", "fixed set"])
+def test_the_header_says_whether_seeds_shared_evaluation_episodes(tmp_path: Path, kind: str):
+    def extra(seed: int, control: str, level: int) -> dict:
+        if kind == "disjoint":
+            return {"eval_method": "disjoint", "eval_seeds": [10_000 + 3 * seed + i for i in range(3)]}
+        if kind == "overlapping":
+            return {"eval_method": "batched", "eval_seeds": [10_000 + seed + i for i in range(3)]}
+        return {"eval_method": "batched"} if kind == "unrecorded" else {}
+
+    run = make_run(tmp_path, "rl", seeds=(0, 1), levels=1, extra=extra)
+    facts = header(load_run(run))
+    rows = dict(facts["rows"])
+    page = write_report(run).read_text()
+    if kind == "fixed set":
+        assert "evaluation episodes" not in rows and facts["overlap"] is None
+    elif kind == "disjoint":
+        assert rows["evaluation episodes"] == "disjoint across training seeds (2 seeds, recorded per unit)"
+        assert facts["overlap"] is None and "Evaluation episodes shared across seeds" not in page
+    else:
+        expected = "seeds 0 and 1 share 2 episode seed(s)" if kind == "overlapping" else "not recorded"
+        assert expected in rows["evaluation episodes"] and "not independent samples" in facts["overlap"]
+        assert "Evaluation episodes shared across seeds" in page
