@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     inst.add_argument("--quiet", action="store_true", help="no progress display")
     _add_trust_arg(inst)
+    inst.add_argument("--trust-code", action="store_true",
+                      help="import the user code the run directory's config names (a torch module, rl.imports, "
+                           "module:EnvId); refused without it, since importing runs that code")
     return parser
 
 
@@ -275,11 +278,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from multiticket.analysis.report import save_report
     from multiticket.analysis.rundata import load_run
+    from multiticket.analysis.verdicts import verdict_line
 
     # raises UserError for a directory that is no run, a malformed one, or an unknown --metric
     run = load_run(Path(args.run_dir), args.metric)
     html = save_report(run)
-    _print_table(Console(), run.records, run.metric)
+    console = Console()
+    _print_table(console, run.records, run.metric)
+    if run.records:
+        console.print(verdict_line(run), markup=False, highlight=False, soft_wrap=True)
     print(html)
     return 0
 
@@ -307,7 +314,7 @@ def cmd_instability(args: argparse.Namespace) -> int:
 
     reporter = NullReporter() if args.quiet else RichReporter(Console(stderr=True))
     run = lambda: run_instability(args.run_dir, args.points, args.seeds, args.levels, args.controls,  # noqa: E731
-                                  resolve_device(args.device), reporter)
+                                  resolve_device(args.device), reporter, args.trust_code)
     if isinstance(reporter, RichReporter):
         with reporter:
             records = run()

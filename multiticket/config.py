@@ -137,6 +137,12 @@ class ReportSection(Strict):
         description="the headline metric of the report and the terminal table (default: the adapter's "
                     "primary metric); any metric the units record, e.g. f1_macro or test_accuracy",
     )
+    correction: NotHashed[Literal["sequence", "holm"]] = Field(
+        "sequence",
+        description="how the verdicts keep the per-run rate of a false 'won' at 5 %: 'sequence' tests the "
+                    "levels from the deepest down, each at 5 %, stopping at the first not won (5 seeds "
+                    "suffice); 'holm' tests every level, Holm-corrected (log2(levels / 0.05) seeds needed)",
+    )
 
 
 class CheckpointSection(Strict):
@@ -521,13 +527,16 @@ def validate_task(data: Any, source: Path | str) -> TaskConfig:
         raise _field_error(source, exc) from None
 
 
-def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True) -> ResolvedTask:
+def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True,
+                 run_dir: Path | None = None) -> ResolvedTask:
     """Validate the domain section with the domain adapter's ``Section``: the task, complete
-    (``user_code``: see :func:`validate_section`)."""
+    (``user_code``: see :func:`validate_section`). ``run_dir``: the task is a run directory's
+    recorded config, so its section's paths must not resolve inside it (the validators see it)."""
     cls = domains.lookup(config.domain)
-    section = validate_section(
-        cls.Section, config.domain_section(), source, f"{config.domain}.", user_code, {"task_dir": Path(source).parent}
-    )
+    context: dict[str, Any] = {"task_dir": Path(source).parent}
+    if run_dir is not None:
+        context["run_dir"] = run_dir
+    section = validate_section(cls.Section, config.domain_section(), source, f"{config.domain}.", user_code, context)
     return ResolvedTask(config=config, section=section, source=Path(source))
 
 

@@ -12,8 +12,8 @@ store and resume, by the machinery of ``scripts/reproduce_yu2019.py``):
   pooler, excluded by the task: all-MiniLM-L6-v2's pooler was never trained, its small weights
   rank lowest, and the first run, which pruned it, lost all of it at 67 % sparsity, after which
   every unit predicted the majority class; README Results);
-- controls at every level: ``random_mask`` (Chen's random pruning: random positions at the
-  ticket's per-layer counts, re-initialised), ``random_reinit`` (the ticket's mask, weights
+- controls at every level: ``random_prune`` (Chen's random pruning: random positions at the
+  ticket's per-layer counts, the pretrained weights kept), ``random_reinit`` (the ticket's mask, weights
   re-drawn from the model's config), ``one_shot`` (the fine-tuned dense weights pruned by magnitude
   straight to the level's sparsity, retrained from the pretrained weights) and ``prune_dense`` (the
   same one-shot mask on the fine-tuned weights, evaluated without retraining).
@@ -21,8 +21,8 @@ store and resume, by the machinery of ``scripts/reproduce_yu2019.py``):
 It then writes the run's ``report.html`` and ``results.md`` / ``results.json``: the accuracy and
 macro-F1 tables (mean ± std over seeds per sparsity), the dense network against the validation
 set's majority rate, the largest sparsity at which the ticket matches dense within one standard
-deviation of the dense seeds (Chen et al.'s criterion), paired bootstrap 95 % intervals of ticket −
-control at every level (``multiticket.analysis.stats.bootstrap_diff``) and a verdict per claim.
+deviation of the dense seeds (Chen et al.'s criterion), one-sided sign-flip p-values of ticket −
+control at every level (``multiticket.analysis.paired``) and a verdict per claim.
 
     .venv/bin/python scripts/reproduce_chen2020.py                          # --budget cpu: 2 seeds, 8 levels
     .venv/bin/python scripts/reproduce_chen2020.py --budget tiny --out /tmp/chen   # seconds (tests)
@@ -55,7 +55,7 @@ study (rerun the same command); ``timings.json`` records each invocation's wall 
 
 The gpu budget is sized for one H200 shared by ``--workers 8`` (the default on that budget; the
 machine has 16 cores), to finish within 10 minutes, worker start-up included. It has not been
-timed (no GPU in the session that wrote it); the estimate: ~10 s per trained unit (200 steps of
+timed (no GPU was available when it was written); the estimate: ~10 s per trained unit (200 steps of
 a 22.7M-parameter model at ~25 ms, the model load and ``save_pretrained``, a second of evaluation),
 about 1,300 unit-seconds in all, which 8 processes on one GPU should overlap at least 3-fold: ~7
 minutes. bf16 stays off (MiniLM is small; fp32 keeps the comparison with the cpu budget simple).
@@ -84,11 +84,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce_yu2019 as yu  # noqa: E402 - the shared study machinery, beside this script
 
 TASK = "rotten-tomatoes-minilm-tickets"
-CONTROLS = ("random_mask", "random_reinit", "one_shot", "prune_dense")
+CONTROLS = ("random_prune", "random_reinit", "one_shot", "prune_dense")
 #: Chen et al.'s names for the controls (table legends)
 NAMES = {
     "ticket": "IMP ticket (rewound to the pretrained weights)",
-    "random_mask": "random pruning (random positions at the ticket's per-layer counts, re-initialised)",
+    "random_prune": "random pruning (random positions at the ticket's per-layer counts, pretrained weights kept)",
     "random_reinit": "re-drawn weights (the ticket's mask, weights re-initialised from the config)",
     "one_shot": "one-shot magnitude pruning of the fine-tuned weights, retrained from the pretrained weights",
     "prune_dense": "one-shot magnitude pruning of the fine-tuned weights, not retrained",
@@ -184,17 +184,18 @@ def matching(run: Any, metric: str = "accuracy") -> dict[str, Any]:
 
 
 def intervals(run: Any, metric: str = "accuracy") -> list[dict[str, Any]]:
-    """Per level and control: ticket − control with its paired bootstrap 95 % interval over seeds."""
-    from multiticket.analysis.stats import bootstrap_diff
+    """Per level and control: ticket − control with the one-sided sign-flip p-value over the paired
+    seeds (``multiticket.analysis.paired``) and, from 5 seeds, its BCa interval."""
+    from multiticket.analysis.paired import ALPHA, paired, seeds_needed
 
     rows = []
     for lv in yu._finished_levels(run, metric, "ticket"):
         row: dict[str, Any] = {"level": lv, "sparsity": run.sparsity[lv]}
         for c in CONTROLS:
-            d = bootstrap_diff(yu.values(run, "ticket", lv, metric), yu.values(run, c, lv, metric))
+            d = paired(yu.values(run, "ticket", lv, metric), yu.values(run, c, lv, metric))
             if d is not None:
-                row[c] = {"diff": d.diff, "low": d.low, "high": d.high, "n": min(d.n_ticket, d.n_control),
-                          "excludes_zero": d.excludes_zero()}
+                row[c] = {"diff": d.diff, "low": d.low, "high": d.high, "n": d.n, "p": d.p_better,
+                          "significant": d.n >= seeds_needed() and (d.p_better or 1.0) <= ALPHA}
         rows.append(row)
     return rows
 
@@ -254,13 +255,13 @@ def claim_beats(run: Any, rows: list[dict[str, Any]], claim_id: str, control: st
         claim.detail = f"no level with the ticket and {control} finished"
         return claim
     wins = [r for r in levels if r[control]["diff"] > 0]
-    sure = [r for r in levels if r[control]["excludes_zero"] and r[control]["diff"] > 0]
+    sure = [r for r in levels if r[control]["significant"]]
     claim.verdict = (yu.REPRODUCED if len(wins) == len(levels) else
                      yu.PARTLY if len(wins) > len(levels) / 2 else yu.NOT_REPRODUCED)
     deep = max(levels, key=lambda r: r["sparsity"])
     claim.evidence = [{"level": r["level"], "sparsity": r["sparsity"], **r[control]} for r in levels]
-    claim.detail = (f"the ticket is better at {len(wins)} of {len(levels)} levels, with a bootstrap interval above 0 "
-                    f"at {len(sure)}; at {yu.pct(deep['sparsity'])}: {_interval_text(deep[control])}")
+    claim.detail = (f"the ticket is better at {len(wins)} of {len(levels)} levels, significantly (sign-flip "
+                    f"p ≤ 0.05, uncorrected) at {len(sure)}; at {yu.pct(deep['sparsity'])}: {_interval_text(deep[control])}")
     return claim
 
 
@@ -283,9 +284,10 @@ def finding_one_shot(rows: list[dict[str, Any]]) -> yu.Claim:
 def _interval_text(d: dict[str, Any]) -> str:
     from multiticket.analysis.stats import fmt
 
+    p = "–" if d["p"] is None else f"{d['p']:.3g}"
     if d["low"] is None:
-        return f"ticket − control {fmt(d['diff'])} (n={d['n']}: no interval)"
-    return f"ticket − control {fmt(d['diff'])} [{fmt(d['low'])}, {fmt(d['high'])}]"
+        return f"ticket − control {fmt(d['diff'])} (sign-flip p = {p}, n={d['n']})"
+    return f"ticket − control {fmt(d['diff'])} [{fmt(d['low'])}, {fmt(d['high'])}] (sign-flip p = {p})"
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -321,7 +323,7 @@ def collect(out: Path, budget: str, pt: yu.PartTasks, ledger: list[dict[str, Any
     res["matching"] = matching(run)
     res["intervals"] = intervals(run)
     claims = [claim_dense(run, res["data"]), claim_matching(run, res["matching"]),
-              claim_beats(run, res["intervals"], "beats-random-pruning", "random_mask"),
+              claim_beats(run, res["intervals"], "beats-random-pruning", "random_prune"),
               claim_beats(run, res["intervals"], "beats-random-reinit", "random_reinit"),
               finding_one_shot(res["intervals"])]
     res["claims"] = [{"claim": CLAIM_TEXT[c.id], **c.__dict__} for c in claims]
@@ -329,7 +331,7 @@ def collect(out: Path, budget: str, pt: yu.PartTasks, ledger: list[dict[str, Any
 
 
 def interval_table_md(rows: list[dict[str, Any]]) -> str:
-    """ticket − control per level, with the paired bootstrap 95 % interval over seeds."""
+    """ticket − control per level, with the one-sided sign-flip p-value over the paired seeds."""
     from multiticket.analysis.stats import fmt
 
     controls = [c for c in CONTROLS if any(c in r for r in rows)]
@@ -339,8 +341,8 @@ def interval_table_md(rows: list[dict[str, Any]]) -> str:
         cells = []
         for c in controls:
             d = r.get(c)
-            cells.append("" if d is None else fmt(d["diff"]) if d["low"] is None else
-                         f"{fmt(d['diff'])} [{fmt(d['low'])}, {fmt(d['high'])}]" + (" *" if d["excludes_zero"] else ""))
+            cells.append("" if d is None else f"{fmt(d['diff'])} (p = {fmt(d['p'])}, n = {d['n']})"
+                         + (" *" if d["significant"] else ""))
         lines.append(f"| {r['level']} | {yu.pct(r['sparsity'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -374,8 +376,8 @@ def results_md(res: dict[str, Any]) -> str:
         lines += ["Controls: " + "; ".join(f"`{c}` = {NAMES[c]}" for c in ("ticket", *CONTROLS)) + ".", ""]
     if res.get("intervals"):
         lines += ["## Ticket − control, validation accuracy", "",
-                  "Paired bootstrap 95 % intervals over seeds (`multiticket.analysis.stats.bootstrap_diff`); "
-                  "* marks an interval that excludes 0.", "", interval_table_md(res["intervals"]), ""]
+                  "One-sided sign-flip p-values over the paired seeds (`multiticket.analysis.paired`); "
+                  "* marks p ≤ 0.05 with at least 5 seeds (uncorrected).", "", interval_table_md(res["intervals"]), ""]
     return "\n".join(lines)
 
 

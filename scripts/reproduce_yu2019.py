@@ -21,7 +21,7 @@ Parts (all with controls random_reinit, random_mask, rewind_init, one_shot unles
 | cartpole | yu2019-cartpole-a2c | 100k env steps, k 2048, 10 levels (89.3 %) | 153 | ~13 min |
 | acrobot | yu2019-acrobot-a2c | 100k env steps, k 2048, 10 levels (89.3 %) | 153 | ~16 min |
 | lunarlander | yu2019-lunarlander-a2c | 100k env steps, k 2048, 8 levels (83.2 %) | 123 | ~62 min |
-| lunarlander-ppo (not in the default parts; 2 seeds, random controls only) | yu2019-lunarlander-ppo | PPO, 1M env steps, k 32768, 4 levels (59 %) | 26 (2 seeds) | ~4 h 20 min, in two sessions |
+| lunarlander-ppo (not in the default parts; 2 seeds, random controls only) | yu2019-lunarlander-ppo | PPO, 1M env steps, k 32768, 4 levels (59 %) | 26 (2 seeds) | ~4 h 20 min, over two working days |
 | lstm | yu2019-austen-lstm | 300 steps of 20 x 35 tokens, k 6 %, 10 levels (89.3 %) | 153 | ~17 min |
 | transformer | yu2019-bible-marian-all (all weights, embeddings too), yu2019-bible-marian-layers (transformer layers only, random controls only) | d_model 64, 400 steps of 32 pairs, k 5 %, 5 levels (67.2 %), BLEU on 64 verses | 78 + 48 | ~57 min |
 
@@ -36,11 +36,11 @@ x per unit / 2 workers. Checked through the worker pool: 6 CartPole units at the
 machine shared with other jobs takes proportionally longer.
 
 Measured since, on a slower 2-core machine:
-- Session 3: the cartpole, acrobot and lstm parts ran in 11.2, 11.7 and 17.9 min wall, as
+- First measured: the cartpole, acrobot and lstm parts ran in 11.2, 11.7 and 17.9 min wall, as
   estimated.
 - LunarLander units take about 60 CPU s each, so the part needs about 62 min. It ran in three
   invocations on a shared machine, 168 min in all.
-- Session 4: the transformer part ran in 57.9 min wall (126 units, one invocation). Each unit
+- The transformer part ran in 57.9 min wall (126 units, one invocation). Each unit
   trained for 35-60 s.
 
 Why the transformer budget looks as it does:
@@ -80,11 +80,11 @@ How the budget was chosen (measured on the shared 2-core machine at load average
   seed may well fall short and fail the precondition after hours of compute. The budget therefore
   keeps RL-Zoo's minibatches of 64, whose published 1M-step result lands with a margin (not
   measured here), at about 20 min per unit on a quiet core (estimate). 2 seeds x (dense + 4 levels
-  x 3 units) = 26 units on 2 workers: about 4 h 20 min, so two sessions: ``--levels 2`` (14 units,
+  x 3 units) = 26 units on 2 workers: about 4 h 20 min, so two working days: ``--levels 2`` (14 units,
   ~2 h 20 min), then the same command without ``--levels`` (12 units, ~2 h); the run store resumes.
   one_shot would add 8 units (~1 h 20 min). To trade margin for time set ``PPO_LL_OVERRIDES =
   {"batch_size": 256}`` (~14 min per unit; a new run directory).
-- Measured in session 8 (2 workers, a test suite or the LSTM part sharing the cores): the dense
+- Measured (2 workers, a test suite or the LSTM part sharing the cores): the dense
   units landed, 257.9 ± 18.9 (seed 0) and 249.4 ± 18.6 (seed 1) over 10 deterministic episodes,
   and trained for 1372 s and 1357 s. An env step gets dearer as the agent learns: about 4,300
   steps/s over the first rollouts (90-step crashes), about 590 over the last 160k steps, when
@@ -116,7 +116,7 @@ Settings and the mapping of the paper's rewind points:
 LSTM at Yu's medium size (650 units, dropout 0.5, BPE 16k), 20,000 steps, 15 levels; the
 Transformer at base size (6+6 layers, d_model 512, BPE 16k, batch 64, lr 5e-4 after 1000 warmup
 updates), 20,000 updates, k 1000, 10 levels, full validation set, beam 4, bf16 on CUDA. These
-settings are untested here (no GPU in this session); expect days of compute, not hours.
+settings are untested here (no GPU was available); expect days of compute, not hours.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ _NLP_PRUNE = {"strategy": "global_magnitude", "rate": 0.2, "rate_of": "remaining
 PPO_LL_OVERRIDES: dict[str, Any] = {}
 #: env steps per PPO rollout (16 envs x 1024 steps)
 PPO_LL_ROLLOUT = 16 * 1024
-#: one_shot does not fit two sessions (module docstring)
+#: one_shot does not fit two working days (module docstring)
 PPO_CONTROLS = ("random_reinit", "random_mask")
 #: estimated wall minutes of the cpu budget (26 units of ~20 min on 2 workers; module docstring)
 PPO_LL_MINUTES = 260.0
@@ -263,7 +263,7 @@ PARTS: dict[str, Part] = {
         {
             "tiny": Budget(512, 1, 256, {"rl": {"n_eval_episodes": 1, "overrides": {
                 "n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 1}}}),
-            # 4 levels (59 %): two sessions of ~2 h (--levels 2, then without); --levels 8 extends it
+            # 4 levels (59 %): two working days of ~2 h (--levels 2, then without); --levels 8 extends it
             "cpu": Budget(1_000_000, 4, 2 * PPO_LL_ROLLOUT, {"rl": {"n_eval_episodes": 10}}, PPO_LL_MINUTES),
             "paper": Budget(1_000_000, 20, 2 * PPO_LL_ROLLOUT, {"rl": {"n_eval_episodes": 20}}),
         },
@@ -565,14 +565,17 @@ def _level_text(run: Any, lv: int, metric: str, controls: Sequence[str]) -> str:
 
 
 def _ci_text(run: Any, lv: int, metric: str, control: str) -> str:
-    """The paired bootstrap 95 % interval of ticket − control (metric units), when there is one."""
-    from multiticket.analysis.stats import bootstrap_diff, fmt
+    """Ticket − control (metric units) with the one-sided sign-flip p-value over the paired seeds."""
+    from multiticket.analysis.paired import ALPHA, paired, seeds_needed
+    from multiticket.analysis.stats import fmt
 
-    d = bootstrap_diff(values(run, "ticket", lv, metric), values(run, control, lv, metric))
-    if d is None or not d.has_interval:
+    d = paired(values(run, "ticket", lv, metric), values(run, control, lv, metric), hib(run, metric))
+    if d is None or d.p_better is None:
         return ""
-    sig = "excludes 0" if d.excludes_zero() else "includes 0"
-    return f"ticket − {control} {fmt(d.diff)} [{fmt(d.low)}, {fmt(d.high)}] ({sig})"
+    if d.n < seeds_needed():
+        return f"ticket − {control} {fmt(d.diff)} ({d.n} seeds: too few for a test, {seeds_needed()} needed)"
+    sig = "significant" if d.p_better <= ALPHA else "not significant"
+    return f"ticket − {control} {fmt(d.diff)}, sign-flip p = {d.p_better:.3g} over {d.n} seeds ({sig})"
 
 
 def claim_ticket_vs_random(part: str, label: str, run: Any, metric: str, threshold: float = 0.8) -> Claim:
@@ -619,7 +622,7 @@ def claim_ticket_vs_random(part: str, label: str, run: Any, metric: str, thresho
     lines.append("deepest level " + _level_text(run, deepest, metric, ["ticket", *controls]))
     cis = [t for t in (_ci_text(run, deepest, metric, c) for c in controls) if t]
     if cis:
-        lines.append("bootstrap 95 % over seeds: " + "; ".join(cis))
+        lines.append("paired over seeds: " + "; ".join(cis))
     claim.detail = "; ".join(lines)
     return claim
 

@@ -128,6 +128,21 @@ def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, 
         assert flat == [False] * 15 + [True] * 15  # the plugin criterion pruned the first half of the scope
         record = json.loads((run / f"seed_{seed}" / "ticket" / "level_2" / "metrics.json").read_text())
         assert record["domain"] == "vision" and record["metric"] == "neg_mse"
+        plugin = json.loads((run / f"seed_{seed}" / "scattered_rewound" / "level_2" / "metrics.json").read_text())
+        assert plugin["role"] == "random"  # derived from its spec's mask and start, recorded for every reader
+    if workers == "1":
+        # the report and compare count the plugin's random control in the verdict
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(plugin_path)])}
+        outputs = []
+        for args in (["report", str(run)], ["compare", str(run), "--out", str(tmp_path / "cmp")]):
+            done = subprocess.run([sys.executable, "-m", "multiticket", *args], env=env, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout)
+        assert "winning: too few seeds to judge (2 run, 5 needed" in outputs[0]
+        page = (run / "report.html").read_text()
+        assert 'scattered_rewound <span class="kind">random control</span>' in page
+        assert "random_reinit, scattered_rewound" in page  # the controls the verdict judged against
 
 
 def test_a_misspelled_external_domain_gets_a_hint(plugin_path, tmp_path):

@@ -19,10 +19,12 @@ import numpy as np
 
 from multiticket.analysis import degenerate as D
 from multiticket.analysis import layers as L
+from multiticket.analysis.aggregate import band_aggregates
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
-from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
+from multiticket.analysis.rundata import RunData, load_run
 from multiticket.analysis.stats import anchor, better, fmt, normalise
+from multiticket.analysis.verdicts import run_verdict, win_note
 from multiticket.core.store import atomic_write_text
 from multiticket.errors import UserError
 
@@ -94,9 +96,9 @@ def normalised_series(run: RunData, label: str, color: str) -> Series:
 def _best_random(run: RunData, level: int) -> tuple[float, str]:
     """The random control with the best mean over seeds at ``level``: (its raw mean, its name); (NaN, "")."""
     best, best_name = math.nan, ""
-    for c in run.seen_controls:
+    for c in run.random_controls:
         vals = list(run.values(c, level).values())
-        if c in RANDOM_CONTROLS and vals:
+        if vals:
             v = float(np.mean(vals))
             if math.isnan(best) or better(v, best, run.higher_is_better):
                 best, best_name = v, c
@@ -267,6 +269,7 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
             "rows": _margin_rows(with_data), "roles": None, "anchored": None,
             "unanchored": [s.label for s in with_data if not s.baseline],
         }
+        context["aggregates"] = _aggregates(with_data)
         anchored = [s for s in with_data if s.baseline]
         if anchored:
             context["plots"]["anchored"] = png_src(save_png(anchored_figure(anchored), plot_dir / "anchored.png"))
@@ -282,8 +285,18 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
     return path
 
 
+def _aggregates(series: list[Series]) -> dict[str, Any]:
+    """rliable's IQM and probability of improvement per sparsity band (:mod:`aggregate`)."""
+    try:
+        scale, bands = band_aggregates([s.run for s in series])
+    except ModuleNotFoundError:
+        return {"missing": "rliable is not installed (pip install 'multiticket[stats]')"}
+    return {"scale": scale, "bands": bands}
+
+
 def _margin_rows(series: list[Series]) -> list[dict[str, Any]]:
     return [{"label": s.label, "level": lv, "remaining": pct(s.remaining[i]), "ticket": s.ticket[i],
+             "won": run_verdict(s.run).winning(lv), "won_note": win_note(run_verdict(s.run), lv),
              "best_name": s.best_random_name[i] or "–", "best": s.best_random[i], "margin": s.margin[i],
              "anchored_margin": s.anchored_margin[i],
              "flagged": s.flagged[i], "control_flagged": s.control_flagged[i]}

@@ -17,8 +17,9 @@ from markupsafe import Markup
 
 from multiticket.analysis import plots
 from multiticket.analysis.htmlpage import render
+from multiticket.analysis.paired import paired
 from multiticket.analysis.rundata import RunData
-from multiticket.analysis.stats import bootstrap_diff, fmt, mean_std
+from multiticket.analysis.stats import fmt, mean_std
 
 CONTROL = "early_bird"
 
@@ -54,7 +55,7 @@ def early_bird_rows(run: RunData) -> list[dict[str, Any]]:
             "sparsity": float(recs[0]["sparsity"]),
             "ticket": run.stat("ticket", level),
             "early_bird": run.stat(CONTROL, level),
-            "diff": bootstrap_diff(run.values("ticket", level), run.values(CONTROL, level)),
+            "diff": paired(run.values("ticket", level), run.values(CONTROL, level), run.higher_is_better),
             "found_at": found,
             "search": search,
             "imp": imp,
@@ -84,7 +85,8 @@ def _view(r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r, "sparsity": plots.pct(r["sparsity"]), "ticket_text": _mean(r["ticket"]), "eb_text": _mean(r["early_bird"]),
         "diff_value": d.diff if d else math.nan,
-        "diff_text": "–" if d is None else fmt(d.diff) + (f" [{fmt(d.low)}, {fmt(d.high)}]" if d.has_interval else ""),
+        "diff_text": "–" if d is None else fmt(d.diff) + (f" {d.interval_text(fmt)}" if d.has_interval else "")
+        + ("" if d is None or d.p_better is None else f" (p better = {d.p_better:.3g}, p worse = {d.p_worse:.3g})"),
         "stops": ("dense run: " if r["level"] == 1 else f"L{r['level'] - 1}: ") + _stops(r["found_at"]),
         "search_text": f"{r['search']:.0f} / {r['imp']:.0f}",
     }

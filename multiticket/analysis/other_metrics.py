@@ -20,7 +20,7 @@ from multiticket.analysis import plots
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import fmt
-from multiticket.analysis.verdicts import level_win, win_note, win_summary
+from multiticket.analysis.verdicts import run_verdict, win_note, win_summary
 
 #: (winning, matching) of the ticket at a level of a run view (report.level_verdict)
 Verdict = Callable[[RunData, int], tuple[bool | None, bool | None]]
@@ -47,14 +47,14 @@ def metric_view(run: RunData, verdict: Verdict, plot: str) -> dict[str, Any]:
         rows.append({"level": level, "remaining": plots.pct(run.remaining(level)),
                      "cells": [(c, run.stat(c, level)[0], _cell(run, c, level)) for c in controls],
                      "winning": winning, "matching": matching,
-                     "note": win_note(level_win(run, level)) if level else ""})
+                     "note": win_note(run_verdict(run), level) if level else ""})
     pruned = [lv for lv in run.levels if lv > 0]
     matched = [lv for lv in pruned if verdict(run, lv)[1]]
     best = max(matched, key=lambda lv: run.sparsity[lv]) if matched else None
     return {"metric": run.metric, "direction": run.direction, "judged": run.judged, "controls": controls,
             "rows": rows, "plot": plot, "dense": fmt(run.dense),
             "best": None if best is None else {"level": best, "sparsity": plots.pct(run.sparsity[best])},
-            "wins": win_summary(run, {lv: verdict(run, lv)[0] for lv in pruned}) if run.judged else None}
+            "wins": win_summary(run, run_verdict(run)) if run.judged else None}
 
 
 def other_metrics_section(run: RunData, plot_dir: Path, verdict: Verdict) -> Markup:

@@ -17,16 +17,17 @@ from multiticket.analysis import layers as L
 from multiticket.analysis import plots
 from multiticket.analysis.compute import compute_section
 from multiticket.analysis.curves import curves_section
-from multiticket.analysis.degenerate import degenerate_section, guard_verdict, level_flags
+from multiticket.analysis.degenerate import degenerate_section, guard_verdict
 from multiticket.analysis.early_bird import early_bird_section
 from multiticket.analysis.header import header
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.instability import instability_section
 from multiticket.analysis.other_metrics import other_metrics_section
-from multiticket.analysis.rundata import RANDOM_CONTROLS, RunData, load_run
-from multiticket.analysis.stats import bootstrap_diff, fmt, matches
+from multiticket.analysis.paired import INTERVAL_LABEL, paired
+from multiticket.analysis.rundata import RunData, load_run
+from multiticket.analysis.stats import fmt, matches
 from multiticket.analysis.targeted import td_section
-from multiticket.analysis.verdicts import diff_verdict, level_win, win_note, win_summary
+from multiticket.analysis.verdicts import row_verdict, run_verdict, win_note, win_summary
 from multiticket.core.store import atomic_write_text
 
 
@@ -38,13 +39,13 @@ def mean_text(m: float, s: float, n: int) -> str:
 
 
 def level_verdict(run: RunData, level: int) -> tuple[bool | None, bool | None]:
-    """(winning, matching) of the ticket at ``level``; None when undecidable. Winning: every random
-    control's bootstrap interval excludes 0 on the ticket's side (:mod:`verdicts`; None with one
-    seed); matching: the ticket's mean is within the tolerance of dense's."""
+    """(winning, matching) of the ticket at ``level``; None when undecidable. Winning: the level is
+    won under the run's test and correction (:mod:`verdicts`; None with too few seeds); matching:
+    the ticket's mean is within the tolerance of dense's."""
     t, _, n = run.stat("ticket", level)
     if n == 0 or not run.judged:
         return None, None
-    winning = level_win(run, level).by_interval
+    winning = run_verdict(run).winning(level)
     dense = run.dense
     matching = None if math.isnan(dense) else matches(t, dense, run.tolerance, run.higher_is_better)
     return guard_verdict(run, level, winning, matching)  # a degenerate level is neither
@@ -72,8 +73,7 @@ def headline(run: RunData) -> dict[str, Any]:
     if best is not None:
         out.update(sparsity=plots.pct(run.sparsity[best]), remaining=plots.pct(run.remaining(best)),
                    value=fmt(run.stat("ticket", best)[0]))
-    flagged = frozenset(lv for lv in run.levels if level_flags(run, lv))
-    out["wins"] = win_summary(run, {lv: level_verdict(run, lv)[0] for lv in run.levels if lv > 0}, flagged)
+    out["wins"] = win_summary(run, run_verdict(run))
     return out
 
 
@@ -83,15 +83,16 @@ def control_row(run: RunData, control: str, level: int, ticket: dict[int, float]
     if not vals:
         return None
     c_mean, c_sd, c_n = run.stat(control, level)
-    d = bootstrap_diff(ticket, vals)
+    d = paired(ticket, vals, run.higher_is_better)
+    role = run.role(control)
     row: dict[str, Any] = {"control": control, "color": plots.control_color(control), "n": c_n, "mean": c_mean,
                            "mean_text": mean_text(c_mean, c_sd, c_n), "diff": d,
-                           "kind": "random control" if control in RANDOM_CONTROLS else "ablation"}
+                           "kind": "random control" if role == "random" else role}
     if d is not None:
-        row["ci"] = (f"[{fmt(d.low)}, {fmt(d.high)}]" if d.has_interval
-                     else f"n={min(d.n_ticket, d.n_control)}: no interval")
+        row["ci"] = d.interval_text(fmt)
+        row["per_seed"] = ", ".join(f"{s}: {fmt(x)}" for s, x in zip(d.seeds, d.diffs))
         if run.judged:
-            row["verdict"], row["better"] = diff_verdict(d, run.higher_is_better)
+            row["verdict"], row["better"] = row_verdict(d, run.higher_is_better, run_verdict(run).needed)
         else:
             row["verdict"], row["better"] = "no better direction", False
     return row
@@ -108,7 +109,7 @@ def level_tables(run: RunData) -> list[dict[str, Any]]:
         out.append({
             "level": level, "sparsity": plots.pct(run.sparsity[level]), "remaining": plots.pct(run.remaining(level)),
             "winning": winning, "matching": matching, "ticket_n": t_n, "ticket_mean": t_mean,
-            "win_note": win_note(level_win(run, level)) if level else "",
+            "win_note": win_note(run_verdict(run), level) if level else "",
             "ticket_text": mean_text(t_mean, t_sd, t_n),
             "vs_dense": "" if level == 0 or not dense_n else f"vs dense {fmt(dense)}: {fmt(t_mean - dense)}",
             "rows": [r for r in rows if r is not None],
@@ -161,7 +162,8 @@ def input_section(run: RunData, masks: dict, plot_dir: Path) -> dict[str, Any]:
 
 def build_report(run: RunData) -> str:
     plot_dir = run.root / "plots"
-    context: dict[str, Any] = {"run": run, "header": header(run), "headline": headline(run), "sections": []}
+    context: dict[str, Any] = {"run": run, "header": header(run), "headline": headline(run), "sections": [],
+                               "interval_label": INTERVAL_LABEL}
     context["degenerate"] = degenerate_section(run)
     if run.records:
         context["metric_plot"] = png_src(plots.save_png(plots.metric_vs_sparsity(run),

@@ -21,14 +21,11 @@ from multiticket.analysis.stats import mean_std
 from multiticket.analysis.summary import write_summary
 from multiticket.config import TaskConfig, config_hash
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
+from multiticket.core.controls import Role, role_of
 from multiticket.core.mask import Mask
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
 from multiticket.rundir import corrupt_reason, finished_records, read_baselines, read_run_config
-
-#: controls that test whether the ticket's mask *and* its initialisation matter: a winning ticket
-#: beats all of them (one_shot and rewind_init are ablations of the IMP procedure, not controls)
-RANDOM_CONTROLS = ("random_reinit", "random_mask", "random_mask_global", "permuted_init", "permuted_mask")
 
 
 @dataclass
@@ -47,6 +44,8 @@ class RunData:
     _masks: dict[tuple[int, int, str], Mask | None] = field(default_factory=dict, repr=False)
     #: library versions recorded in config.yaml (None for a run that has none)
     versions: dict[str, str] | None = None
+    #: what analysis computed once for this view (the verdicts, :func:`verdicts.run_verdict`)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- plan -------------------------------------------------------------------------------
     @property
@@ -161,7 +160,7 @@ class RunData:
 
     def with_metric(self, name: str | None) -> RunData:
         """The same run read through another metric (None: the primary); masks stay shared."""
-        return replace(self, selected=name, _masks=self._masks)
+        return replace(self, selected=name, _masks=self._masks, cache={})
 
     @property
     def seen_controls(self) -> list[str]:
@@ -169,6 +168,20 @@ class RunData:
         found = {r["control"] for r in self.records}
         order = ["ticket", *self.controls, *sorted(found)]
         return [c for c in dict.fromkeys(order) if c in found]
+
+    def role(self, control: str) -> Role:
+        """What a control is for, as its units recorded it (``role`` in ``metrics.json``), else as
+        its registered spec says (:func:`multiticket.core.controls.role_of`)."""
+        return role_of(control, self._recorded_roles.get(control))
+
+    @cached_property
+    def _recorded_roles(self) -> dict[str, str]:
+        return {r["control"]: str(r["role"]) for r in self.records if r.get("role")}
+
+    @property
+    def random_controls(self) -> list[str]:
+        """The random controls with a finished unit: a winning ticket must beat each of them."""
+        return [c for c in self.seen_controls if c != "ticket" and self.role(c) == "random"]
 
     @property
     def levels(self) -> list[int]:

@@ -1,20 +1,12 @@
-"""Small statistics over seeds: mean ± std, bootstrap intervals, winning / matching verdicts.
-
-Seeds are few (often 2-5), so every number says how many seeds it rests on, a single seed gets
-no interval at all, and the bootstrap uses a fixed RNG seed so a report is byte-for-byte
-reproducible from the same run directory.
+"""Small statistics over seeds: mean ± std, matching, the normalised and anchored scales, number
+formatting. Paired tests and intervals live in :mod:`multiticket.analysis.paired`, verdicts in
+:mod:`multiticket.analysis.verdicts`.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-
-import numpy as np
-
-BOOTSTRAP_SAMPLES = 5000
-BOOTSTRAP_SEED = 0
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -24,57 +16,6 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     if len(values) == 1:
         return float(values[0]), 0.0, 1
     return float(statistics.fmean(values)), float(statistics.stdev(values)), len(values)
-
-
-@dataclass(frozen=True)
-class Diff:
-    """Ticket minus control, with a bootstrap 95 % interval (None when n < 2)."""
-
-    ticket: float
-    control: float
-    diff: float
-    low: float | None
-    high: float | None
-    n_ticket: int
-    n_control: int
-    paired: bool
-
-    @property
-    def has_interval(self) -> bool:
-        return self.low is not None and self.high is not None
-
-    def excludes_zero(self) -> bool:
-        return self.has_interval and (self.low > 0 or self.high < 0)  # type: ignore[operator]
-
-
-def bootstrap_diff(
-    ticket: dict[int, float], control: dict[int, float], samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
-) -> Diff | None:
-    """Mean(ticket) − mean(control) with a percentile bootstrap 95 % interval over seeds.
-
-    When both cover the same seeds (the usual case) the seeds are resampled in pairs, since a
-    seed fixes the data order and environment stream that ticket and control share; otherwise
-    each side is resampled on its own. Returns None when either side has no value.
-    """
-    if not ticket or not control:
-        return None
-    t = np.array(list(ticket.values()), dtype=float)
-    c = np.array(list(control.values()), dtype=float)
-    diff = float(t.mean() - c.mean())
-    paired = set(ticket) == set(control)
-    if min(len(t), len(c)) < 2:
-        return Diff(float(t.mean()), float(c.mean()), diff, None, None, len(t), len(c), paired)
-    rng = np.random.default_rng(seed)
-    if paired:
-        d = np.array([ticket[s] - control[s] for s in sorted(ticket)])
-        idx = rng.integers(0, len(d), size=(samples, len(d)))
-        boots = d[idx].mean(axis=1)
-    else:
-        ti = rng.integers(0, len(t), size=(samples, len(t)))
-        ci = rng.integers(0, len(c), size=(samples, len(c)))
-        boots = t[ti].mean(axis=1) - c[ci].mean(axis=1)
-    low, high = np.percentile(boots, [2.5, 97.5])
-    return Diff(float(t.mean()), float(c.mean()), diff, float(low), float(high), len(t), len(c), paired)
 
 
 def better(a: float, b: float, higher_is_better: bool) -> bool:

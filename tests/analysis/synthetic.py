@@ -52,13 +52,17 @@ def make_run(
     skip: tuple[tuple[int, str, int], ...] = (),
     values: Callable[[int, str, int], dict[str, float]] | None = None,
     report: dict[str, Any] | None = None,
+    roles: dict[str, str] | None = None,
+    extra: Callable[[int, str, int], dict[str, Any]] | None = None,
 ) -> Path:
     """A finished (except ``skip``: (seed, control, level) units) run of ``domain``.
 
     NLP: perplexity (lower is better) that grows with sparsity, controls worse than the ticket.
     RL: mean return (higher is better); observation dimension 2 is cut off from level 2 on.
     ``values(seed, control, level)``: the unit's metrics instead (its first key is the primary
-    metric, higher is better); ``report``: the task's ``report`` section.
+    metric, higher is better); ``report``: the task's ``report`` section; ``roles``: a ``role`` to
+    record in the units of these controls (as a run made with a plugin control records it);
+    ``extra(seed, control, level)``: more fields of a unit's record (``eval_seeds``, ...).
     """
     nlp = domain == "nlp"
     name = f"synthetic-{domain}"
@@ -87,6 +91,10 @@ def make_run(
                 record = {"task": name, "domain": domain, "seed": seed, "control": control, "level": level,
                           "sparsity": mask.sparsity, "metric": metric, "higher_is_better": not nlp,
                           "metrics": {metric: value, "loss": value / 100}}
+                if roles and control in roles:
+                    record["role"] = roles[control]
+                if extra is not None:
+                    record.update(extra(seed, control, level))
                 if values is not None:
                     given = values(seed, control, level)
                     record.update(metric=next(iter(given)), higher_is_better=True, metrics=given)

@@ -52,7 +52,8 @@ def test_constant_classifier_flagged_never_matching(tmp_path: Path):
     for r in run.records:
         checks = {f.check for f in D.unit_flags(r, run.baselines)}
         assert checks == {"majority", "one_class"}, (r["control"], r["level"], checks)
-    assert all(v == (False, False) for v in verdicts(root).values())  # without flags: matching everywhere
+    # without flags: matching everywhere; winning is not judged at 2 seeds (too few for any test)
+    assert all(v == (None, False) for v in verdicts(root).values())
     assert headline(run)["best"] is None and headline(run)["wins"]["won"] == [] and headline(run)["wins"]["mean_only"] == []
     html = write_report(root).read_text()
     assert f"Degenerate results: {len(run.records)} of {len(run.records)} unit(s) flagged" in html
@@ -111,7 +112,7 @@ def test_silent_on_the_demo_results(tmp_path: Path):
 
 
 def test_identical_controls_flag_the_level(tmp_path: Path):
-    root = make_run(tmp_path, "rl", seeds=(0, 1), levels=2)
+    root = make_run(tmp_path, "rl", seeds=(0, 1, 2, 3, 4), levels=2)  # 5 seeds: winning is judged
     rewrite(root, "eval_return", True, lambda s, c, lv: {"eval_return": 500.0 - lv * (c != "ticket"),
                                                          "eval_length": 500.0})
     run = load_run(root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import shutil
 import statistics
 from collections import defaultdict
@@ -79,7 +80,7 @@ def test_toy_report_numbers_equal_summary_csv(toy_run: Path):
     assert html.count('src="data:image/png;base64,') >= 3
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "missing:" not in html and "higher is better" in html
-    assert "bootstrap 95% CI" in html and "Mask stability across seeds" in html
+    assert "BCa 95% interval" in html and "sign-flip" in html and "Mask stability across seeds" in html
 
 
 def test_partial_run_lists_missing_units(toy_run: Path, tmp_path: Path):
@@ -192,3 +193,28 @@ def test_compute_section_numbers(toy_run: Path):
                                 for s in (0, 1))
         assert found[("imp_seconds", None, None, str(level))] == pytest.approx(secs)
     assert f"{(steps + 2 * (steps - k)) / steps:.3g}×" in html
+
+
+def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
+    """IQM of the ticket over (seed, run) scores, relative to dense, against the value recomputed
+    here from the units: the mean of the middle half (scipy's trim_mean at 25 %)."""
+    from scipy.stats import trim_mean
+
+    from multiticket.analysis.rundata import load_run
+    from multiticket.analysis.stats import normalise
+
+    seeds = (0, 1, 2, 3, 4)
+    runs = [make_run(tmp_path / name, "nlp", seeds=seeds, levels=2) for name in ("a", "b")]
+    page = write_comparison(runs, tmp_path / "cmp").read_text()
+    assert "Aggregates across seeds and runs (rliable)" in page and "P(ticket &gt; random)" in page
+    scores = []
+    for root in runs:
+        run = load_run(root)
+        band = [lv for lv in run.levels if 0 < run.sparsity[lv] < 0.5]
+        for s in seeds:
+            scores.append(sum(normalise(run.values("ticket", lv)[s], run.dense, False) for lv in band) / len(band))
+    row = re.search(r"<tr><td>&lt; 50 %</td><td>2</td><td>5</td><td class='num'>([^ ]+) \[([^,]+), ([^\]]+)\]", page)
+    assert row is not None, page.split("Aggregates")[1][:800]
+    iqm, low, high = (float(x) for x in row.groups())
+    assert iqm == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
+    assert low <= iqm <= high

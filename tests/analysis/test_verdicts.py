@@ -1,6 +1,8 @@
-"""Honest headlines: a level is won only where every random control's bootstrap interval excludes
-0; one seed concludes nothing; --metric / report.metric choose the headline and the terminal
-table; numbers print in plain notation. Synthetic run directories (no training)."""
+"""Verdicts that are evidence: a level is won only where the sign-flip test rejects against every
+random control (intersection-union), the levels follow a fixed sequence from the deepest (or
+Holm), too few seeds is said and never computed, and a control's role (not its name) makes it a
+random control; --metric / report.metric choose the headline and the terminal table; numbers print
+in plain notation. Synthetic run directories (no training)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,16 @@ from multiticket.analysis.report import level_verdict, write_report
 from multiticket.analysis.rundata import load_run
 from multiticket.analysis.stats import fmt
 from multiticket.analysis.summary import level_table
+from multiticket.analysis.verdicts import run_verdict
 from multiticket.api import resolve_task
 from multiticket.cli import main
 from multiticket.errors import UserError
 from tests.analysis.synthetic import make_run
 
-#: ticket − control per seed at level 1 for random_mask: better by the mean (+3) but one seed loses,
-#: so the paired bootstrap interval reaches below 0; every other difference is +5
-MIXED = {0: 5.0, 1: 5.0, 2: -1.0}
+SEEDS5 = (0, 1, 2, 3, 4)
+#: ticket − control per seed at level 1 for random_mask: better by the mean (+3.8) but one seed
+#: loses, so 2 of the 32 sign patterns reach the observed sum: p = 1/16 > 0.05
+MIXED = {0: 5.0, 1: 5.0, 2: -1.0, 3: 5.0, 4: 5.0}
 
 
 def _values(seed: int, control: str, level: int) -> dict[str, float]:
@@ -29,7 +33,7 @@ def _values(seed: int, control: str, level: int) -> dict[str, float]:
     base = 0.8 - 0.01 * level + 0.001 * seed
     if control == "ticket":
         return {"accuracy": base, "f1_macro": base - 0.2, "eval_loss": 0.5}
-    gap = MIXED[seed] if (control, level) == ("random_mask", 1) else 5.0
+    gap = MIXED[seed] if (control, level) == ("random_mask", 1) else 5.0 + seed
     return {"accuracy": base - gap / 100, "f1_macro": base - 0.2 + 0.05, "eval_loss": 0.5 + gap / 100}
 
 
@@ -41,32 +45,79 @@ def _headline(page: str) -> str:
 
 @pytest.fixture
 def mixed(tmp_path: Path) -> Path:
-    return make_run(tmp_path, "nlp", seeds=(0, 1, 2), levels=2, values=_values)
+    return make_run(tmp_path, "nlp", seeds=SEEDS5, levels=2, values=_values)
 
 
-def test_a_level_whose_interval_includes_zero_is_not_won(mixed: Path):
+def test_a_level_whose_test_does_not_reject_is_not_won(mixed: Path):
     run = load_run(mixed)
+    verdict = run_verdict(run)
+    assert verdict.tests[1].comparisons["random_mask"].p_better == pytest.approx(2 / 32)
+    assert verdict.tests[2].p == pytest.approx(1 / 32) and verdict.needed == 5
     assert level_verdict(run, 1)[0] is False and level_verdict(run, 2)[0] is True
     page = write_report(mixed).read_text()
     headline = _headline(page)
-    assert "at 1 of 2 pruned level(s) (L1" not in headline
-    assert "interval excluding 0 (paired by seed) at 1 of 2 pruned level(s) (L2)" in headline
+    assert "at 1 of 2 pruned level(s) (L2) over 5 seeds" in headline
+    assert "fixed sequence from the deepest level" in headline
     assert "at 1 more level(s) (L1) it is better by the mean only, which is no win" in headline
-    # the level table agrees with the headline, row by row
-    assert re.search(r"Level 1 ·[^<]*· winning <span class=\"no\">✗ no</span> <span class=\"kind\">\(better by "
-                     r"the mean only\)", page)
+    assert re.search(r"Level 1 ·[^<]*· winning <span class=\"no\">✗ no</span> <span class=\"kind\">\(p = 0.0625; "
+                     r"better by the mean only\)", page)
     assert re.search(r"Level 2 ·[^<]*· winning <span class=\"yes\">✓ yes</span>", page)
-    assert "ticket better by the mean only (CI includes 0)" in page
-    assert page.count("ticket better (CI excludes 0)") == 3  # random_reinit at L1 and L2, random_mask at L2
+    assert "no difference shown, p = 0.0625 (better by the mean)" in page
+    assert page.count("ticket better, p = 0.0312") == 3  # random_reinit at L1 and L2, random_mask at L2
 
 
-def test_one_seed_concludes_nothing(tmp_path: Path):
-    run = make_run(tmp_path, "rl", seeds=(0,), levels=2)
-    headline = _headline(write_report(run).read_text())
-    assert "Nothing can be concluded about winning: with one seed per unit there is no bootstrap interval" in headline
+def test_the_sequence_stops_at_the_deepest_level_not_won(tmp_path: Path):
+    """L2 (deepest) loses to random_mask, so L1 is never reached, however small its p."""
+    def values(seed: int, control: str, level: int) -> dict[str, float]:
+        gap = -0.05 if (control, level) == ("random_mask", 2) else 0.05 + 0.001 * seed
+        return {"accuracy": 0.8 if control == "ticket" else 0.8 - gap}
+
+    run = load_run(make_run(tmp_path, "nlp", seeds=SEEDS5, levels=2, values=values))
+    verdict = run_verdict(run)
+    assert verdict.order == (2, 1) and verdict.stopped == 2 and verdict.won == frozenset()
+    assert verdict.tests[1].p == pytest.approx(1 / 32)
+    assert level_verdict(run, 1)[0] is False
+    assert "not reached: the sequence stopped at level 2" in write_report(run.root).read_text()
+
+
+def test_holm_needs_more_seeds_and_says_so(tmp_path: Path):
+    root = make_run(tmp_path, "nlp", seeds=SEEDS5, levels=2, values=_values, report={"correction": "holm"})
+    verdict = run_verdict(load_run(root))
+    assert verdict.correction == "holm" and verdict.needed == 6  # 2^-6 <= 0.05 / 2 < 2^-5
+    assert verdict.state == "too_few_seeds" and verdict.won == frozenset()
+    headline = _headline(write_report(root).read_text())
+    assert "Too few seeds to judge winning: 5 seed(s) run, 6 needed" in headline and "Holm" in headline
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1), (0, 1, 2, 3)])
+def test_fewer_than_five_seeds_are_too_few_and_never_won(tmp_path: Path, seeds: tuple[int, ...]):
+    run = make_run(tmp_path, "rl", seeds=seeds, levels=2)
+    page = write_report(run).read_text()
+    headline = _headline(page)
+    assert f"Too few seeds to judge winning: {len(seeds)} seed(s) run, 5 needed" in headline
     assert "By the mean alone the ticket beats every random control at 2 of 2 pruned level(s) (L1, L2)" in headline
-    assert "with a bootstrap 95% interval excluding 0" not in headline
-    assert level_verdict(load_run(run), 1)[0] is None
+    assert level_verdict(load_run(run), 1)[0] is None and level_verdict(load_run(run), 2)[0] is None
+    assert "winning <span class=\"yes\">" not in page
+
+
+def test_a_control_is_random_by_its_role_not_its_name(tmp_path: Path):
+    """A control only a plugin knows, recorded as random, counts in the verdict and in compare;
+    recorded as an ablation, it does not."""
+    def values(seed: int, control: str, level: int) -> dict[str, float]:
+        return {"accuracy": 0.8 if control == "ticket" else (0.9 if control == "plugin_rand" else 0.7)}
+
+    for role, won in (("random", False), ("ablation", True)):
+        root = make_run(tmp_path / role, "nlp", seeds=SEEDS5, levels=2, values=values,
+                        controls=("random_mask", "plugin_rand"), roles={"plugin_rand": role})
+        (root / "config.yaml").write_text((root / "config.yaml").read_text().replace("- plugin_rand\n", ""))
+        run = load_run(root)
+        assert ("plugin_rand" in run.random_controls) is (role == "random")
+        assert (run_verdict(run).won == frozenset({1, 2})) is won
+        page = write_report(root).read_text()
+        assert f"plugin_rand <span class=\"kind\">{'random control' if role == 'random' else 'ablation'}" in page
+        assert main(["compare", str(root), "--out", str(tmp_path / f"cmp-{role}")]) == 0
+        cmp_page = (tmp_path / f"cmp-{role}" / "comparison.html").read_text()
+        assert (">plugin_rand<" in cmp_page) is (role == "random")  # the best random control of the margin table
 
 
 def test_metric_option_changes_the_headline_and_the_table(mixed: Path, capsys):
@@ -86,7 +137,7 @@ def test_metric_option_changes_the_headline_and_the_table(mixed: Path, capsys):
 
 
 def test_report_metric_in_the_task_is_the_default_and_not_hashed(tmp_path: Path):
-    run = make_run(tmp_path, "nlp", seeds=(0, 1, 2), levels=2, values=_values, report={"metric": "f1_macro"})
+    run = make_run(tmp_path, "nlp", seeds=SEEDS5, levels=2, values=_values, report={"metric": "f1_macro"})
     assert load_run(run).metric == "f1_macro"
     assert "f1_macro" in _headline(write_report(run).read_text())
     assert load_run(run, "accuracy").metric == "accuracy"  # --metric wins over the task

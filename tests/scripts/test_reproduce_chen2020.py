@@ -29,7 +29,7 @@ def test_tiny_minilm_study_end_to_end(chen: Any, tmp_path: Path) -> None:
     assert chen.main(["--budget", "tiny", "--out", str(out), "--quiet"]) == 0
 
     task = yaml.safe_load((out / "tasks" / "rotten-tomatoes-minilm-tickets.tiny.yaml").read_text())
-    assert task["controls"] == ["random_mask", "random_reinit", "one_shot", "prune_dense"]
+    assert task["controls"] == ["random_prune", "random_reinit", "one_shot", "prune_dense"]
     assert task["rewind"]["step"] == 0 and task["nlp"]["pretrained"] == "minilm"
     assert (task["train"]["steps"], task["prune"]["levels"], task["seeds"]) == (4, 1, [0])
 
@@ -49,7 +49,7 @@ def test_tiny_minilm_study_end_to_end(chen: Any, tmp_path: Path) -> None:
     claims = {c["id"]: c for c in res["claims"]}
     assert claims["matching"]["verdict"] in (chen.yu.PARTLY, chen.yu.UNTESTED)  # 20 % never reaches 40 %
     md = (out / "results.md").read_text()
-    assert "--budget tiny" in md and "764 of 1275" in md and "| ticket − random_mask |" in md
+    assert "--budget tiny" in md and "764 of 1275" in md and "| ticket − random_prune |" in md
 
     # results only: nothing trains, the files are rewritten, the ledger keeps one training invocation
     done = out / res["run_dir"] / "seed_0" / "ticket" / "level_1" / "DONE"
@@ -92,19 +92,26 @@ def test_matching_uses_one_std_of_the_dense_seeds(chen: Any) -> None:
     assert chen.claim_matching(shallow, chen.matching(shallow)).verdict == chen.yu.UNTESTED  # 36 % < 40 %
 
 
-def test_ticket_against_controls_with_intervals(chen: Any) -> None:
-    run = FakeRun({"ticket": [[0.8, 0.82], [0.8, 0.81], [0.79, 0.8]],
-                   "random_mask": [None, [0.7, 0.72], [0.6, 0.61]],
-                   "random_reinit": [None, [0.81, 0.83], [0.5, 0.52]]}, SPARSITY[:3])
-    rows = chen.intervals(run)
+def test_ticket_against_controls_with_sign_flip_p_values(chen: Any) -> None:
+    """Five seeds: a control the ticket beats at every seed (p = 1/32, significant), one it beats
+    at three of five (not significant); with two seeds nothing is significant."""
+    five = FakeRun({"ticket": [[0.8] * 5, [0.8, 0.81, 0.82, 0.8, 0.79], [0.79, 0.8, 0.81, 0.8, 0.8]],
+                    "random_prune": [None, [0.7, 0.72, 0.7, 0.71, 0.7], [0.6, 0.61, 0.6, 0.62, 0.6]],
+                    "random_reinit": [None, [0.81, 0.83, 0.8, 0.7, 0.82], [0.5, 0.52, 0.5, 0.5, 0.51]]},
+                   SPARSITY[:3])
+    rows = chen.intervals(five)
     assert [r["level"] for r in rows] == [1, 2]
-    assert rows[1]["random_mask"]["diff"] == pytest.approx(0.19)
-    assert rows[1]["random_mask"]["excludes_zero"] and rows[1]["random_mask"]["low"] > 0
-    assert chen.claim_beats(run, rows, "beats-random-pruning", "random_mask").verdict == chen.yu.REPRODUCED
-    reinit = chen.claim_beats(run, rows, "beats-random-reinit", "random_reinit")
-    assert reinit.verdict == chen.yu.NOT_REPRODUCED  # one win of two levels is no majority
+    assert rows[0]["random_prune"]["diff"] == pytest.approx(0.804 - 0.706)
+    assert rows[0]["random_prune"]["p"] == pytest.approx(1 / 32) and rows[0]["random_prune"]["significant"]
+    assert rows[0]["random_reinit"]["n"] == 5 and not rows[0]["random_reinit"]["significant"]
+    assert rows[1]["random_reinit"]["significant"]
+    assert chen.claim_beats(five, rows, "beats-random-pruning", "random_prune").verdict == chen.yu.REPRODUCED
+    reinit = chen.claim_beats(five, rows, "beats-random-reinit", "random_reinit")
+    assert "significantly (sign-flip p ≤ 0.05, uncorrected) at 1" in reinit.detail
     table = chen.interval_table_md(rows)
-    assert "| ticket − random_mask | ticket − random_reinit |" in table and " *" in table
+    assert "| ticket − random_prune | ticket − random_reinit |" in table and " *" in table
+    two = FakeRun({"ticket": [[0.8, 0.82], [0.8, 0.81]], "random_prune": [None, [0.7, 0.72]]}, SPARSITY[:2])
+    assert not chen.intervals(two)[0]["random_prune"]["significant"]  # 2 seeds: 1/4 at best
 
 
 def test_majority_and_a_constant_predictor(chen: Any) -> None:
