@@ -6,6 +6,7 @@ when the task file is loaded (one line naming the field), not minutes into a run
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
@@ -180,7 +181,8 @@ class Section(Strict):
         "(CartPole: length, masspole, masscart, gravity, force_mag, tau); derived ones are recomputed",
     )
     n_eval_episodes: AlwaysHashed[int] = Field(10, ge=1, description="deterministic evaluation episodes per level")
-    eval_seed_offset: AlwaysHashed[int] = Field(10_000, ge=1, description="eval env seed = seed + this offset")
+    eval_seed_offset: AlwaysHashed[int] = Field(
+        10_000, ge=1, description="episode i of training seed s is seeded offset + s * n_eval_episodes + i")
     eval_every: NotHashed[int | None] = Field(
         None, gt=0, description="env steps between deterministic evaluations recorded in each unit's learning "
         "curve (curve.csv); not hashed: evaluating changes no weight",
@@ -207,9 +209,15 @@ class Section(Strict):
     verbose: AlwaysHashed[int] = Field(0, ge=0, le=2)
 
     def user_modules(self) -> list[str]:
-        """Modules of the user's this section imports (pool workers preload them once)."""
+        """Modules of the user's this section imports (pool workers preload them once; a command
+        that opens someone else's run directory refuses them without ``--trust-code``):
+        ``rl.imports``, the module of ``rl.env: module:EnvId``, and the modules of the classes
+        ``rl.overrides`` names by import path (policy, policy_kwargs classes, env_wrapper), less
+        the libraries multiticket itself installs."""
         module, sep, _ = self.env.rpartition(":")
-        return [*self.imports, *([module] if sep else [])]
+        named = [path.replace(":", ".").rpartition(".")[0] for path in override_import_paths(self.overrides)]
+        own = [m for m in named if m.split(".")[0] not in LIBRARIES]
+        return list(dict.fromkeys([*self.imports, *([module] if sep else []), *own]))
 
     @field_validator("algo", mode="before")
     @classmethod
@@ -373,6 +381,23 @@ def _policy(value: str) -> tuple[str, type[BasePolicy] | None]:
         return value, import_object(value, BasePolicy, "policy class")
     except ValueError as exc:
         raise ValueError(f"policy: {exc}") from None
+
+
+#: packages multiticket installs, whose classes a task may name without running anyone's own code
+LIBRARIES = frozenset({"stable_baselines3", "sb3_contrib", "gymnasium", "torch", "ale_py"})
+
+
+def override_import_paths(overrides: dict[str, Any]) -> list[str]:
+    """The classes ``rl.overrides`` names by import path: ``policy``, ``policy_kwargs`` classes
+    and ``env_wrapper`` entries (short names such as ``MlpPolicy`` or ``relu`` are none)."""
+    found: list[Any] = [overrides.get("policy")]
+    kwargs = overrides.get("policy_kwargs")
+    if isinstance(kwargs, dict):
+        found += [kwargs.get(key) for key in POLICY_CLASSES]
+    if overrides.get("env_wrapper") is not None:
+        with contextlib.suppress(ValueError):
+            found += [path for path, _ in _wrapper_entries(overrides["env_wrapper"])]
+    return [v for v in found if isinstance(v, str) and ("." in v or ":" in v)]
 
 
 def _wrapper_entries(spec: Any) -> list[tuple[str, dict[str, Any]]]:

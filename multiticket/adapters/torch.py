@@ -120,14 +120,39 @@ class TorchSection(Strict):
         None, gt=0, description="steps between calls of the module's evaluate recorded in the learning curve"
     )
 
+    def user_modules(self) -> list[str]:
+        """The user's module this section imports: the torch domain always runs user code."""
+        return [self.module]
+
     @field_validator("module_dir")
     @classmethod
     def _absolute(cls, v: str | None, info: ValidationInfo) -> str | None:
-        base = (info.context or {}).get("task_dir")
+        """Relative to the task file's folder; in a run directory's ``config.yaml`` (context
+        ``run_dir``) only an absolute folder outside that run directory, so reading someone
+        else's run directory never imports code it carries."""
+        context = info.context or {}
+        run_dir = context.get("run_dir")
+        if run_dir is not None:
+            return _recorded_module_dir(v, Path(run_dir))
+        base = context.get("task_dir")
         if v is None:
             return str(Path(base).resolve()) if base is not None else None
         path = Path(v).expanduser()
         return str((Path(base) / path).resolve() if base is not None and not path.is_absolute() else path)
+
+
+def _recorded_module_dir(v: str | None, run_dir: Path) -> str | None:
+    """A run directory's recorded ``module_dir``: absolute (as recorded at run time) and outside it."""
+    if v is None:
+        return None
+    path = Path(v)
+    if not path.is_absolute():
+        raise ValueError(f"'{v}' is relative; a run directory records module_dir as an absolute path (a relative "
+                         "one would resolve inside the run directory)")
+    root = run_dir.resolve()
+    if path.resolve() == root or root in path.resolve().parents:
+        raise ValueError(f"'{v}' is inside the run directory; multiticket never imports code a run directory carries")
+    return str(path)
 
 
 def import_user_module(section: TorchSection) -> ModuleType:

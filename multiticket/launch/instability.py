@@ -14,7 +14,7 @@ from multiticket.core.imp import IMPRunner
 from multiticket.core.instability import InstabilityRunner
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
-from multiticket.launch.jobs import task_from_resolved
+from multiticket.launch.jobs import refuse_user_code, task_from_resolved
 from multiticket.rundir import read_run_config
 
 
@@ -57,15 +57,19 @@ def run_instability(
     controls: Sequence[str] | None = None,
     device: str = "cpu",
     reporter: Any = None,
+    trust_code: bool = False,
 ) -> list[dict[str, Any]]:
-    """Analyse every planned unit of a finished run; returns their instability records."""
+    """Analyse every planned unit of a finished run; returns their instability records. A run
+    whose config names user code (a torch module, ``rl.imports``) is refused unless ``trust_code``."""
     from multiticket.core.instability import alphas
     from multiticket.domains import adapter_class
 
     run_dir = Path(run_dir)
     alphas(points)  # validates --points before anything runs
     run_config = read_run_config(run_dir)
-    task = task_from_resolved(run_config.data, run_config.path)
+    recorded = task_from_resolved(run_config.data, run_config.path, user_code=False, run_dir=run_dir)
+    refuse_user_code(recorded, run_dir, trust_code)
+    task = task_from_resolved(run_config.data, run_config.path, run_dir=run_dir)
     if task.run_name != run_dir.name:
         raise UserError(f"{run_dir}: its config.yaml resolves to '{task.run_name}' (made by another version?)")
     units = plan_instability(task.config, seeds, levels, controls)

@@ -19,7 +19,7 @@ from typing import Any
 
 from multiticket.core.store import Unit
 from multiticket.core.units import PlannedUnit
-from multiticket.errors import RunFailure
+from multiticket.errors import RunFailure, UserError
 from multiticket.runtime import resolve_device
 
 PROBE_DIR = ".probes"
@@ -75,15 +75,27 @@ def make_jobs(spec: RunSpec, plan: Sequence[PlannedUnit], granularity: str) -> l
 # -- worker side ----------------------------------------------------------------------------------
 
 
-def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True) -> Any:
+def task_from_resolved(resolved: dict[str, Any], source: str | Path, user_code: bool = True,
+                       run_dir: Path | None = None) -> Any:
     """Rebuild a :class:`ResolvedTask` from the config recorded in ``config.yaml`` (no file read),
     through the same validators as a task file. Validating the domain section imports the modules
     the task names (``rl.imports``), so they are imported in every worker; ``user_code=False``
-    checks their form only (``status``)."""
+    checks their form only (``status``). ``run_dir``: the config was read from that run directory
+    (someone else's, maybe), so no path in it may resolve inside it (the section's validators see it)."""
     from multiticket.config import resolve_task, validate_task
 
     data = {k: v for k, v in resolved.items() if k != "versions"}
-    return resolve_task(validate_task(data, source), source, user_code)
+    return resolve_task(validate_task(data, source), source, user_code, run_dir=run_dir)
+
+
+def refuse_user_code(task: Any, run_dir: Path, trust: bool) -> None:
+    """UserError unless the run directory's task names no user code or the user trusts it
+    (``--trust-code``): importing a module runs it, and a run directory is someone else's input."""
+    modules = user_modules(task)
+    if modules and not trust:
+        raise UserError(f"{run_dir}/config.yaml: names user code ({', '.join(modules[:3])}{' ...' if len(modules) > 3 else ''}), "
+                        "which this command would import and run; pass --trust-code if you trust this run "
+                        "directory and the modules on your path")
 
 
 def user_modules(task: Any) -> tuple[str, ...]:
