@@ -18,6 +18,7 @@ from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.provenance import command_line, name_warning
 from multiticket.runtime import resolve_device
+from multiticket.terminal import printable
 
 if TYPE_CHECKING:
     from multiticket.launch.backends import LaunchOptions
@@ -265,11 +266,12 @@ def _print_table(console, records, metric: str | None = None) -> None:  # noqa: 
     metric, header, rows = level_table(records, metric)
     if not rows:
         return
-    table = Table(title=escape(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
+    safe = lambda text: escape(printable(text))  # noqa: E731 - names from a run directory
+    table = Table(title=safe(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
     for h in header:
-        table.add_column(escape(h), justify="right")
+        table.add_column(safe(h), justify="right")
     for row in rows:
-        table.add_row(*map(escape, row))
+        table.add_row(*map(safe, row))
     console.print(table)
 
 
@@ -286,7 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     console = Console()
     _print_table(console, run.records, run.metric)
     if run.records:
-        console.print(verdict_line(run), markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(verdict_line(run)), markup=False, highlight=False, soft_wrap=True)
     print(html)
     return 0
 
@@ -322,7 +324,7 @@ def cmd_instability(args: argparse.Namespace) -> int:
         records = run()
     for r in records:
         unit = "dense" if r["level"] == 0 else r["control"]
-        print(f"seed {r['seed']} L{r['level']} {unit:<14} sparsity {100 * r['sparsity']:5.1f}%  {r['metric']} "
+        print(f"seed {r['seed']} L{r['level']} {unit:<14} sparsity {100 * r['sparsity']:5.1f}%  {printable(r['metric'])} "
               f"{fmt(r['values'][0])} .. {fmt(r['values'][-1])}  barrier {fmt(r['barrier'])} "
               f"(vs the line between the ends {fmt(r['barrier_linear'])})")
     print(Path(args.run_dir))
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             if error is None or (args is not None and args.debug):
                 raise
             for line in getattr(error, "lines", [error]):  # several validation errors: one line each
-                print(f"multiticket: error: {line}", file=sys.stderr)
+                print(f"multiticket: error: {printable(line)}", file=sys.stderr)
             return error.exit_code
 
 

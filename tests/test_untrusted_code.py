@@ -78,3 +78,19 @@ def test_trust_code_never_reaches_inside_the_run_directory(planted: list[Path]):
     rl_run = planted[1]
     done = _cli(rl_run, "instability", ".", "--quiet")
     assert done.returncode == 2 and "names user code (evilmod)" in done.stderr and "--trust-code" in done.stderr
+
+
+def test_terminal_escapes_from_a_run_directory_are_shown_not_obeyed(tmp_path: Path):
+    """A metric name holding a screen clear, a window title and an OSC 52 clipboard write, and a
+    bidirectional override: ``report`` prints each as a visible escape."""
+    hostile = "acc\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\u202e"
+
+    def values(seed: int, control: str, level: int) -> dict[str, float]:
+        return {hostile: 0.9 if control == "ticket" else 0.5}
+
+    run = make_run(tmp_path, "nlp", seeds=(0, 1), levels=1, values=values)
+    done = _cli(tmp_path, "report", str(run))
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "acc\\x1b[2J\\x1b]0;pwned\\x07" in shown.replace("\n", "").replace(" ", "")  # visible, not obeyed

@@ -25,7 +25,7 @@ from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_ax
 from multiticket.analysis.rundata import RunData, load_run
 from multiticket.analysis.stats import anchor, better, fmt, normalise
 from multiticket.analysis.verdicts import run_verdict, win_note
-from multiticket.core.store import atomic_write_text
+from multiticket.core.store import refuse_links_below, write_inside
 from multiticket.errors import UserError
 
 
@@ -259,6 +259,7 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
     """Write the comparison page and its figures for already-normalised series."""
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
+    refuse_links_below(out_dir, plot_dir)
     metrics = {(s.run.metric, s.run.higher_is_better) for s in series if s.run.records}
     context: dict[str, Any] = {"series": series, "several_metrics": len(metrics) > 1, "plots": None}
     with_data = [s for s in series if s.levels]
@@ -281,7 +282,8 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
             context["plots"]["target"] = pct(target)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "comparison.html"
-    atomic_write_text(path, str(render("compare.html.j2", title="multiticket comparison", **context)))
+    page = str(render("compare.html.j2", title="multiticket comparison", **context))
+    write_inside(out_dir, path, lambda tmp: tmp.write_text(page))
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 from multiticket.analysis.layers import random_jaccard  # noqa: E402
 from multiticket.analysis.rundata import RunData  # noqa: E402
 from multiticket.analysis.stats import fmt, mean_std  # noqa: E402
+from multiticket.core.store import atomic_write  # noqa: E402
 
 #: one colour per control, the same in every chart (ticket: the strongest)
 CONTROL_COLORS = {
@@ -87,12 +89,16 @@ def new_figure(width: float, height: float) -> Figure:
 def save_png(fig: Figure, path: Path) -> bytes:
     """Write ``fig`` to ``path`` and return the PNG bytes (for embedding); closes the figure."""
     buf = io.BytesIO()
-    with plt.rc_context(STYLE):
+    with plt.rc_context(STYLE), warnings.catch_warnings():
+        # a name from the run directory may hold characters no font has; matplotlib's warning
+        # would print the raw character (an escape sequence, say) to the terminal
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     data = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    # atomically: a planted link at ``path`` is replaced, never written through (the page's entry
+    # point has refused links on the way to the plot folder: store.refuse_links_below)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return data
 
 

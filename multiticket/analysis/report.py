@@ -28,7 +28,7 @@ from multiticket.analysis.rundata import RunData, load_run
 from multiticket.analysis.stats import fmt, matches
 from multiticket.analysis.targeted import td_section
 from multiticket.analysis.verdicts import row_verdict, run_verdict, win_note, win_summary
-from multiticket.core.store import atomic_write_text
+from multiticket.core.store import refuse_links_below, write_inside
 
 
 def mean_text(m: float, s: float, n: int) -> str:
@@ -162,6 +162,7 @@ def input_section(run: RunData, masks: dict, plot_dir: Path) -> dict[str, Any]:
 
 def build_report(run: RunData) -> str:
     plot_dir = run.root / "plots"
+    refuse_links_below(run.root, plot_dir)  # someone else's run directory: plots/ may be a planted link
     context: dict[str, Any] = {"run": run, "header": header(run), "headline": headline(run), "sections": [],
                                "interval_label": INTERVAL_LABEL}
     context["degenerate"] = degenerate_section(run)
@@ -191,5 +192,5 @@ def save_report(run: RunData) -> Path:
     """Write the report of a loaded run view (its metric heads it) into its run directory."""
     text = build_report(run)
     path = run.root / "report.html"
-    atomic_write_text(path, text)
+    write_inside(run.root, path, lambda tmp: tmp.write_text(text))
     return path

@@ -92,11 +92,42 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_text_if_changed(path: Path, text: str) -> bool:
-    """Atomically (re)write ``path`` unless it already holds ``text``; True if written."""
-    if path.is_file() and path.read_text() == text:
+    """Atomically (re)write ``path`` unless it already holds ``text``; True if written. A file
+    of another size is replaced unread, and a symbolic link is replaced, never followed (so a
+    huge, garbled or planted file costs nothing)."""
+    data = text.encode()
+    with storage_errors(path):
+        same = (not path.is_symlink() and path.is_file() and path.stat().st_size == len(data)
+                and path.read_bytes() == data)
+    if same:
         return False
-    atomic_write_text(path, text)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return True
+
+
+def refuse_links_below(root: Path, path: Path) -> None:
+    """Raise :class:`UserError` unless ``path`` lies inside ``root`` with no symbolic link on the
+    way from ``root`` down to it (``path`` included): writing there would land outside ``root``.
+    ``root`` itself may be a link: the user named it."""
+    try:
+        below = Path(path).relative_to(root)
+    except ValueError:
+        raise UserError(f"{path}: outside {root}; multiticket writes only inside the directory it was given") from None
+    if ".." in below.parts:
+        raise UserError(f"{path}: outside {root}; multiticket writes only inside the directory it was given")
+    current = Path(root)
+    for part in below.parts:
+        current = current / part
+        if current.is_symlink():
+            raise UserError(f"{current}: is a symbolic link; multiticket does not write through links inside "
+                            f"{root} (remove it, then rerun)")
+
+
+def write_inside(root: Path, path: Path, write: Callable[[Path], object]) -> None:
+    """The one way analysis writes its outputs (pages, plots, tables): :func:`atomic_write` after
+    :func:`refuse_links_below`, so nothing is written through a link or outside ``root``."""
+    refuse_links_below(root, path)
+    atomic_write(path, write)
 
 
 def sha256(path: Path) -> str:
@@ -187,15 +218,10 @@ class RunStore:
     def refuse_links(self, directory: Path) -> None:
         """Raise :class:`UserError` if ``directory`` or a parent below the run root is a symlink."""
         try:
-            below = Path(directory).relative_to(self.root)
+            Path(directory).relative_to(self.root)
         except ValueError:
             return
-        path = self.root
-        for part in below.parts:
-            path = path / part
-            if path.is_symlink():
-                raise UserError(f"{path}: is a symbolic link; multiticket does not write through links "
-                                "inside a run directory (remove it, then rerun)")
+        refuse_links_below(self.root, directory)
 
     def write_file(self, directory: Path, name: str, write: Callable[[Path], None]) -> None:
         atomic_write(directory / name, write)

@@ -18,6 +18,7 @@ from multiticket.core.store import RunStore, Unit
 from multiticket.core.units import unit_finished, unit_plan
 from multiticket.errors import UserError
 from multiticket.rundir import check_finished_unit, corrupt_reason, read_run_config
+from multiticket.terminal import printable
 
 STATES = ("done", "running", "failed", "corrupt", "missing")
 
@@ -92,7 +93,7 @@ def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
     t = summary["total"]
     caption = (f"{t['done']} done · {t['running']} running · {t['failed']} failed · {t['corrupt']} corrupt · "
                f"{t['missing']} missing")
-    table = Table(title=escape(Path(run_dir).name), caption=caption, min_width=max(48, len(caption)))
+    table = Table(title=escape(printable(Path(run_dir).name)), caption=caption, min_width=max(48, len(caption)))
     table.add_column("control")
     for level in levels:
         table.add_column(f"L{level}", justify="center")
@@ -115,7 +116,7 @@ def status_table(run_dir: Path, states: dict[Unit, str]) -> Any:
 
 def corrupt_lines(status: RunStatus, limit: int = 10) -> list[str]:
     """One line per corrupt unit (the first ``limit``), for the terminal."""
-    lines = [f"corrupt: {u.relpath()}: {why}" for u, why in list(status.reasons.items())[:limit]]
+    lines = [f"corrupt: {u.relpath()}: {printable(why)}" for u, why in list(status.reasons.items())[:limit]]
     if len(status.reasons) > limit:
         lines.append(f"... and {len(status.reasons) - limit} more corrupt unit(s)")
     return lines

@@ -218,3 +218,33 @@ def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
     iqm, low, high = (float(x) for x in row.groups())
     assert iqm == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
     assert low <= iqm <= high
+
+
+def test_report_never_writes_through_a_link_or_outside_the_run(tmp_path: Path, capsys):
+    """Someone else's run directory with ``plots`` linked elsewhere: one line, exit 2, nothing
+    written there; a plot file or summary.csv linked to an outside file is replaced, never
+    written through; a summary.csv that is not UTF-8 is replaced unread."""
+    run = make_run(tmp_path / "runs", "rl", seeds=(0, 1), levels=2)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "plots").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plots: is a symbolic link" in err[0], err
+    assert list(elsewhere.iterdir()) == [] and not (run / "report.html").exists()
+    (run / "plots").unlink()
+    (run / "plots").mkdir()
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    (run / "plots" / "metric_vs_sparsity.png").symlink_to(victim)
+    precious = tmp_path / "precious.csv"
+    precious.write_text("do not touch\n")
+    (run / "summary.csv").unlink()
+    (run / "summary.csv").symlink_to(precious)
+    assert main(["report", str(run)]) == 0
+    assert victim.read_bytes() == b"precious" and precious.read_text() == "do not touch\n"
+    for path in (run / "plots" / "metric_vs_sparsity.png", run / "summary.csv"):
+        assert path.is_file() and not path.is_symlink()
+    (run / "summary.csv").write_bytes(b"\xff\xfe not utf-8 \x80" * 1000)
+    assert main(["report", str(run)]) == 0
+    assert (run / "summary.csv").read_text().startswith("task,domain,seed,")
