@@ -31,6 +31,7 @@ from multiticket import domains as _builtin_domains  # noqa: F401 - registers to
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
 from multiticket.core.registry import criteria, domains
+from multiticket.core.textfile import check_shape, read_yaml
 from multiticket.errors import UserError
 from multiticket.schema import AlwaysHashed, NotHashed, Strict, not_hashed_paths, recorded
 
@@ -45,6 +46,12 @@ DEFAULT_EARLY_BIRD_INTERVAL = "2%"
 MAX_SEEDS = 1000
 MAX_CONTROLS = 64
 MAX_UNITS = 100_000
+
+#: the longest task name (the run directory is '<name>-<hash>', well under a file name's 255 bytes)
+MAX_NAME = 100
+#: the longest --set item (key=value)
+MAX_OVERRIDE = 100_000
+
 
 class TrainSection(Strict):
     steps: AlwaysHashed[int] = Field(gt=0, description="training length: env timesteps (rl), optimizer steps (nlp, toy)")
@@ -200,7 +207,8 @@ class TaskConfig(Strict):
     """The common keys of a task file; the domain's own section is kept raw (:meth:`domain_section`)
     and validated by the domain adapter's ``Section`` (:func:`resolve_task`)."""
 
-    name: AlwaysHashed[str] = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: AlwaysHashed[str] = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME,
+                                    description=f"the run directory is '<name>-<hash>': at most {MAX_NAME} characters")
     domain: AlwaysHashed[str] = Field(description="a registered domain (toy, rl, nlp, or a plugin's)")
     description: NotHashed[str] = ""
     seeds: NotHashed[list[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]]] = Field(
@@ -398,12 +406,19 @@ def config_hash(resolved: dict[str, Any], section: type[BaseModel] | None = None
 def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set: expected key.path=value, got '{item}'")
+        raise UserError(f"--set: expected key.path=value, got '{item[:100]}'")
+    where = f"--set {key.strip()[:100]}"
+    if len(item) > MAX_OVERRIDE:
+        raise UserError(f"{where}: longer than {MAX_OVERRIDE} characters")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return [k for k in key.strip().split(".")], value
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise UserError(f"{where}: {str(exc).splitlines()[0][:200]}") from None
+    return [k for k in key.strip().split(".")], check_shape(value, where)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | Mapping[str, Any]) -> dict[str, Any]:
@@ -500,18 +515,11 @@ def validate_section(
 
 
 def read_yaml_file(source: Path, kind: str) -> Any:
-    """Parse a YAML file; a missing, unreadable or malformed file is a one-line UserError."""
+    """Parse a YAML file, bounded (:mod:`multiticket.core.textfile`: size, values with aliases
+    expanded, depth, integer digits); a missing, oversized or malformed file is one UserError line."""
     if not source.is_file():
         raise UserError(f"{source}: no such {kind} file")
-    try:
-        return yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise UserError(f"{source}: YAML error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{source}: cannot read: {exc}") from None
+    return read_yaml(source)
 
 
 

@@ -13,19 +13,18 @@ neither SB3 nor transformers. This is the one place that reads a run's ``config.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from multiticket.config import TaskConfig, _field_error, validate_task
 from multiticket.core.mask import Mask
 from multiticket.core.store import DONE, RunStore, Unit, sha256
+from multiticket.core.textfile import parse_json, read_bounded, read_yaml
 from multiticket.errors import UserError
 
 CONFIG = "config.yaml"
@@ -55,37 +54,6 @@ class RunConfig:
     versions: dict[str, str] | None = None
 
 
-def read_bounded(path: Path, limit: int) -> str:
-    """The UTF-8 text of a regular file of at most ``limit`` bytes; UserError otherwise."""
-    try:
-        if not path.is_file():
-            raise UserError(f"{path}: not a regular file")
-        with open(path, "rb") as fh:
-            raw = fh.read(limit + 1)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > limit:
-        raise UserError(f"{path}: larger than {limit} bytes; not a file multiticket wrote")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-
-
-def _count_nodes(data: Any, budget: int) -> int:
-    """Nodes of a parsed YAML document with aliases expanded, stopping once over ``budget``."""
-    stack, seen = [data], 0
-    while stack and seen <= budget:
-        node = stack.pop()
-        seen += 1
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return seen
-
-
 def read_run_config(run_dir: Path | str) -> RunConfig:
     """Read and validate ``run_dir/config.yaml``; UserError naming the file and field otherwise."""
     root = Path(run_dir)
@@ -94,19 +62,9 @@ def read_run_config(run_dir: Path | str) -> RunConfig:
         raise UserError(f"{root}: not a run directory (no such directory)")
     if not path.exists():
         raise UserError(f"{root}: not a run directory (no {CONFIG}; pass the <task>-<hash> directory)")
-    text = read_bounded(path, MAX_CONFIG_BYTES)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise UserError(f"{path}: YAML error{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply") from None
+    data = read_yaml(path, MAX_CONFIG_BYTES, MAX_YAML_NODES)
     if not isinstance(data, dict):
         raise UserError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
-    if _count_nodes(data, MAX_YAML_NODES) > MAX_YAML_NODES:
-        raise UserError(f"{path}: more than {MAX_YAML_NODES} values (aliases expanded); not a config multiticket wrote")
     versions = data.get("versions")
     data = {k: v for k, v in data.items() if k != "versions"}
     try:
@@ -126,13 +84,7 @@ def _versions(value: Any) -> dict[str, str] | None:
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
     """Parse a JSON file of a run directory (bounded; NaN and Infinity are parsed, schemas refuse them)."""
-    text = read_bounded(path, limit)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply") from None
+    return parse_json(read_bounded(path, limit), str(path))
 
 
 # -- metrics.json ---------------------------------------------------------------------------------

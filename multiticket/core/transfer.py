@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from multiticket.core.controls import CONTROLS
 from multiticket.core.inputs import Scope
@@ -48,6 +47,7 @@ from multiticket.core.rewind import RewindPoint, copy_state_dict
 from multiticket.core.seeding import generator
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.tensorfile import load_tensors
+from multiticket.core.textfile import read_yaml
 from multiticket.errors import UserError
 
 
@@ -100,7 +100,7 @@ def read_source(run_dir: Path | str, parse_config: Callable[[dict[str, Any]], An
     if not config_file.is_file():
         raise UserError(f"{root}: not a run directory (no config.yaml)")
     try:
-        resolved = yaml.safe_load(config_file.read_text()) or {}
+        resolved = read_yaml(config_file) or {}
         resolved.pop("versions", None)
         k = parse_config(resolved).rewind_step()
     except Exception as exc:  # noqa: BLE001 - YAML or validation problems: the user's to fix

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from multiticket.config import ResolvedTask, load_task, read_yaml_file, validate_section
+from multiticket.core.textfile import read_yaml
 from multiticket.errors import UserError, UserErrors
 from multiticket.paths import shipped_tasks
 from multiticket.schema import Strict
@@ -53,8 +53,8 @@ class Sweep:
 
 def is_sweep_file(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        data = read_yaml(path)
+    except UserError:
         return False
     return isinstance(data, dict) and "tasks" in data and "domain" not in data
 
