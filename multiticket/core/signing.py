@@ -53,19 +53,42 @@ def _create(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _create_or_explain(path: Path) -> None:
+    """:func:`_create`, with a key location that cannot be written as one line that says so."""
+    if path.is_symlink():  # exists() is False for a dangling link
+        raise UserError(f"{path}: signing key ({KEY_ENV}) is a symbolic link to nothing; remove it, or point "
+                        f"{KEY_ENV} at a key file")
+    try:
+        _create(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create the signing key ({exc.strerror or exc}); set {KEY_ENV} to a "
+                        "file in a folder you can write") from None
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    """Refuse a key that others could read or write (like ssh with a private key): anyone who can
+    read it can sign a checkpoint this user's multiticket would unpickle."""
+    if info.st_mode & 0o077:
+        raise UserError(f"{path}: signing key ({KEY_ENV}) is accessible by group or others (mode "
+                        f"{stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}")
+
+
 def signing_key() -> bytes:
     """This user's key (created on first use); a one-line error if it is unusable."""
     path = key_file()
     if not path.exists():
-        _create(path)
+        _create_or_explain(path)
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise UserError(f"{path}: signing key ({KEY_ENV}) is not a regular file")
+        _check_private(path, info)
         text = path.read_text().strip()
         key = bytes.fromhex(text)
     except FileNotFoundError:
         raise UserError(f"{path}: signing key ({KEY_ENV}) vanished while being read") from None
+    except PermissionError:
+        raise UserError(f"{path}: signing key ({KEY_ENV}) cannot be read (permission denied)") from None
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path}: signing key ({KEY_ENV}) is not a hex string; delete it to get a new one") from None
     if len(key) < 16:

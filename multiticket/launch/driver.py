@@ -156,16 +156,16 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
     if auto and opts.backend != "slurm" and not opts.address:
         opts = fit_memory(opts, runs)
     facts = [run.runner.adapter.provenance() for run in runs]  # built, before a pool run closes them
-    for run, measured in zip(runs, baselines):
-        run.commit()
-        write_baselines(run.run_dir, measured)
-        for note in run.runner.adapter.notes().values():
-            reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
-        if not opts.in_process:
-            run.runner.adapter.close()  # validated; the workers build their own
     with contextlib.ExitStack() as stack:
+        lock_all(stack, runs)  # before the first write: a second driver writes nothing
+        for run, measured in zip(runs, baselines):
+            run.commit()
+            write_baselines(run.run_dir, measured)
+            for note in run.runner.adapter.notes().values():
+                reporter.warn(str(note.get("message", note)) if isinstance(note, dict) else str(note))
+            if not opts.in_process:
+                run.runner.adapter.close()  # validated; the workers build their own
         for run, resolved, fact, record in zip(runs, configs, facts, records):
-            stack.enter_context(RunStore(run.run_dir).locked())
             RunStore(run.run_dir).clear_temporaries()
             config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -183,6 +183,18 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         else:
             dispatch(runs, opts, reporter)
     return [r.run_dir for r in runs]
+
+
+def lock_all(stack: contextlib.ExitStack, runs: list[PreparedRun]) -> None:
+    """Hold every run directory's lock in ``stack``; if one is taken, discard every staging
+    folder and raise, having written nothing (the lock file of a new directory aside)."""
+    try:
+        for run in runs:
+            stack.enter_context(RunStore(run.run_dir).locked())
+    except BaseException:
+        for run in runs:
+            run.discard()
+        raise
 
 
 def cpu_workers(opts: LaunchOptions) -> int:

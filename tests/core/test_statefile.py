@@ -167,3 +167,27 @@ def test_rewind_point_refuses_wrong_fields_and_rng(tmp_path: Path) -> None:
     save_tree(tmp_path, "state", [1, 2])
     with pytest.raises(UserError, match="has not the fields of a rewind point"):
         RewindPoint.load(tmp_path)
+
+
+def test_a_key_others_can_read_a_dangling_link_or_an_unwritable_place_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing key is treated like an ssh private key (issue 29)."""
+    key = tmp_path / "k"
+    monkeypatch.setenv(signing.KEY_ENV, str(key))
+    signing.signing_key()
+    assert (key.stat().st_mode & 0o777) == 0o600
+    key.chmod(0o666)
+    with pytest.raises(UserError, match=r"accessible by group or others \(mode 0666\); run: chmod 600"):
+        signing.signing_key()
+    key.chmod(0o640)
+    with pytest.raises(UserError, match="mode 0640"):
+        signing.signing_key()
+    dangling = tmp_path / "gone"
+    dangling.symlink_to(tmp_path / "nowhere")
+    monkeypatch.setenv(signing.KEY_ENV, str(dangling))
+    with pytest.raises(UserError, match="symbolic link to nothing"):
+        signing.signing_key()
+    monkeypatch.delenv(signing.KEY_ENV)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/proc/nope")
+    with pytest.raises(UserError, match=r"cannot create the signing key .*set MULTITICKET_KEY_FILE"):
+        signing.signing_key()
