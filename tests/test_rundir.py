@@ -198,7 +198,8 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FILES = ["config.yaml", f"{UNIT}/metrics.json", f"{UNIT}/DONE", f"{UNIT}/mask.safetensors",
-         "seed_0/ticket/level_0/metrics.json", "seed_0/ticket/level_0/mask.safetensors", "seed_0/random_mask/level_1/DONE"]
+         "seed_0/ticket/level_0/metrics.json", "seed_0/ticket/level_0/mask.safetensors", "seed_0/random_mask/level_1/DONE",
+         "baselines.json", "provenance.json", "summary.csv", f"{UNIT}/curve.csv", f"{UNIT}/final.safetensors"]
 KEYS = ["seed", "level", "control", "sparsity", "metric", "metrics", "task", "domain", "higher_is_better",
         "early_bird", "start_step", "name", "seeds", "prune", "controls", "train", "report", "rewind", "files"]
 
@@ -260,10 +261,10 @@ def test_mutated_run_directory_never_gives_a_traceback(toy_run, capsys, changes)
         run = copy_run(toy_run, Path(tmp))
         for change in changes:
             mutate(run, *change)
-        for command in ("status", "report"):
+        for command in (["status", str(run)], ["report", str(run)], ["compare", str(run), "--out", f"{tmp}/cmp"]):
             capsys.readouterr()
             start = time.perf_counter()
-            rc = main([command, str(run)])  # any exception but UserError escapes: a failure here
+            rc = main(command)  # any exception but UserError escapes: a failure here
             elapsed = time.perf_counter() - start
             err = capsys.readouterr().err.strip()
             assert rc in (0, 2), (command, rc, err)
@@ -272,3 +273,22 @@ def test_mutated_run_directory_never_gives_a_traceback(toy_run, capsys, changes)
             assert elapsed < 20, (command, elapsed, changes)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     assert grown_mb < 300, (grown_mb, changes)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=mutations())
+def test_mutated_run_directory_as_a_transfer_source_or_for_instability(toy_run, capsys, changes):
+    """The commands that train from a run directory: one line and exit 2 (or 1 for a unit that
+    fails), never a traceback, on the same mutations."""
+    with tempfile.TemporaryDirectory(prefix="rundir-hyp-") as tmp:
+        run = copy_run(toy_run, Path(tmp))
+        for change in changes:
+            mutate(run, *change)
+        for command in (["transfer", str(run), "--to", "toy-mlp", "--out", f"{tmp}/tr", "--levels", "1",
+                         *TINY[3:]], ["instability", str(run), "--levels", "1", "--points", "2", "--quiet"]):
+            capsys.readouterr()
+            rc = main(command)
+            err = capsys.readouterr().err.strip()
+            assert rc in (0, 1, 2), (command[0], rc, err)
+            if rc:
+                assert "\n" not in err and err.startswith("multiticket: error: "), err
