@@ -23,7 +23,6 @@ rates under the null are checked by simulation in ``tests/analysis/test_calibrat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -180,11 +179,6 @@ def row_verdict(d: Paired, higher_is_better: bool, needed: int) -> tuple[str, bo
 
 def _p(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
-
-
-def p_text(p: float) -> str:
-    """A p-value for tables: 3 significant digits."""
-    return "–" if math.isnan(p) else _p(p)
 
 
 def win_note(verdict: RunVerdict, level: int) -> str:
