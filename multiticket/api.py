@@ -1,4 +1,4 @@
-"""The Python API: ``multiticket.run(...)`` and ``multiticket.load_run(path)`` (README, "Python API").
+"""The Python API: ``multiticket.run(...)`` and ``multiticket.load_run(path)`` (docs/usage.md, "Python API").
 
 :func:`run` takes the path the command line takes (:func:`resolve_task`, then :func:`execute`),
 so it writes the same run directory as ``multiticket run``; it trains in this process by default,

@@ -1,4 +1,4 @@
-"""The ``early_bird`` chain (README, *Retraining modes and early-bird tickets*): IMP whose every mask
+"""The ``early_bird`` chain (docs/tasks.md, *Retraining modes and early-bird tickets*): IMP whose every mask
 is drawn as soon as it stabilises (You et al. 2020) instead of after full training.
 
 Early-bird plugs into the level loop in two places, neither of them a runner method: it provides

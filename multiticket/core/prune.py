@@ -1,6 +1,6 @@
 """Pruning strategies as pure functions: (weights, mask, spec) -> new mask.
 
-Counting rule (exact, documented in the README): a group of parameters with ``alive`` live
+Counting rule (exact, documented in docs/tasks.md): a group of parameters with ``alive`` live
 entries out of ``total`` loses ``n = floor(base * rate + 0.5)`` entries (rounded half up), where
 ``base`` is ``alive`` (``rate_of: remaining``, the LTH default) or ``total`` (``rate_of: original``,
 BERT-Tickets style), clamped to ``[1, alive]`` while any entry is alive. A group is the whole scope

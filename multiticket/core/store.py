@@ -1,6 +1,6 @@
 """The run store: one directory per resolved config, one sub-directory per unit of work.
 
-Layout (the run-directory contract of the README; docs/architecture.md follows one unit into it)::
+Layout (the run-directory contract of docs/usage.md; docs/architecture.md follows one unit into it)::
 
     <out>/<name>-<hash8>/
       config.yaml
