@@ -11,4 +11,5 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   multiticket/analysis/calibration.py \
   multiticket/runtime.py multiticket/transfer_task.py
 .venv/bin/lint-imports
-.venv/bin/python -m pytest -q "$@"
+# the whole suite, the slow end-to-end cases marked `expensive` too (a bare `pytest` leaves them out)
+.venv/bin/python -m pytest -q -m "expensive or not expensive" "$@"

@@ -47,6 +47,7 @@ def _env() -> dict[str, str]:
 
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("case", list(CASES))
 def test_sigkill_at_random_moments_never_corrupts_results(case, tmp_path):
     args, min_kills = CASES[case]

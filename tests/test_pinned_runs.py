@@ -25,7 +25,7 @@ PINS = Path(__file__).parent / "pinned"
 REPIN = os.environ.get("MULTITICKET_REPIN") == "1"
 #: toy controls that a plain task runs (transfer_mask needs a transfer run, prune_dense_td a TD section)
 PLAIN_CONTROLS = "[random_reinit,random_mask,random_mask_global,permuted_init,permuted_mask,one_shot,rewind_init,early_bird,prune_dense]"
-TINY = ["--quiet", "--seeds", "0,1", "--levels", "2", "--set", "train.steps=120", "--set", "toy.n_train=256",
+TINY = ["--quiet", "--workers", "1", "--seeds", "0,1", "--levels", "2", "--set", "train.steps=120", "--set", "toy.n_train=256",
         "--set", "toy.n_test=128", "--set", "toy.hidden=[16,8]", "--set", "toy.n_features=8"]
 
 
@@ -66,18 +66,26 @@ def _fingerprint(run: Path) -> dict:
     return out
 
 
-def test_every_control_of_a_toy_run_is_pinned(tmp_path):
-    out = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny toy run of every plain control, one with targeted dropout, one transfer (in this
+    process: the module-scoped runs start before the per-test ``--workers auto`` patch)."""
+    tmp = tmp_path_factory.mktemp("pinned")
+    out = tmp / "runs"
     assert main(["run", "toy-mlp", "--out", str(out), *TINY, "--set", f"controls={PLAIN_CONTROLS}",
                  "--set", "early_bird.interval=10"]) == 0
     source = only_run(out)
-    assert main(["run", "toy-mlp", "--out", str(tmp_path / "td"), *TINY, "--set", "controls=[prune_dense_td]",
+    assert main(["run", "toy-mlp", "--out", str(tmp / "td"), *TINY, "--set", "controls=[prune_dense_td]",
                  "--set", "targeted_dropout={gamma: 0.5, alpha: 0.5}"]) == 0
-    assert main(["transfer", str(source), "--to", "toy-mlp", "--out", str(tmp_path / "tr"), "--quiet",
-                 "--controls", "transfer_mask,random_mask", "--set", "train.steps=120", "--set", "toy.n_train=256",
+    assert main(["transfer", str(source), "--to", "toy-mlp", "--out", str(tmp / "tr"), "--quiet",
+                 "--controls", "transfer_mask,random_mask", "--workers", "1", "--set", "train.steps=120", "--set", "toy.n_train=256",
                  "--set", "toy.n_test=128", "--set", "toy.hidden=[16,8]", "--set", "toy.n_features=8",
                  "--set", "toy.n_classes=3"]) == 0
+    return {"controls": source, "td": only_run(tmp / "td"), "transfer": only_run(tmp / "tr")}
+
+
+def test_every_control_of_a_toy_run_is_pinned(toy_runs):
     fingerprint = {}
-    for tag, parent in (("controls", out), ("td", tmp_path / "td"), ("transfer", tmp_path / "tr")):
-        fingerprint.update({f"{tag}/{k}": v for k, v in _fingerprint(only_run(parent)).items()})
+    for tag, run in toy_runs.items():
+        fingerprint.update({f"{tag}/{k}": v for k, v in _fingerprint(run).items()})
     _check("toy_controls", fingerprint)

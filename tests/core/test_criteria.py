@@ -14,6 +14,7 @@ from multiticket.core.criteria.base import ranks
 from multiticket.core.mask import Mask
 from multiticket.core.prune import PruneSpec, planned_alive, prune
 from multiticket.core.registry import criteria
+from multiticket.core.tensorfile import load_tensors
 from multiticket.errors import UserError
 from multiticket.paths import TASKS_DIR
 
@@ -141,8 +142,12 @@ def test_criteria_that_cannot_apply_are_refused(sets, message):
         load_task(TOY, sets)
 
 
-def test_early_bird_with_an_init_criterion_runs_when_k_is_zero():
-    load_task(TOY, ["prune.criterion=large_init", "controls=[early_bird]", "rewind.step=0"])
+def test_early_bird_with_an_init_criterion_is_accepted_when_k_is_zero():
+    """At k = 0 the early-bird search has its rewind point (step 0) before any mask check."""
+    task = load_task(TOY, ["prune.criterion=large_init", "controls=[early_bird]", "rewind.step=0"])
+    assert task.resolved["prune"]["criterion"] == "large_init"
+    assert task.resolved["controls"] == ["early_bird"]
+    assert task.resolved["rewind"]["step"] == 0
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -156,13 +161,36 @@ def test_each_criterion_runs_end_to_end(tmp_path, name):
     assert (run / "seed_0" / "one_shot" / "level_3" / "DONE").is_file()
 
 
-def test_init_criteria_run_in_every_chain_that_has_a_rewind_point(tmp_path):
-    """rewind_init ranks against step 0, one_shot and prune_dense against k, early-bird (k = 0) too."""
-    args = ["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "2", "--set", "prune.criterion=movement",
-            "--set", "rewind.step=0", "--set", "train.steps=60", "--set", "toy.n_train=128", "--set", "toy.n_test=64",
-            "--set", "toy.hidden=[16,8]", "--set", "early_bird.interval=5",
-            "--set", "controls=[rewind_init,early_bird,prune_dense]"]
+def _movement_keeps_the_largest(mask: dict, final: dict, reference: dict) -> bool:
+    """True when every kept weight moved at least as far from ``reference`` as every pruned one
+    (global ranking of |w_final - w_ref| over all masked tensors: the movement criterion's rule)."""
+    kept = torch.cat([(final[n] - reference[n]).abs()[mask[n].bool()] for n in mask])
+    pruned = torch.cat([(final[n] - reference[n]).abs()[~mask[n].bool()] for n in mask])
+    return bool(pruned.numel() > 0 and kept.min() >= pruned.max())
+
+
+def test_init_criteria_rank_each_chain_against_its_own_rewind_point(tmp_path):
+    """With k = 10, rewind_init ranks |w_f - w_0| (its rewind point is step 0) while the ticket,
+    one_shot and prune_dense rank |w_f - w_10|; recomputed here from the saved weights."""
+    args = ["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "1", "--set", "prune.criterion=movement",
+            "--set", "rewind.step=10", "--set", "train.steps=60", "--set", "toy.n_train=128", "--set", "toy.n_test=64",
+            "--set", "toy.hidden=[16,8]", "--set", "controls=[rewind_init,one_shot,prune_dense]", "--workers", "1"]
     assert main(args) == 0
     (run,) = list(tmp_path.iterdir())
-    for control in ("ticket", "rewind_init", "early_bird", "prune_dense"):
-        assert (run / "seed_0" / control / "level_2" / "DONE").is_file(), control
+    seed = run / "seed_0"
+    dense = load_tensors(seed / "ticket" / "level_0" / "final.safetensors")
+    step = {k: load_tensors(seed / "rewind" / f"step_{k}" / "weights.safetensors") for k in (0, 10)}
+    for control, k in (("rewind_init", 0), ("ticket", 10), ("one_shot", 10), ("prune_dense", 10)):
+        mask = load_tensors(seed / control / "level_1" / "mask.safetensors")
+        assert _movement_keeps_the_largest(mask, dense, step[k]), control
+        assert not _movement_keeps_the_largest(mask, dense, step[10 - k]), control
+
+
+def test_an_init_criterion_runs_in_the_early_bird_chain_when_k_is_zero(tmp_path):
+    args = ["run", "toy-mlp", "--out", str(tmp_path), "--quiet", "--levels", "2", "--set", "prune.criterion=movement",
+            "--set", "rewind.step=0", "--set", "train.steps=60", "--set", "toy.n_train=128", "--set", "toy.n_test=64",
+            "--set", "toy.hidden=[16,8]", "--set", "early_bird.interval=5", "--set", "controls=[early_bird]",
+            "--workers", "1"]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    assert (run / "seed_0" / "early_bird" / "level_2" / "DONE").is_file()
