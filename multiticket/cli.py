@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
-from multiticket.provenance import command_line, name_warning
 from multiticket.runtime import resolve_device
 from multiticket.terminal import printable
 
@@ -167,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
     """One line when a --set (or a sweep's override) changed what the run name describes
     (multiticket.provenance)."""
+    from multiticket.provenance import name_warning
+
     warning = name_warning(task.config.name, task.resolved, task.source) if getattr(args, "set", True) else None
     if warning:
         print(f"multiticket: warning: {warning}", file=sys.stderr)
@@ -224,7 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         raise UserError(f"{target}: neither a run directory nor a sweep file")
     console = Console()
-    report = {}
+    report: dict[str, dict[str, Any] | None] = {}
     for d in run_dirs:
         if not (d / "config.yaml").is_file():
             if target.is_dir():
@@ -356,10 +357,23 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def entry() -> int:
+    """The ``multiticket`` console command (``[project.scripts]``): :func:`main` under the signal
+    handlers until the interpreter exits (:func:`multiticket.interrupts.console`). This module's top
+    imports little (pydantic, torch and the commands' modules come inside :func:`main`), so the
+    handlers are in before anything slow is imported."""
+    return interrupts.console(lambda: main)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line (``argv``: default ``sys.argv[1:]``) and return its exit code: what the
+    console command runs, and what a test or another program calls in-process (the handlers are
+    theirs again afterwards)."""
     with interrupts.handled():  # SIGINT / SIGTERM: one line, exit 130 / 143, whenever they land
         args = None
         try:
+            from multiticket.provenance import command_line  # (pydantic) under the handlers: see entry
+
             argv = sys.argv[1:] if argv is None else list(argv)
             args = build_parser().parse_args(argv)
             args.command_line = command_line(argv)  # recorded in provenance.json

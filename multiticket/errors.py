@@ -23,7 +23,7 @@ class UserError(_OneLine):
 
 
 class UserErrors(UserError):
-    """Several errors of bad input found together (:mod:`multiticket.validation`): the CLI prints
+    """Several errors of bad input found together (:mod:`multiticket.config.collect`): the CLI prints
     each of :attr:`lines` as its own line; ``str()`` joins them for the Python API."""
 
     def __init__(self, lines: list[str]) -> None:

@@ -1,7 +1,8 @@
 """SIGINT and SIGTERM as one line and exit code 130 / 143, whenever they arrive.
 
-The handlers are installed first thing (``python -m multiticket`` installs them before importing
-anything else of multiticket): a signal raises :class:`Interrupted` (a ``KeyboardInterrupt``, so
+The handlers are installed first thing (:func:`console`: ``python -m multiticket`` installs them
+before importing anything else of multiticket, the ``multiticket`` command right after the light
+top of :mod:`multiticket.cli`): a signal raises :class:`Interrupted` (a ``KeyboardInterrupt``, so
 every ``except BaseException`` / ``finally`` that cleans up, such as the local pool stopping its
 workers, runs as for Ctrl-C) and is remembered. A signal that lands inside an import (torch
 imports lazily, e.g. ``numpy.linalg``) is held until the import has finished: raised there it
@@ -130,19 +131,22 @@ def report(print_line: Callable[[str], None], exc: BaseException | None = None) 
     return exit_code(signum)
 
 
-def entry() -> int:
-    """The ``multiticket`` command: handlers first, then import and run the CLI."""
+def console(load_main: Callable[[], Callable[[], int]]) -> int:
+    """Run a console command: the handlers first, then ``load_main()`` (which imports the command line
+    and returns its ``main``) and the command, a signal anywhere in between reported as one line;
+    once the command is over, a signal during the interpreter's shutdown ends the process at once.
+    The caller passes the import in (``multiticket.cli.entry``, ``python -m multiticket``), so the
+    command line's imports run under the handlers while this module imports nothing of multiticket."""
     install()
     try:
-        from multiticket.cli import main
-
-        code = main()
+        code = load_main()()
         if received() is not None:  # held during an import that main's last lines ran
-            code = report(lambda line: print(line, file=sys.stderr))
+            code = report(lambda line: print(line, file=sys.stderr)) or code
     except BaseException as exc:  # noqa: BLE001 - a signal during the imports above
-        code = None if isinstance(exc, SystemExit) else report(lambda line: print(line, file=sys.stderr), exc)
-        if code is None:
+        interrupted = None if isinstance(exc, SystemExit) else report(lambda line: print(line, file=sys.stderr), exc)
+        if interrupted is None:
             raise
+        code = interrupted
     for sig in SIGNALS:  # the command is over: a signal during the interpreter's shutdown ends it at once
         signal.signal(sig, _after_the_command)
     return code

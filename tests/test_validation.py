@@ -1,4 +1,4 @@
-"""The collecting pass (multiticket/validation.py): every validation error of one command, one line
+"""The collecting pass (multiticket/config/collect.py): every validation error of one command, one line
 each, exit 2 and nothing written; an error a --set (or --seeds / --levels) caused names that override."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 
 from multiticket.api import resolve_task
 from multiticket.cli import main
+from multiticket.config.collect import line, override_labels
 from multiticket.errors import UserError, UserErrors
 from multiticket.paths import TASKS_DIR
-from multiticket.validation import line, override_labels
 
 TOY = TASKS_DIR / "toy-mlp.yaml"
 

@@ -281,7 +281,7 @@ class Section(Strict):
 
     @classmethod
     def whole_section_problems(cls, data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
-        """Checks that need an environment, run only by the collecting pass (:mod:`multiticket.validation`)
+        """Checks that need an environment, run only by the collecting pass (:mod:`multiticket.config.collect`)
         when another error stops loading before the adapter is built (which checks them again on its
         envs): the action space the algorithm needs. Skipped where ``env_wrapper`` may change it."""
         if failed & {"algo", "env", "env_kwargs", "imports"}:

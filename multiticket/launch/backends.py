@@ -10,6 +10,7 @@ task holding the object refs of the tasks it depends on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib
 import math
 import multiprocessing as mp
 import os
@@ -152,7 +153,17 @@ def worker_modules(domains: Sequence[str] = (), user: Sequence[str] = ()) -> lis
     from multiticket.domains import domains as registry
 
     adapters = sorted({m for d in domains if d in registry and (m := registry.module_of(d))})
-    return [*WORKER_MODULES, *adapters, *dict.fromkeys(user)]
+    return [*WORKER_MODULES, *adapters, *[m for a in adapters for m in _declared_preload(a)], *dict.fromkeys(user)]
+
+
+def _declared_preload(module: str) -> tuple[str, ...]:
+    """The heavy modules a light domain module names as ``WORKER_PRELOAD`` (the HF package keeps
+    transformers out of validation, but its workers should import it once, in the fork server)."""
+    try:
+        declared = getattr(importlib.import_module(module), "WORKER_PRELOAD", ())
+    except ImportError:
+        return ()
+    return tuple(m for m in declared if isinstance(m, str))
 
 
 def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:

@@ -193,7 +193,8 @@ def test_pool_workers_start_with_torch_dynamo_and_the_adapters_already_imported(
 
     assert worker_modules(["rl", "toy", "rl"]) == [
         "multiticket.launch.jobs", "torch._dynamo", "multiticket.adapters.sb3", "multiticket.adapters.toy"]
-    assert worker_modules(["nlp"])[-1] == "multiticket.adapters.hf"
+    # the light HF package (validation) and, by its WORKER_PRELOAD, the adapter with transformers
+    assert worker_modules(["nlp"])[-2:] == ["multiticket.adapters.hf", "multiticket.adapters.hf.adapter"]
     ctx = worker_context(["multiticket.launch.jobs", "torch._dynamo"])
     if ctx.get_start_method() != "forkserver":
         pytest.skip("no forkserver on this platform")

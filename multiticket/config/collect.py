@@ -1,10 +1,11 @@
-"""Every validation error of a task at once, each naming the ``--set`` override that caused it.
+"""The collecting pass: every validation error of a task at once, each naming the ``--set`` override
+that caused it.
 
-Loading a task (:func:`multiticket.config.task_from_data`) stops at its first error: pydantic's
+Loading a task (:func:`multiticket.config.loading.task_from_data`) stops at its first error: pydantic's
 model validators run only once every field is valid, and the domain section is validated after
 the common keys. When that first error happens, this collecting pass looks again, on its own:
 the field errors of the common keys, every cross-field rule of
-:data:`~multiticket.config.CROSS_FIELD_RULES` (each run separately, when the common fields are
+:data:`~multiticket.config.rules.CROSS_FIELD_RULES` (each run separately, when the common fields are
 valid), the field errors of the domain section, and the checks a domain's ``Section`` runs only
 here because they need more than the section (``whole_section_problems``: the action space an
 RL algorithm needs, which takes an environment). An error whose field a ``--set`` (or
@@ -20,7 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from multiticket.config import CROSS_FIELD_RULES, TaskConfig, error_field, named_field
+from multiticket.config.messages import error_field, named_field, register_model
+from multiticket.config.rules import CROSS_FIELD_RULES, TaskConfig
+from multiticket.config.sections import section_model
 from multiticket.core.registry import domains
 from multiticket.errors import UserError, UserErrors
 
@@ -58,6 +61,7 @@ def line(source: Path | str, problem: Problem, labels: list[tuple[str, str]]) ->
 
 def common_problems(data: dict[str, Any]) -> list[Problem]:
     """Field errors of the common keys; when there are none, every failing cross-field rule."""
+    register_model(TaskConfig)
     try:
         config = TaskConfig.model_validate(data, context={"rules_apart": True})
     except ValidationError as exc:
@@ -77,7 +81,7 @@ def section_problems(data: dict[str, Any], source: Path | str, user_code: bool) 
     if not isinstance(domain, str) or domain not in domains:
         return []  # a common-key error says so
     try:
-        cls = domains.lookup(domain)
+        model = section_model(domain)
     except UserError as exc:
         return [(None, f"{source}: {exc}")]
     section = data.get(domain)
@@ -86,12 +90,13 @@ def section_problems(data: dict[str, Any], source: Path | str, user_code: bool) 
         return [(domain, "expected a mapping")]
     problems: list[Problem] = []
     failed: set[str] = set()
+    register_model(model)
     try:
-        cls.Section.model_validate(section, context={"user_code": user_code, "task_dir": Path(source).parent})
+        model.model_validate(section, context={"user_code": user_code, "task_dir": Path(source).parent})
     except ValidationError as exc:
         problems += [error_field(err, exc.title, f"{domain}.") for err in exc.errors()]
         failed = {str(err["loc"][0]) for err in exc.errors() if err["loc"]} or {"(top level)"}
-    whole = getattr(cls.Section, "whole_section_problems", None)
+    whole = getattr(model, "whole_section_problems", None)
     if whole is not None and user_code and "(top level)" not in failed:
         problems += [(f"{domain}.{field}", why) for field, why in whole(section, failed)]
     return problems

@@ -1,0 +1,147 @@
+"""Loading a task: a task file (or a run directory's ``config.yaml``, or data built in Python) read,
+overridden, validated, and resolved with its domain's section into a :class:`ResolvedTask`.
+
+The happy path stops at the first error, as pydantic does; only then does the collecting pass
+(:mod:`multiticket.config.collect`) look again for every error, each naming its ``--set``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from multiticket.config.collect import collected_errors, override_labels
+from multiticket.config.hashing import config_hash
+from multiticket.config.messages import field_error, register_model
+from multiticket.config.overrides import apply_overrides
+from multiticket.config.rules import TaskConfig
+from multiticket.config.sections import section_model
+from multiticket.core.textfile import read_yaml
+from multiticket.errors import UserError
+from multiticket.schema import recorded
+
+
+@dataclass
+class ResolvedTask:
+    """A validated task: the common config, its domain section, and the run hash."""
+
+    config: TaskConfig
+    section: BaseModel
+    source: Path
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """The whole config with defaults filled in (what ``config.yaml`` records): every key but an
+        unmarked one at its default (:func:`multiticket.schema.recorded`), the domain section last."""
+        data = recorded(self.config)
+        data[self.config.domain] = recorded(self.section)
+        return data
+
+    @property
+    def hash(self) -> str:
+        """The run hash of :attr:`resolved` (:func:`~multiticket.config.hashing.config_hash`)."""
+        return config_hash(self.resolved, type(self.section))
+
+    @property
+    def run_name(self) -> str:
+        """The run directory's name, ``<name>-<hash>``."""
+        return f"{self.config.name}-{self.hash}"
+
+
+def validate_section(
+    model: type[BaseModel],
+    data: Any,
+    source: Path | str,
+    prefix: str,
+    user_code: bool = True,
+    context: dict[str, Any] | None = None,
+) -> BaseModel:
+    """Validate a domain section; errors name ``prefix.field`` in ``source``. ``user_code=False``
+    checks the form of the modules and classes a section names without importing them (``status``).
+    ``context`` reaches the section's validators too (``task_dir``: the task file's folder, for
+    paths relative to it)."""
+    register_model(model)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: {prefix.rstrip('.')}: expected a mapping")
+    try:
+        return model.model_validate(data, context={"user_code": user_code, **(context or {})})
+    except ValidationError as exc:
+        raise field_error(source, exc, prefix) from None
+
+
+def read_yaml_file(source: Path, kind: str) -> Any:
+    """Parse a YAML file, bounded (:mod:`multiticket.core.textfile`: size, values with aliases
+    expanded, depth, integer digits); a missing, oversized or malformed file is one UserError line."""
+    if not source.is_file():
+        raise UserError(f"{source}: no such {kind} file")
+    return read_yaml(source)
+
+
+def validate_task(data: Any, source: Path | str) -> TaskConfig:
+    """Validate the common keys (every cross-field rule included); a one-line UserError naming the field."""
+    register_model(TaskConfig)
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise field_error(source, exc) from None
+
+
+def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True,
+                 run_dir: Path | None = None) -> ResolvedTask:
+    """Validate the domain section with the domain's section model
+    (:func:`~multiticket.config.sections.section_model`): the task, complete (``user_code``: see
+    :func:`validate_section`). ``run_dir``: the task is a run directory's recorded config, so its
+    section's paths must not resolve inside it (the validators see it)."""
+    model = section_model(config.domain)
+    context: dict[str, Any] = {"task_dir": Path(source).parent}
+    if run_dir is not None:
+        context["run_dir"] = run_dir
+    section = validate_section(model, config.domain_section(), source, f"{config.domain}.", user_code, context)
+    return ResolvedTask(config=config, section=section, source=Path(source))
+
+
+def load_task(
+    path: Path | str,
+    overrides: list[str] | Mapping[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    levels: int | None = None,
+    user_code: bool = True,
+) -> ResolvedTask:
+    """Read, override and validate a task file. Raises :class:`UserError` on any bad input."""
+    source = Path(path)
+    return task_from_data(read_yaml_file(source, "task"), source, overrides, seeds, levels, user_code)
+
+
+def task_from_data(
+    data: Any,
+    source: Path,
+    overrides: list[str] | Mapping[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    levels: int | None = None,
+    user_code: bool = True,
+) -> ResolvedTask:
+    """Override and validate a task's data (``source`` names it in errors); ``user_code=False``
+    imports no module the task names (see :func:`validate_section`)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    data = apply_overrides(data, overrides or [])
+    if seeds is not None:
+        data["seeds"] = seeds
+    if levels is not None:
+        data.setdefault("prune", {})
+        if not isinstance(data["prune"], dict):
+            raise UserError(f"{source}: prune: expected a mapping")
+        data["prune"]["levels"] = levels
+    try:
+        return resolve_task(validate_task(data, source), source, user_code)
+    except UserError as first:  # look again for every error, each naming its --set
+        labels = override_labels(overrides, seeds, levels)
+        raise collected_errors(data, source, labels, user_code, first) from None
