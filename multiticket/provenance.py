@@ -3,7 +3,9 @@
 ``provenance.json`` holds what the hashed ``config.yaml`` cannot: the command lines that made and
 resumed the run, the algorithm or model class, and the resolved hyperparameters (for SB3 the
 agents-file entry with ``rl.overrides`` over it, what the algorithm was constructed with; for HF
-the ``nlp:`` settings with what the data decided, such as the number of labels). It is a file of
+the ``nlp:`` settings with what the data decided, such as the number of labels), and the domain's
+facts that the report shows or needs (:mod:`multiticket.core.facts`: its step unit, header rows,
+layer roles, ...), so that the report reads them here instead of knowing domains. It is a file of
 its own so that ``config.yaml``, whose keys name the run directory through its hash, and every
 reader of it stay as they were; runs made before it show "not recorded". It is read as untrusted
 input (bounded, validated).
@@ -24,6 +26,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from multiticket.core.facts import FACTS_KEY, DomainFacts
+
 PROVENANCE = "provenance.json"
 #: largest provenance.json read (a record is a few KB)
 MAX_PROVENANCE_BYTES = 1 << 20
@@ -42,6 +46,8 @@ class Provenance(BaseModel):
     model_class: Annotated[str, Field(max_length=300)] | None = None
     hyperparameters: Annotated[dict[Annotated[str, Field(max_length=200)], Any], Field(max_length=1000)] | None = None
     hyperparameters_from: Text | None = None
+    #: the domain's facts (the key is :data:`multiticket.core.facts.FACTS_KEY`); None: recorded before them
+    domain_facts: DomainFacts | None = None
 
 
 def read_provenance(run_dir: Path | str) -> dict[str, Any] | None:
@@ -56,13 +62,22 @@ def read_provenance(run_dir: Path | str) -> dict[str, Any] | None:
 
 def provenance_record(previous: Mapping[str, Any] | None, facts: Mapping[str, Any], command: str | None) -> str:
     """The text of ``provenance.json`` after this invocation: the adapter's ``facts``
-    (:meth:`~multiticket.core.adapter.DomainAdapter.provenance`) and every distinct command line
+    (:meth:`~multiticket.core.adapter.DomainAdapter.provenance`, and its
+    :meth:`~multiticket.core.adapter.DomainAdapter.domain_facts` under ``domain_facts``, made JSON
+    by :func:`adapter_facts`) and every distinct command line
     that ran on the directory, oldest first (``previous``: its :func:`read_provenance`)."""
     commands = list((previous or {}).get("commands") or [])
     if command and command not in commands:
         commands.append(command)
     record = {"commands": commands, **facts}
     return json.dumps(record, indent=1, sort_keys=False, default=str) + "\n"
+
+
+def adapter_facts(adapter: Any, layers: Sequence[str]) -> dict[str, Any]:
+    """What a built adapter records in ``provenance.json``: its provenance and its domain's facts
+    over the masked ``layers`` (the prunable scope)."""
+    facts = adapter.domain_facts(layers).model_dump(mode="json")
+    return {**adapter.provenance(), FACTS_KEY: facts}
 
 
 #: longest command line recorded (the rest is cut, marked " …"): a record stays within its schema

@@ -1,5 +1,7 @@
 """A package outside multiticket registers a criterion, a domain (adapter + task-file section) and a
-control through entry points, and ``multiticket run`` uses both: in process and on the local pool."""
+control through entry points, and ``multiticket run`` uses both: in process and on the local pool.
+The report page of the plugin domain's run speaks its terms: the step unit, header rows, layer roles
+and evaluation key its adapter declared, recorded in provenance.json, and no other domain's."""
 
 from __future__ import annotations
 
@@ -37,11 +39,27 @@ SPEC = ControlSpec("scattered_rewound", "random_global", "rewind", "random posit
 class VisionSection(Strict):
     width: int = 6
     lr: float = 0.05
+    eval_every: int | None = None
+
+
+def _role(name):
+    return {"0.weight": "stem", "2.weight": "readout"}.get(name)
 
 
 class VisionAdapter(DomainAdapter):
     domain = "vision"
     Section = VisionSection
+    curve_logs = ("loss",)
+    step_unit = "image batches"
+    eval_every_key = "vision.eval_every"
+    worker_base_bytes = 123 << 20
+    layer_role = staticmethod(_role)
+
+    def header_facts(self):
+        return {"backbone": f"two-layer MLP of width {self.section.width}"}
+
+    def identity(self):
+        return f"MLP-{self.section.width}"
 
     metric = property(lambda self: "neg_mse")
     higher_is_better = property(lambda self: True)
@@ -72,7 +90,7 @@ class VisionAdapter(DomainAdapter):
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
-            hooks.on_step(step + 1)
+            hooks.on_step(step + 1, {"loss": float(loss)})
 
     @torch.no_grad()
     def evaluate(self):
@@ -143,6 +161,23 @@ def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, 
         page = (run / "report.html").read_text()
         assert 'scattered_rewound <span class="kind">random control</span>' in page
         assert "random_reinit, scattered_rewound" in page  # the controls the verdict judged against
+        _assert_speaks_its_domain(run, page)
+
+
+def _assert_speaks_its_domain(run: Path, page: str) -> None:
+    """The plugin's declared facts are recorded in provenance.json and are what its page shows."""
+    facts = json.loads((run / "provenance.json").read_text())["domain_facts"]
+    assert facts == {"step_unit": "image batches", "eval_every_key": "vision.eval_every", "identity": "MLP-6",
+                     "header": {"backbone": "two-layer MLP of width 6"},
+                     "layer_roles": {"0.weight": "stem", "2.weight": "readout"}, "input_names": None}
+    assert "<tr><th>backbone</th><td>two-layer MLP of width 6</td></tr>" in page
+    assert "<th>IMP: image batches</th>" in page  # the compute section counts its steps
+    assert "<th>stem</th>" in page and "<th>readout</th>" in page  # its layer roles, not input/output
+    assert "<th>input</th>" not in page and "<th>output</th>" not in page
+    assert "<h2>Learning curves</h2>" in page and "<code>train/loss</code>" in page
+    assert "the task sets <code>vision.eval_every</code>" in page  # its own key
+    for other in ("rl.", "nlp.", "toy.", "env steps", "optimizer steps", "Input layer(s)"):
+        assert other not in page, other
 
 
 def test_a_misspelled_external_domain_gets_a_hint(plugin_path, tmp_path):

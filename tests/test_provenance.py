@@ -1,15 +1,26 @@
-"""provenance.json and the run-name warning (multiticket/provenance.py)."""
+"""provenance.json (with the domain facts an adapter declares) and the run-name warning
+(multiticket/provenance.py)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from multiticket.config import load_task
+from multiticket.core.adapter import DomainAdapter
 from multiticket.errors import UserError
 from multiticket.paths import TASKS_DIR
-from multiticket.provenance import PROVENANCE, command_line, name_warning, provenance_record, read_provenance
+from multiticket.provenance import (
+    PROVENANCE,
+    adapter_facts,
+    command_line,
+    name_warning,
+    provenance_record,
+    read_provenance,
+)
+from multiticket.schema import Strict
 
 DQN = TASKS_DIR / "cartpole-dqn.yaml"
 BERT = TASKS_DIR / "rotten-tomatoes-bert.yaml"
@@ -78,3 +89,64 @@ def test_a_python_api_run_records_its_call(tmp_path):
 
 def test_a_huge_command_line_is_cut_to_stay_readable():
     assert len(command_line(["run", "x" * 10_000])) == 4002
+
+
+class _Declaring(DomainAdapter):
+    """An adapter that declares every domain fact (nothing else of it is used here)."""
+
+    domain = "declaring"
+    Section = Strict
+    step_unit = "frames"
+    eval_every_key = "declaring.eval_every"
+    input_features = True
+    layer_role = staticmethod(lambda name: "trunk" if name.startswith("trunk.") else None)
+    metric = property(lambda self: "score")
+    higher_is_better = property(lambda self: True)
+    module = property(lambda self: torch.nn.Linear(2, 2))
+    build = default_prunable = train = evaluate = lambda self, *a: None  # type: ignore[assignment]
+
+    def header_facts(self) -> dict[str, str]:
+        return {"camera": "front", "resolution": "84x84"}
+
+    def identity(self) -> str:
+        return "front camera, 84x84"
+
+    def input_names(self) -> list[str]:
+        return ["x", "y"]
+
+
+def test_the_domain_facts_round_trip_through_provenance_json(tmp_path):
+    from multiticket.analysis.rundata import run_facts
+
+    adapter = _Declaring(None, Strict(), tmp_path)
+    layers = ["trunk.0.weight", "trunk.2.weight", "head.weight"]
+    (tmp_path / PROVENANCE).write_text(provenance_record(None, adapter_facts(adapter, layers), "multiticket run t"))
+    record = read_provenance(tmp_path)
+    facts = run_facts({"domain": "declaring"}, record)
+    assert facts == adapter.domain_facts(layers)
+    assert facts.layer_roles == {"trunk.0.weight": "trunk", "trunk.2.weight": "trunk"}  # head: by position
+    assert (facts.step_unit, facts.eval_every_key, facts.identity) == ("frames", "declaring.eval_every",
+                                                                        "front camera, 84x84")
+    assert list(facts.header.items()) == [("camera", "front"), ("resolution", "84x84")]  # in declared order
+    assert facts.input_names == ["x", "y"]
+    assert record["model_class"] == "torch.nn.modules.linear.Linear"  # the adapter's provenance beside them
+
+
+def test_a_declared_fact_outside_the_bounds_is_one_line_naming_the_adapter(tmp_path):
+    class Spaced(_Declaring):
+        layer_role = staticmethod(lambda name: "a role with spaces")
+
+    with pytest.raises(UserError, match=r"^domain 'declaring': .*Spaced declares layer_roles\.w: String should"):
+        Spaced(None, Strict(), tmp_path).domain_facts(["w"])
+
+
+@pytest.mark.parametrize(("facts", "field"), [
+    ({"layer_roles": {"w": "<b>x</b>"}}, "domain_facts.layer_roles.w"),
+    ({"header": {f"k{i}": "v" for i in range(40)}}, "domain_facts.header"),
+    ({"step_unit": ["env steps"]}, "domain_facts.step_unit"),
+    ({"input_names": "x"}, "domain_facts.input_names"),
+])
+def test_malformed_domain_facts_are_a_user_error_naming_the_field(tmp_path, facts, field):
+    (tmp_path / PROVENANCE).write_text(json.dumps({"commands": [], "domain_facts": facts}))
+    with pytest.raises(UserError, match=rf"^{tmp_path / PROVENANCE}: {field}"):
+        read_provenance(tmp_path)

@@ -212,6 +212,8 @@ class TorchAdapter(DomainAdapter):
     Section: ClassVar[type[TorchSection]] = TorchSection
     grad_masking = "step"  # the loop reads no gradient between backward() and step()
     curve_logs: ClassVar[tuple[str, ...]] = ("loss",)
+    step_unit: ClassVar[str] = "optimizer steps"
+    eval_every_key: ClassVar[str | None] = "torch.eval_every"
 
     def __init__(self, task: Any, section: TorchSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)

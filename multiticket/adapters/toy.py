@@ -23,7 +23,7 @@ from torch import nn
 
 from multiticket.adapters import torch as torch_domain
 from multiticket.adapters.torch import lr_factor, train_steps
-from multiticket.core.adapter import DomainAdapter, TrainHooks
+from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.core.seeding import derive_seed
 from multiticket.schema import AlwaysHashed, NotHashed, Strict
@@ -84,6 +84,9 @@ class ToyAdapter(DomainAdapter):
     section: ToySection
     grad_masking = "step"  # train() reads no gradient between backward() and step()
     curve_logs = ("loss",)
+    step_unit = "optimizer steps"
+    eval_every_key = "toy.eval_every"
+    worker_base_bytes = int(0.4 * GIB)  # Python and torch; the data is a few MB
 
     def __init__(self, task, section, workdir, device="cpu") -> None:  # noqa: ANN001 - see base
         super().__init__(task, section, workdir, device)

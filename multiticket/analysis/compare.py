@@ -111,7 +111,7 @@ def role_profile(run: RunData, target: float) -> tuple[int, dict[str, float]] | 
     if not masks:
         return None
     level = min(masks, key=lambda lv: (abs(run.sparsity[lv] - target), -lv))
-    profiles = [L.remaining_per_role(m, run.domain) for m in masks[level].values()]
+    profiles = [L.remaining_per_role(m, run.layer_roles(m)) for m in masks[level].values()]
     roles = {r for p in profiles for r in p}
     return level, {r: float(np.mean([p[r] for p in profiles if r in p])) for r in roles}
 
@@ -206,7 +206,7 @@ def margin_figure(series: list[Series]):  # noqa: ANN201
 
 @styled
 def roles_figure(profiles: list[tuple[Series, int, dict[str, float]]], target: float):  # noqa: ANN201
-    roles = [r for r in L.ROLE_ORDER if any(r in p for _, _, p in profiles)]
+    roles = L.in_role_order(r for _, _, p in profiles for r in p)
     fig = new_figure(max(6.5, 1.5 + 1.1 * len(roles) * max(1, len(profiles)) / 2), 4.4)
     ax = fig.add_subplot()
     width = 0.8 / max(len(profiles), 1)

@@ -1,8 +1,8 @@
 """The report's compute section: what each unit cost, and what a ticket cost against the dense network.
 
 Per unit the record holds its training wall time (``train_seconds``, a resumed unit's including
-the time before the kill) and the steps it trained (``stop_step − start_step``, in domain units:
-environment steps for RL, optimizer steps for NLP); an HF unit also notes its mean input tokens
+the time before the kill) and the steps it trained (``stop_step − start_step``, in the unit its
+domain declared: environment steps for RL, optimizer steps for NLP); an HF unit also notes its mean input tokens
 per optimizer step (``notes.train_tokens``), so its tokens per second can be shown. Evaluation,
 building and saving are not in ``train_seconds``.
 
@@ -32,9 +32,6 @@ from multiticket.analysis import plots
 from multiticket.analysis.htmlpage import render
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.stats import fmt
-
-#: the unit of a step per domain (train.steps counts these)
-STEP_UNITS = {"rl": "env steps", "nlp": "optimizer steps"}
 
 
 def _number(value: Any) -> float | None:
@@ -169,7 +166,7 @@ def compute_section(run: RunData) -> Markup:
     known = [c.seconds for c in costs if c.seconds is not None]
     levels = level_costs(run, costs)
     return render(
-        "compute.html.j2", run=run, step_unit=STEP_UNITS.get(run.domain, "steps"),
+        "compute.html.j2", run=run, step_unit=run.facts.step_unit,
         tokens=any(c.tokens_per_step is not None for c in costs), units=costs, levels=levels,
         controls=totals(costs), dense_seconds=dense_seconds, dense_steps=_mean([c.steps for c in dense]),
         total_seconds=sum(known) if known else None, total_complete=total is not None,

@@ -156,11 +156,12 @@ def shown_series(run: RunData, curves: RunCurves) -> list[str]:
 
 
 def curves_section(run: RunData, plot_dir: Path) -> dict[str, Any]:
-    """The data of ``templates/curves.html.j2``: a figure per level, the RL ticket reward figure,
-    and how many finished units have no curve."""
+    """The data of ``templates/curves.html.j2``: a figure per level against the domain's step unit,
+    the ticket reward figure (where units recorded ``ticket_reward``), how many finished units have
+    no curve, and the task-file key that turns evaluations during training on (the domain's)."""
     curves = load_curves(run)
     names = shown_series(run, curves)
-    x_label = "env steps" if run.domain == "rl" else "optimizer steps"
+    x_label = run.facts.step_unit
     figures = []
     for level in run.levels:
         panels = [(name, bands) for name in names if (bands := curves.level_bands(level, name))]
@@ -168,7 +169,8 @@ def curves_section(run: RunData, plot_dir: Path) -> dict[str, Any]:
             fig = plots.curves_figure(run, level, panels, x_label)
             figures.append({"level": level, "src": png_src(plots.save_png(fig, plot_dir / f"curves_level_{level}.png"))})
     reward = None
-    if run.domain == "rl" and any("ticket_reward" in r["metrics"] for r in run.records):
+    if any("ticket_reward" in r["metrics"] for r in run.records):  # recorded by a domain with episodes
         reward = png_src(plots.save_png(plots.reward_figure(run), plot_dir / "ticket_reward.png"))
     return {"figures": figures, "series": names, "missing": len(curves.missing), "units": len(run.records),
-            "reward": reward, "rl": run.domain == "rl", "eval_series": f"eval/{run.metric}", "grid": GRID}
+            "reward": reward, "eval_every_key": run.facts.eval_every_key, "eval_series": f"eval/{run.metric}",
+            "grid": GRID}

@@ -4,7 +4,9 @@ hyperparameters, train and rewind steps, library versions, the command line) and
 The run name stays what the task file called it (renaming would orphan run directories), so the
 header shows the real values from ``config.yaml`` and ``provenance.json``
 (:mod:`multiticket.provenance`); a run made before that record existed shows "not recorded"
-where only it knows. Both files are untrusted: the common keys of ``config.yaml`` are validated
+where only it knows. What ran in the domain's own terms (algorithm and environment, model and
+dataset) are the header rows its adapter declared and the run recorded (:mod:`multiticket.core.facts`);
+this module knows no domain. Both files are untrusted: the common keys of ``config.yaml`` are validated
 by :mod:`multiticket.rundir`, everything else is shown as text here (the template escapes it),
 cut to a bounded length. A transfer run is titled source → target, each with its algorithm or
 model.
@@ -16,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from multiticket.analysis.rundata import RunData
+from multiticket.analysis.rundata import RunData, run_facts
+from multiticket.core.legacy import legacy_hyperparameters
 from multiticket.errors import UserError
 from multiticket.provenance import read_provenance
 from multiticket.rundir import read_run_config
@@ -37,14 +40,10 @@ def _section(config: dict[str, Any]) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def identity(config: dict[str, Any]) -> str:
-    """What a run trained, in a few words: ``PPO, CartPole-v1``; ``bert, rotten_tomatoes``."""
-    s = _section(config)
-    if config.get("domain") == "rl" and s.get("algo") is not None:
-        return f"{text(s.get('algo')).upper()}, {text(s.get('env'))}"
-    if config.get("domain") == "nlp" and s.get("dataset") is not None:
-        return f"{text(s.get('pretrained') or s.get('model') or 'default model')}, {text(s.get('dataset'))}"
-    return text(config.get("domain", "?"))
+def identity(config: dict[str, Any], provenance: dict[str, Any] | None) -> str:
+    """What a run trained, in a few words (``PPO, CartPole-v1``; ``bert, rotten_tomatoes``), as its
+    domain declared it; the domain's name where it declared nothing."""
+    return text(run_facts(config, provenance).identity or config.get("domain", "?"))
 
 
 def title(run: RunData) -> str:
@@ -55,25 +54,18 @@ def title(run: RunData) -> str:
     source_name = text(transfer.get("source", "?"))
     target = run.task.removesuffix(f"-from-{source_name}")
     try:
-        source_config = read_run_config(Path(str(transfer.get("source_dir")))).data
-        source = f"{text(source_config.get('name'))} ({identity(source_config)})"
+        source_dir = Path(str(transfer.get("source_dir")))
+        source_config = read_run_config(source_dir).data
+        source = f"{text(source_config.get('name'))} ({identity(source_config, read_provenance(source_dir))})"
     except UserError:  # the source run moved or is gone: its directory name is what is left
         source = source_name
-    return f"{source} → {target} ({identity(run.config)})"
+    return f"{source} → {target} ({identity(run.config, run.provenance)})"
 
 
 def what_ran(run: RunData) -> list[tuple[str, str]]:
     """The rows that say what ran: model or algorithm, data, hyperparameters, steps, versions, command."""
-    s, record = _section(run.config), read_provenance(run.root)
-    rows: list[tuple[str, str]] = []
-    if run.domain == "rl":
-        rows += [("algorithm", text(s.get("algo", "?")).upper()), ("environment", text(s.get("env", "?")))]
-    elif run.domain == "nlp":
-        chosen = (record.get("hyperparameters") or {}).get("model") if record else None
-        model = s.get("pretrained") or s.get("model") or chosen or "the task's default"
-        rows += [("model", f"{text(model)}" + (" (pretrained)" if s.get("pretrained") else " (random init)")),
-                 ("dataset", text(s.get("dataset", "?")) + (f" ({text(s['dataset_config'])})"
-                                                             if s.get("dataset_config") else ""))]
+    record = run.provenance
+    rows = [(text(label), text(value)) for label, value in run.facts.header.items()]
     rows.append(("model class", text(record["model_class"]) if record and record.get("model_class") else NOT_RECORDED))
     rows.append(("hyperparameters", hyperparameters(run, record)))
     rows.append(("train steps / rewind step", steps(run)))
@@ -91,10 +83,9 @@ def hyperparameters(run: RunData, record: dict[str, Any] | None) -> str:
         source = f" [{text(record['hyperparameters_from'])}]" if record.get("hyperparameters_from") else ""
         return text(values + source)
     s = _section(run.config)
-    if run.domain == "rl":
-        entry = text(s.get("hyperparams") or s.get("env", "?"))
-        return text(f"{NOT_RECORDED}; config: agents/{text(s.get('algo', '?'))}.yaml entry '{entry}' "
-                    f"+ rl.overrides {text(s.get('overrides') or {})}")
+    origin = legacy_hyperparameters(run.domain, s)
+    if origin is not None:
+        return text(f"{NOT_RECORDED}; config: {origin}")
     if s:
         return text(f"{NOT_RECORDED}; config: " + ", ".join(f"{text(k)}={text(v)}" for k, v in s.items()))
     return NOT_RECORDED

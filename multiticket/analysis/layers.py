@@ -1,7 +1,11 @@
-"""Where a ticket keeps its weights: per-layer and per-role remaining fractions (roles: input /
-hidden / output by position; embeddings, attention query/key/value/output, feed-forward
-intermediate/output, pooler, head, LSTM input-to-hidden / hidden-to-hidden by name), mask stability
+"""Where a ticket keeps its weights: per-layer and per-role remaining fractions, mask stability
 across seeds, and which input (observation) dimensions the first layer has cut off.
+
+A layer's role is the one its domain knows by name, where it knows one (embeddings, attention
+query/key/value/output, ... for transformers: the adapter's layer-role function, whose results
+the run recorded, :meth:`multiticket.analysis.rundata.RunData.layer_roles`), else input / hidden /
+output by position (:func:`position_roles`). A role this module does not list (a third-party
+domain's own) is shown after those it lists.
 
 All functions take masks (``Mask``: parameter name -> bool tensor) in the order the prunable
 module lists its parameters, which is the order the core saves them in.
@@ -12,15 +16,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
 import torch
 
 from multiticket.core.mask import Mask
 
-#: display order of roles (rows of heatmaps, bars of the comparison). A role with a dot is one part
-#: of a family (:func:`role_group`): attention projections, the two feed-forward matrices, the
-#: LSTM's input-to-hidden (``weight_ih``) and hidden-to-hidden (``weight_hh``) matrices; the bare
-#: family name is for a parameter of that family whose part the name does not tell.
+#: display order of the roles this module knows (rows of heatmaps, bars of the comparison). A role
+#: with a dot is one part of a family (:func:`role_group`): attention projections, the two
+#: feed-forward matrices, the LSTM's input-to-hidden (``weight_ih``) and hidden-to-hidden
+#: (``weight_hh``) matrices; the bare family name is for a parameter of that family whose part the
+#: name does not tell.
 ROLE_ORDER = (
     "input", "embeddings",
     "lstm.ih", "lstm.hh", "lstm",
@@ -28,66 +34,6 @@ ROLE_ORDER = (
     "ffn.intermediate", "ffn.output", "ffn",
     "hidden", "pooler", "head", "output",
 )  # fmt: skip
-
-# Name patterns, tried in this order (first match wins); matched against the lower-cased name
-# split at '.' and '_' so that 'fc' matches 'mlp.fc1' but not 'bfc'.
-_NAME_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("embeddings", ("embeddings", "embedding", "embed", "embed_tokens", "wte", "wpe", "shared")),
-    ("pooler", ("pooler",)),
-    ("head", ("classifier", "lm_head", "score", "qa_outputs", "cls")),
-    ("lstm", ("lstm", "rnn", "gru", "weight_ih", "weight_hh", "bias_ih", "bias_hh")),
-    ("attention", ("attention", "attn", "self", "q", "k", "v", "o", "query", "key", "value",
-                   "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_attn")),
-    ("ffn", ("intermediate", "mlp", "fc", "fc1", "fc2", "ffn", "dense", "c_fc", "wi", "wo",
-             "up_proj", "down_proj", "gate_proj")),
-)
-# The part of a family, from the name's tokens (first match wins). BERT's feed-forward output is
-# 'layer.N.output.dense'; its attention output, 'attention.output.dense', matches attention first.
-_PARTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "attention": (
-        ("qkv", ("c_attn", "qkv", "in_proj", "query_key_value", "wqkv")),
-        ("query", ("query", "q", "q_proj", "q_lin")),
-        ("key", ("key", "k", "k_proj", "k_lin")),
-        ("value", ("value", "v", "v_proj", "v_lin")),
-        ("output", ("output", "o", "o_proj", "out_proj", "out_lin", "c_proj", "dense")),
-    ),
-    "ffn": (
-        ("intermediate", ("intermediate", "fc1", "c_fc", "wi", "up_proj", "gate_proj", "lin1", "fc_in",
-                          "dense_h_to_4h")),
-        ("output", ("output", "fc2", "c_proj", "wo", "down_proj", "lin2", "fc_out", "dense_4h_to_h")),
-    ),
-}
-
-
-def _tokens(name: str) -> set[str]:
-    """'bert.encoder.layer.0.attention.self.query.weight' -> {'bert', ..., 'query', 'weight'}.
-
-    Digits are stripped from the end of a token as well ('fc1' also yields 'fc') so numbered
-    layers match their family; adjacent tokens are joined too ('lm_head', 'q_proj').
-    """
-    parts = re.split(r"[._]", name.lower())
-    return set(parts) | {p.rstrip("0123456789") for p in parts} | {"_".join(parts[i:i + 2]) for i in range(len(parts))}
-
-
-def name_role(name: str) -> str | None:
-    """NLP role from the parameter name: the first pattern family that matches, refined to its part
-    (``attention.query``, ``ffn.output``, ``lstm.hh``, ...) where the name tells it; or None."""
-    tokens = _tokens(name)
-    for role, patterns in _NAME_ROLES:
-        if tokens & set(patterns):
-            return _part(role, name, tokens)
-    return None
-
-
-def _part(family: str, name: str, tokens: set[str]) -> str:
-    """``family`` refined by the name: torch RNN matrices end in weight_ih_l<k> / weight_hh_l<k>."""
-    if family == "lstm":
-        last = name.rsplit(".", 1)[-1]
-        return "lstm.ih" if "_ih" in last else "lstm.hh" if "_hh" in last else "lstm"
-    for part, patterns in _PARTS.get(family, ()):
-        if tokens & set(patterns):
-            return f"{family}.{part}"
-    return family
 
 
 def role_group(role: str) -> str:
@@ -129,17 +75,29 @@ def position_roles(shapes: dict[str, tuple[int, ...]]) -> dict[str, str]:
     return out
 
 
-def roles(mask: Mask, domain: str) -> dict[str, str]:
-    """name -> role. NLP: by name (:func:`name_role`), else by position; other domains: by
-    position only (:func:`position_roles`)."""
+def role_key(role: str) -> tuple[int, str]:
+    """Sort key of a role: :data:`ROLE_ORDER`, then roles it does not list by name."""
+    return (ROLE_ORDER.index(role), "") if role in ROLE_ORDER else (len(ROLE_ORDER), role)
+
+
+def in_role_order(found: Iterable[str]) -> list[str]:
+    """The distinct roles of ``found`` in display order (:func:`role_key`)."""
+    return sorted(set(found), key=role_key)
+
+
+def roles(mask: Mask, named: Mapping[str, str] | None = None) -> dict[str, str]:
+    """name -> role: the role the domain knows by name (``named``: the run's recorded
+    :meth:`~multiticket.analysis.rundata.RunData.layer_roles`), else by position
+    (:func:`position_roles`)."""
     pos = position_roles({n: tuple(t.shape) for n, t in mask.items()})
-    return {n: (name_role(n) if domain == "nlp" else None) or pos[n] for n in mask}
+    named = named or {}
+    return {n: named.get(n) or pos[n] for n in mask}
 
 
-def ordered_layers(mask: Mask, domain: str) -> list[tuple[str, str]]:
-    """(role, name) sorted by role (ROLE_ORDER), natural name order within a role."""
-    r = roles(mask, domain)
-    return sorted(((r[n], n) for n in mask), key=lambda rn: (ROLE_ORDER.index(rn[0]), natural_key(rn[1])))
+def ordered_layers(mask: Mask, named: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(role, name) sorted by role (:func:`role_key`), natural name order within a role."""
+    r = roles(mask, named)
+    return sorted(((r[n], n) for n in mask), key=lambda rn: (role_key(rn[0]), natural_key(rn[1])))
 
 
 def remaining_per_layer(masks_by_level: dict[int, dict[int, Mask]]) -> dict[int, dict[str, float]]:
@@ -154,17 +112,17 @@ def remaining_per_layer(masks_by_level: dict[int, dict[int, Mask]]) -> dict[int,
     return out
 
 
-def remaining_per_role(mask: Mask, domain: str, grouped: bool = False) -> dict[str, float]:
-    """role -> alive / numel over all parameters of that role (``grouped``: per family,
-    :func:`role_group`, e.g. one 'attention' for its four projections)."""
-    r = roles(mask, domain)
+def remaining_per_role(mask: Mask, named: Mapping[str, str] | None = None, grouped: bool = False) -> dict[str, float]:
+    """role -> alive / numel over all parameters of that role (:func:`roles`; ``grouped``: per
+    family, :func:`role_group`, e.g. one 'attention' for its four projections), in display order."""
+    r = roles(mask, named)
     alive: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     for layer in mask.report():
         role = role_group(r[layer.name]) if grouped else r[layer.name]
         alive[role] += layer.alive
         total[role] += layer.numel
-    return {role: alive[role] / total[role] for role in ROLE_ORDER if total.get(role)}
+    return {role: alive[role] / total[role] for role in in_role_order(total) if total[role]}
 
 
 def jaccard_across_seeds(masks_by_level: dict[int, dict[int, Mask]]) -> dict[int, dict[str, float]]:

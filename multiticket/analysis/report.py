@@ -122,18 +122,19 @@ def layer_sections(run: RunData, plot_dir: Path) -> dict[str, Any] | None:
     if not masks:
         return None
     first = next(iter(next(iter(masks.values())).values()))
-    layers = L.ordered_layers(first, run.domain)
+    named = run.layer_roles(first)
+    layers = L.ordered_layers(first, named)
     sizes = {n: first[n].numel() for n in first}
     per_layer = L.remaining_per_layer(masks)
     heatmap = png_src(plots.save_png(plots.layer_heatmap(run, layers, per_layer, sizes), plot_dir / "layers.png"))
-    profiles = [(lv, L.remaining_per_role(next(iter(by.values())), run.domain)) for lv, by in masks.items()]
-    roles = [r for r in L.ROLE_ORDER if any(r in p for _, p in profiles)]
+    profiles = [(lv, L.remaining_per_role(next(iter(by.values())), named)) for lv, by in masks.items()]
+    roles = L.in_role_order({r for _, p in profiles for r in p})
     role_rows = [{"level": lv, "remaining": plots.pct(run.remaining(lv)),
                   "cells": [f"{100 * p[r]:.1f}%" if r in p else None for r in roles]} for lv, p in profiles]
     jac = L.jaccard_across_seeds(masks)
     stability = (png_src(plots.save_png(plots.jaccard_figure(run, layers, jac), plot_dir / "stability.png"))
                  if jac else None)
-    inputs = input_section(run, masks, plot_dir) if run.domain == "rl" else None
+    inputs = input_section(run, masks, plot_dir) if run.facts.input_names is not None else None
     return {"heatmap": heatmap, "roles": roles, "role_rows": role_rows, "stability": stability, "inputs": inputs}
 
 
@@ -143,10 +144,8 @@ def input_section(run: RunData, masks: dict, plot_dir: Path) -> dict[str, Any]:
         return {"names": []}
     first = next(iter(next(iter(masks.values())).values()))
     n_obs = first[names[0]].shape[1]
-    section = run.config.get(run.domain) or {}
-    given = section.get("obs_names") if isinstance(section, dict) else None
-    obs = [str(x) for x in given] if isinstance(given, list) and len(given) == n_obs else [
-        f"obs[{i}]" for i in range(n_obs)]
+    given = run.facts.input_names or []
+    obs = list(given) if len(given) == n_obs else [f"obs[{i}]" for i in range(n_obs)]
     alive = {lv: [sum(L.input_columns_alive(m, names)[d] for m in by.values()) / len(by) for d in range(n_obs)]
              for lv, by in masks.items()}
     label = names[0] if len(names) == 1 else f"{len(names)} input layers"

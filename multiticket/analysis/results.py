@@ -16,12 +16,13 @@ from torch import nn
 
 from multiticket.analysis.rundata import RunData
 from multiticket.analysis.summary import COLUMNS, summary_rows
-from multiticket.core.controls import CONTROLS
+from multiticket.core.early_bird_units import SEARCH_FILE
 from multiticket.core.enforce import GradMasking, MaskEnforcer
 from multiticket.core.mask import Mask
+from multiticket.core.recipe import Recipe, RunShape, resolve
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.tensorfile import load_tensors
-from multiticket.errors import UserError
+from multiticket.errors import RunFailure, UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,21 +122,46 @@ class Run:
         return Ticket(seed, level, control, self.mask(seed, level, control), self._start(seed, level, control))
 
     def _start(self, seed: int, level: int, control: str) -> dict[str, torch.Tensor] | None:
-        """What the recipe (:func:`multiticket.core.recipe.resolve`) started the unit from, read
-        from the control's spec: fresh, rewound (to k or 0), or a previous level's weights."""
-        spec = CONTROLS.get(control)
-        if spec is None or spec.start == "rewind_permuted":
-            raise UserError(f"ticket: '{control}' has no start weights in the run directory; use "
+        """The weights the unit's training started from, where the core's recipe
+        (:func:`multiticket.core.recipe.resolve`) says it took them: None for a fresh build, the
+        initialisation a dense unit captured, a rewind point, the weights a pruned level of
+        ``rewind.mode`` lr/finetune continues from, or, for a unit not trained, its own."""
+        recipe = self._recipe(Unit(seed, control, level))
+        if recipe.permute or (recipe.start == "rewind" and self._shape.transfer):
+            where = "were shuffled" if recipe.permute else "are the transfer source's"
+            raise UserError(f"ticket: the start weights of '{control}' {where}, not in the run directory; use "
                             "Run.mask() and Run.final_weights()")
-        if spec.start == "fresh":
-            return None
-        if spec.start == "none":  # not trained: its weights are the dense ones, pruned
+        if recipe.start == "trained":  # not trained: its weights are its source's, pruned
             return self.final_weights(seed, level, control)
-        if level == 0:  # the dense network, trained from its initialisation
-            return self.rewind_weights(seed, 0)
-        mode = (self.config.get("rewind") or {}).get("mode", "weights")
-        if mode == "weights" or not (spec.is_chain or spec.mask == "one_shot"):
-            return self.rewind_weights(seed, 0 if spec.rewind_to == "init" else None)
-        if spec.is_chain:  # lr / finetune: the previous level's final weights, masked
-            return self.final_weights(seed, level - 1, control if level > 1 else "ticket")
-        return self.final_weights(seed, 0, "ticket")  # one_shot under lr / finetune: the dense final weights
+        if recipe.start == "fresh":  # a dense unit captured its own initialisation as rewind point 0
+            return self.rewind_weights(seed, 0) if 0 in recipe.captures else None
+        if recipe.retrain in ("lr", "finetune"):
+            return self._pruned_from(recipe)
+        return self.rewind_weights(seed, recipe.step)
+
+    def _recipe(self, unit: Unit) -> Recipe:
+        try:
+            return resolve(unit, self._shape)
+        except RunFailure as exc:
+            raise UserError(f"ticket: {exc}") from None
+
+    @property
+    def _shape(self) -> RunShape:
+        """What of the run's config decides recipes (as :class:`~multiticket.core.imp.IMPRunner` reads it)."""
+        cfg = self.data.task_config
+        td = cfg.targeted_dropout
+        return RunShape(cfg.rewind_step(), cfg.rewind.mode, td.apply_to if td is not None else None,
+                        transfer=cfg.transfer is not None)
+
+    def _pruned_from(self, recipe: Recipe) -> dict[str, torch.Tensor]:
+        """The trained weights a level of ``rewind.mode`` lr/finetune was pruned from and continues
+        from: its source unit's final weights, or where the previous early-bird search stopped."""
+        unit = recipe.unit
+        if recipe.mask == "early_bird":
+            if unit.level == 1:  # the dense search ran inside the unit and kept no weights
+                raise UserError(f"ticket: {unit.relpath()} continued from its search's weights, which the run "
+                                "directory does not keep")
+            self._finished(unit.seed, unit.level - 1, unit.control)
+            return _tensors(self.store.unit_dir(Unit(unit.seed, unit.control, unit.level - 1)) / SEARCH_FILE)
+        assert recipe.source is not None
+        return self.final_weights(recipe.source.seed, recipe.source.level, recipe.source.control)

@@ -11,6 +11,7 @@ when its content changes).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -22,9 +23,12 @@ from multiticket.analysis.summary import write_summary
 from multiticket.config import TaskConfig, config_hash
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.controls import Role, role_of
+from multiticket.core.facts import DomainFacts
+from multiticket.core.legacy import legacy_facts, legacy_layer_roles
 from multiticket.core.mask import Mask
 from multiticket.core.store import RunStore, Unit
 from multiticket.errors import UserError
+from multiticket.provenance import read_provenance
 from multiticket.rundir import corrupt_reason, finished_records, read_baselines, read_run_config
 
 
@@ -59,6 +63,24 @@ class RunData:
     @property
     def domain(self) -> str:
         return str(self.config.get("domain", "?"))
+
+    @cached_property
+    def provenance(self) -> dict[str, Any] | None:
+        """The validated ``provenance.json`` (:mod:`multiticket.provenance`), None for a run made before it."""
+        return read_provenance(self.root)
+
+    @cached_property
+    def facts(self) -> DomainFacts:
+        """What the run's domain declared (step unit, header rows, ...), as the run recorded it."""
+        return run_facts(self.config, self.provenance)
+
+    def layer_roles(self, names: Iterable[str]) -> dict[str, str]:
+        """Name -> role of those of ``names`` whose role the domain knows by name (the rest have
+        theirs by position, :func:`multiticket.analysis.layers.roles`), as recorded by the run."""
+        recorded = self.facts.layer_roles
+        if recorded is None:
+            return legacy_layer_roles(self.domain, names)
+        return {n: recorded[n] for n in names if n in recorded}
 
     @cached_property
     def config_hash(self) -> str:
@@ -236,6 +258,16 @@ class RunData:
                 if m is not None:
                     out[r["level"]][r["seed"]] = m
         return dict(sorted(out.items()))
+
+
+def run_facts(config: dict[str, Any], provenance: dict[str, Any] | None) -> DomainFacts:
+    """A run's domain facts from its validated ``provenance.json``; for a run recorded before them,
+    what the report showed then (:func:`multiticket.core.legacy.legacy_facts`)."""
+    recorded = (provenance or {}).get("domain_facts")
+    if isinstance(recorded, dict):
+        return DomainFacts.model_validate(recorded)
+    domain = str(config.get("domain", "?"))
+    return legacy_facts(domain, config.get(domain), (provenance or {}).get("hyperparameters"))
 
 
 def _ranges(levels: list[int]) -> str:

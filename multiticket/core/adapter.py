@@ -13,20 +13,37 @@ Lifecycle of one training run (one level of one control):
    ``hooks.on_optimizers`` as soon as its optimizers exist (before the first step) and
    ``hooks.on_step`` after every optimizer update (or callback step, for RL).
 4. ``evaluate()`` returns metrics; ``export(dir)`` writes a domain-native copy of the ticket.
+
+Besides these operations an adapter *declares* what the rest of multiticket needs to know about
+its domain, so that no module outside the core and the adapters ever compares a domain's name
+(a domain added by entry point gets the same treatment as a built-in one): the unit of a step
+(:attr:`~DomainAdapter.step_unit`), the task-file key of the evaluation interval
+(:attr:`~DomainAdapter.eval_every_key`), the role of a layer by its name
+(:meth:`~DomainAdapter.layer_role`), the report header's facts (:meth:`~DomainAdapter.header_facts`,
+:meth:`~DomainAdapter.identity`), the names of its input features
+(:attr:`~DomainAdapter.input_features`, :meth:`~DomainAdapter.input_names`), a worker's base memory
+(:attr:`~DomainAdapter.worker_base_bytes`) and the default early-bird interval
+(:attr:`~DomainAdapter.early_bird_interval`). The class-level ones are read from the registered
+class (launch, config); the report reads those of a run from its run directory, where the driver
+records :meth:`~DomainAdapter.domain_facts` (:mod:`multiticket.core.facts`).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from multiticket.core.enforce import GradMasking
+from multiticket.core.facts import DomainFacts
+from multiticket.errors import UserError
+
+GIB = 1 << 30
 
 
 class TrainHooks(Protocol):
@@ -79,6 +96,23 @@ class DomainAdapter(abc.ABC):
     #: where the adapter's own training logs (TensorBoard) of the unit in training go, relative to
     #: its log folder: ``seed_<s>/<control>/level_<L>``; set by the core before every ``train``
     log_name: str = ""
+
+    # -- what the domain declares (see the module docstring) ----------------------------------
+    #: what one step of ``train.steps`` counts, in the report's words (compute table, curve axis)
+    step_unit: ClassVar[str] = "steps"
+    #: the task-file key that sets :attr:`eval_every` (``rl.eval_every``), which the report names when
+    #: a run evaluated only at the end; None: this domain evaluates only at the end
+    eval_every_key: ClassVar[str | None] = None
+    #: resident memory of one worker before its model: Python, torch and the domain's libraries, with
+    #: room for environments and data (``--workers auto``, :mod:`multiticket.launch.resources`); the
+    #: default is a generous one, that of a worker importing transformers and datasets
+    worker_base_bytes: ClassVar[int] = int(1.5 * GIB)
+    #: early-bird mask-check interval (``early_bird.interval``) when the task sets none: steps, or a
+    #: percentage of ``train.steps``
+    early_bird_interval: ClassVar[int | str] = "2%"
+    #: whether the columns of the first layers are named input features (an observation vector) whose
+    #: pruning the report shows, dimension by dimension (:meth:`input_names`)
+    input_features: ClassVar[bool] = False
 
     def __init__(self, task: Any, section: BaseModel, workdir: Path, device: str = "cpu") -> None:
         """``task`` is the validated :class:`multiticket.config.TaskConfig`; ``section`` its
@@ -216,6 +250,47 @@ class DomainAdapter(abc.ABC):
         two training seeds never share one). None (default): a fixed evaluation set, the same for
         every seed by design (a validation split)."""
         return None
+
+    # -- what the report shows of a run (recorded by the driver: :meth:`domain_facts`) ---------
+    @staticmethod
+    def layer_role(name: str) -> str | None:
+        """The role of a prunable parameter by its name (``attention.query``, ``embeddings``; a short
+        word of letters, digits, ``_.-``), or None to leave it to its position (input, hidden,
+        output, from how the weight shapes chain). Override as a ``staticmethod``. Default: None."""
+        return None
+
+    @classmethod
+    def layer_roles(cls, names: Iterable[str]) -> dict[str, str]:
+        """:meth:`layer_role` of each of ``names`` that has one (the form the run directory stores)."""
+        return {n: role for n in names if (role := cls.layer_role(n)) is not None}
+
+    def header_facts(self) -> dict[str, str]:
+        """Label -> text rows of the report header that say what ran, after ``build`` (``algorithm:
+        PPO``, ``environment: CartPole-v1``; ``model``, ``dataset``). Default: none."""
+        return {}
+
+    def identity(self) -> str | None:
+        """What ran in a few words (``PPO, CartPole-v1``), for titles that name two runs (a transfer
+        run's source and target). None (default): the domain's name."""
+        return None
+
+    def input_names(self) -> list[str]:
+        """Names of the input features, in column order (only read where :attr:`input_features`);
+        an empty list, the default, shows them as ``obs[i]``."""
+        return []
+
+    def domain_facts(self, layers: Iterable[str]) -> DomainFacts:
+        """The facts the report reads from the run directory, after ``build``: the declarations
+        above, with the roles of the masked ``layers`` computed (a function cannot be stored)."""
+        cls = type(self)
+        try:
+            return DomainFacts(step_unit=cls.step_unit, eval_every_key=cls.eval_every_key, identity=self.identity(),
+                               header=self.header_facts(), layer_roles=cls.layer_roles(layers),
+                               input_names=self.input_names() if cls.input_features else None)
+        except ValidationError as exc:  # a plugin's declaration: one line naming it, not a traceback
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"domain '{cls.domain}': {cls.__qualname__} declares {where}: {first['msg']}") from None
 
     # -- outputs ------------------------------------------------------------------------------
     def notes(self) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Reading the ``.pt`` state files of run directories written before the safetensors format.
+"""What run directories written by older versions hold or lack: ``.pt`` state files, domain facts.
+
+**State files.** Run directories written before the safetensors format hold ``.pt`` files.
 
 Older multiticket versions pickled rewind points (``state.pt``), checkpoints (``state.pt``,
 ``core.pt``), the prune-only controls' dense state (``final_state.pt``) and instability state
@@ -8,19 +10,29 @@ scalars, numpy's generator and bit-generator constructors, plus the types each a
 with :func:`allow_legacy_types` (SB3: running statistics, replay buffers, spaces). A file holding
 anything else is refused with one line, unless the user trusts it: ``--trust-checkpoints`` (or
 ``MULTITICKET_TRUST_CHECKPOINTS=1``) allows the old unrestricted ``torch.load``.
+
+**Domain facts.** A run recorded before adapters declared their domain's facts
+(:mod:`multiticket.core.facts`) has none in its ``provenance.json``: :func:`legacy_facts` and
+:func:`legacy_layer_roles` give the report what it showed for such a run then, from the domain's
+name and its section of ``config.yaml``. This table is the only place where that is decided by a
+domain's name; it is frozen (facts of new runs come from their adapters) and knows only the
+built-in domains, a third-party domain's old run gets the generic defaults.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from multiticket.core.facts import MAX_FACT, MAX_LAYERS, DomainFacts
+from multiticket.core.name_roles import name_role
 from multiticket.errors import UserError
 
 TRUST_ENV = "MULTITICKET_TRUST_CHECKPOINTS"
@@ -95,3 +107,68 @@ def _unsafe(path: Path) -> list[str]:
     except Exception:  # noqa: BLE001 - not a torch file at all
         return []
     return sorted(names)
+
+
+# -- domain facts of runs recorded before adapters declared them ----------------------------------
+
+#: step unit of the built-in domains (``train.steps`` counts env timesteps in rl, optimizer steps else)
+LEGACY_STEP_UNITS = {"rl": "env steps", "nlp": "optimizer steps", "toy": "optimizer steps",
+                     "torch": "optimizer steps"}
+#: built-in domains whose layers had roles by name (:func:`multiticket.core.name_roles.name_role`)
+LEGACY_NAMED_ROLES = ("nlp",)
+
+
+def _text(value: object) -> str:
+    """A value of an untrusted config as bounded text: strings as they are, the rest as JSON."""
+    shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return shown if len(shown) <= MAX_FACT else shown[:MAX_FACT - 2] + " …"
+
+
+def _header(domain: str, s: Mapping[str, object], chosen: object) -> tuple[dict[str, str], str | None]:
+    """(header rows, identity) as the report showed them: algorithm and environment (rl), model
+    and dataset (nlp; ``chosen``: the model the adapter recorded choosing), nothing else."""
+    if domain == "rl":
+        algo, env = _text(s.get("algo", "?")).upper(), _text(s.get("env", "?"))
+        identity = f"{algo}, {env}" if s.get("algo") is not None else None
+        return {"algorithm": algo, "environment": env}, _text(identity) if identity else None
+    if domain == "nlp":
+        model = s.get("pretrained") or s.get("model") or chosen or "the task's default"
+        config = f" ({_text(s['dataset_config'])})" if s.get("dataset_config") else ""
+        rows = {"model": _text(f"{_text(model)}" + (" (pretrained)" if s.get("pretrained") else " (random init)")),
+                "dataset": _text(_text(s.get("dataset", "?")) + config)}
+        named = s.get("pretrained") or s.get("model") or "default model"
+        identity = f"{_text(named)}, {_text(s.get('dataset'))}" if s.get("dataset") is not None else None
+        return rows, _text(identity) if identity else None
+    return {}, None
+
+
+def legacy_facts(domain: str, section: object, hyperparameters: object = None) -> DomainFacts:
+    """The domain facts of a run recorded before they were (see the module docstring): its
+    ``domain``, its domain ``section`` and the ``hyperparameters`` of its ``provenance.json``
+    (None: none), all as read from the untrusted run directory. ``layer_roles`` stays None:
+    :func:`legacy_layer_roles` needs the layer names."""
+    s = section if isinstance(section, dict) else {}
+    chosen = hyperparameters.get("model") if isinstance(hyperparameters, dict) else None
+    header, identity = _header(domain, s, chosen)
+    given = s.get("obs_names")
+    names = [str(x)[:200] for x in given[:MAX_LAYERS]] if isinstance(given, list) else []
+    return DomainFacts(step_unit=LEGACY_STEP_UNITS.get(domain, "steps"),
+                       eval_every_key=f"{domain}.eval_every" if domain in LEGACY_STEP_UNITS else None,
+                       identity=identity, header=header, input_names=names if domain == "rl" else None)
+
+
+def legacy_layer_roles(domain: str, names: Iterable[str]) -> dict[str, str]:
+    """The roles by name that the report gave the layers of an old run (the rest: by position)."""
+    if domain not in LEGACY_NAMED_ROLES:
+        return {}
+    return {n: role for n in names if (role := name_role(n)) is not None}
+
+
+def legacy_hyperparameters(domain: str, section: object) -> str | None:
+    """Where an old run's hyperparameters came from, for a run with no ``provenance.json``: the
+    agents entry and overrides (rl); None: the report lists the domain section itself."""
+    s = section if isinstance(section, dict) else {}
+    if domain != "rl":
+        return None
+    entry = _text(s.get("hyperparams") or s.get("env", "?"))
+    return f"agents/{_text(s.get('algo', '?'))}.yaml entry '{entry}' + rl.overrides {_text(s.get('overrides') or {})}"

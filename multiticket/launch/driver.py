@@ -38,7 +38,7 @@ from multiticket.launch.resources import (
     memory_cap,
     worker_memory,
 )
-from multiticket.provenance import PROVENANCE, provenance_record, read_provenance
+from multiticket.provenance import PROVENANCE, adapter_facts, provenance_record, read_provenance
 from multiticket.runtime import library_versions, resolve_device
 
 
@@ -155,7 +155,8 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise
     if auto and opts.backend != "slurm" and not opts.address:
         opts = fit_memory(opts, runs)
-    facts = [run.runner.adapter.provenance() for run in runs]  # built, before a pool run closes them
+    # built, before a pool run closes them; the domain's facts over the masked layers (the report reads them)
+    facts = [adapter_facts(run.runner.adapter, run.runner.inputs.scope.names) for run in runs]
     with contextlib.ExitStack() as stack:
         lock_all(stack, runs)  # before the first write: a second driver writes nothing
         for run, measured in zip(runs, baselines):
@@ -222,7 +223,7 @@ def worker_need(run: PreparedRun) -> WorkerNeed:
     """The memory one worker of ``run`` needs, from its built (validated) module."""
     params = list(run.runner.adapter.module.parameters())
     on_gpu = any(p.is_cuda for p in params)
-    return worker_memory(run.task.config.domain, sum(p.numel() for p in params), on_gpu)
+    return worker_memory(type(run.runner.adapter).worker_base_bytes, sum(p.numel() for p in params), on_gpu)
 
 
 def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> None:

@@ -3,8 +3,8 @@
 The count is the number of CPUs this process may use -- its CPU affinity, lowered by a cgroup
 CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; containers and Slurm
 jobs often get fewer CPUs than the host has) -- then capped so that the workers fit in the
-available memory (:func:`worker_memory`; on a GPU, also in each GPU's free memory), and never
-more than the units there are to run. One means training in this process, as ``--workers 1``.
+available memory (:func:`worker_memory`, from the base memory each domain's adapter declares; on
+a GPU, also in each GPU's free memory), and never more than the units there are to run. One means training in this process, as ``--workers 1``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from pathlib import Path
 AUTO = "auto"
 GIB = 1 << 30
 
-#: resident memory of one worker before its model: Python, torch and the domain's libraries
-#: (SB3 and Gymnasium; transformers, datasets and a tokenizer), with room for environments and data
-BASE_BYTES = {"toy": int(0.4 * GIB), "rl": int(0.6 * GIB), "nlp": int(1.5 * GIB)}
 #: per parameter of the trained module: fp32 weights, gradients, Adam's two moments, and the
 #: copies a unit holds (initial weights, rewind point, final weights, mask): 8 copies of 4 bytes
 BYTES_PER_PARAM = 32
@@ -38,12 +35,13 @@ class WorkerNeed:
     gpu: int = 0
 
 
-def worker_memory(domain: str, n_params: int, on_gpu: bool) -> WorkerNeed:
-    """The estimate of one worker's memory: the domain's base plus 32 bytes per parameter, on
-    the host; on a GPU, the CUDA context plus 32 bytes per parameter there (activations of a
-    batch are not counted: keep ``nlp.batch_size`` moderate or pass ``--workers`` explicitly)."""
+def worker_memory(base: int, n_params: int, on_gpu: bool) -> WorkerNeed:
+    """The estimate of one worker's memory: ``base``, the resident memory its domain declares
+    before the model (:attr:`~multiticket.core.adapter.DomainAdapter.worker_base_bytes`), plus 32
+    bytes per parameter, on the host; on a GPU, the CUDA context plus 32 bytes per parameter there
+    (activations of a batch are not counted: keep the batch size moderate or pass ``--workers``
+    explicitly)."""
     model = BYTES_PER_PARAM * n_params
-    base = BASE_BYTES.get(domain, BASE_BYTES["nlp"])
     if on_gpu:
         return WorkerNeed(host=base, gpu=CUDA_CONTEXT_BYTES + model)
     return WorkerNeed(host=base + model)

@@ -32,7 +32,7 @@ def test_imp_and_early_bird_cost_against_dense(tmp_path: Path):
               - rec[(s, "early_bird", level)]["start_step"] for s in (0, 1)]
         assert found[("early_bird_steps", str(level))] == pytest.approx(statistics.fmean(eb))
         assert found[("early_bird_steps", str(level))] < found[("imp_steps", str(level))]  # it stopped early
-    assert "<th>early-bird: steps</th>" in html and "tokens / s" not in html  # the toy counts no tokens
+    assert "<th>early-bird: optimizer steps</th>" in html and "tokens / s" not in html  # the toy counts no tokens
 
 
 def test_unit_cost_reads_untrusted_records_defensively():

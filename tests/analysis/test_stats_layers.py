@@ -9,7 +9,6 @@ import torch
 
 from multiticket.analysis.layers import (
     jaccard_across_seeds,
-    name_role,
     position_roles,
     pruned_inputs,
     random_jaccard,
@@ -18,6 +17,7 @@ from multiticket.analysis.layers import (
 from multiticket.analysis.rundata import _ranges
 from multiticket.analysis.stats import anchor, matches, mean_std, normalise
 from multiticket.core.mask import Mask
+from multiticket.core.name_roles import name_role
 
 
 def test_mean_std_of_one_value():
@@ -95,13 +95,13 @@ def test_positional_roles_from_shapes():
                                    "action_net.weight": "output"}
     square = {"a.weight": (8, 8), "b.weight": (8, 8), "c.weight": (8, 8)}
     assert position_roles(square) == {"a.weight": "input", "b.weight": "hidden", "c.weight": "output"}
-    assert name_role("proj.weight") is None  # NLP falls back to position
+    assert name_role("proj.weight") is None  # a name that tells nothing falls back to position
 
 
 def test_layer_statistics():
     a = Mask({"w0": torch.tensor([[1, 1, 0], [1, 0, 0]]), "w1": torch.tensor([[1, 0], [0, 0]])})
     b = Mask({"w0": torch.tensor([[1, 0, 0], [1, 1, 0]]), "w1": torch.tensor([[1, 0], [0, 1]])})
-    assert remaining_per_role(a, "toy") == {"input": 0.5, "output": 0.25}
+    assert remaining_per_role(a) == {"input": 0.5, "output": 0.25}
     jac = jaccard_across_seeds({1: {0: a, 1: b}, 2: {0: a}})
     assert list(jac) == [1]
     assert jac[1]["w0"] == pytest.approx(2 / 4) and jac[1]["w1"] == pytest.approx(1 / 2)

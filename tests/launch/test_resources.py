@@ -64,17 +64,38 @@ def test_available_memory(tmp_path: Path) -> None:
 
 
 def test_worker_memory_rule_and_cap() -> None:
-    small = res.worker_memory("rl", 10_000, on_gpu=False)
-    assert small == res.WorkerNeed(host=res.BASE_BYTES["rl"] + 320_000)
-    big = res.worker_memory("nlp", 125_000_000, on_gpu=False)  # a GPT-2-sized model on CPU
-    assert big.host == res.BASE_BYTES["nlp"] + 4_000_000_000
+    small = res.worker_memory(int(0.6 * GIB), 10_000, on_gpu=False)
+    assert small == res.WorkerNeed(host=int(0.6 * GIB) + 320_000)
+    big = res.worker_memory(int(1.5 * GIB), 125_000_000, on_gpu=False)  # a GPT-2-sized model on CPU
+    assert big.host == int(1.5 * GIB) + 4_000_000_000
     assert res.memory_cap(16, [small, big], 12 * GIB, []) == 2  # the hungriest run sets the cap
     assert res.memory_cap(16, [small], 12 * GIB, []) == 16
     assert res.memory_cap(16, [big], GIB, []) == 1  # never below one
     assert res.memory_cap(16, [small], None, []) == 16  # unknown memory: no cap
-    gpu = res.worker_memory("nlp", 4_400_000, on_gpu=True)  # a tiny BERT on a GPU
+    gpu = res.worker_memory(int(1.5 * GIB), 4_400_000, on_gpu=True)  # a tiny BERT on a GPU
     assert gpu.gpu == res.CUDA_CONTEXT_BYTES + 32 * 4_400_000
     assert res.memory_cap(16, [gpu], 64 * GIB, [2 * GIB, 2 * GIB]) == 6  # 3 fit on each GPU
+
+
+def test_the_memory_estimate_uses_the_base_the_domain_declares() -> None:
+    """A domain's adapter declares its worker's base memory; the driver's estimate starts there,
+    whatever the domain is called (the built-ins declare theirs too, none is looked up by name)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from multiticket.adapters.sb3 import SB3Adapter
+    from multiticket.adapters.toy import ToyAdapter
+    from multiticket.core.adapter import DomainAdapter
+
+    class Declared:
+        worker_base_bytes = 3 * GIB
+
+        module = torch.nn.Linear(10, 10)  # 110 parameters
+
+    run = SimpleNamespace(runner=SimpleNamespace(adapter=Declared()), task=SimpleNamespace(config=None))
+    assert driver.worker_need(run) == res.WorkerNeed(host=3 * GIB + 32 * 110)
+    assert ToyAdapter.worker_base_bytes < SB3Adapter.worker_base_bytes < DomainAdapter.worker_base_bytes
 
 
 @pytest.mark.parametrize(("workers", "gpus", "slots"), [(4, 1, [0, 0, 0, 0]), (3, 2, [0, 1, 0]), (1, 2, [0]),

@@ -46,7 +46,8 @@ from multiticket.adapters.hf.export import export_folder
 from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
-from multiticket.core.adapter import DomainAdapter, TrainHooks
+from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
+from multiticket.core.name_roles import name_role
 from multiticket.errors import UserError
 
 
@@ -170,6 +171,12 @@ class HFAdapter(DomainAdapter):
     domain: ClassVar[str] = "nlp"
     Section: ClassVar[type[NLPSection]] = NLPSection
     curve_logs: ClassVar[tuple[str, ...]] = ("loss",)
+    step_unit: ClassVar[str] = "optimizer steps"
+    eval_every_key: ClassVar[str | None] = "nlp.eval_every"
+    #: transformers, datasets and a tokenizer, with room for the data
+    worker_base_bytes: ClassVar[int] = int(1.5 * GIB)
+    #: roles by the names of transformers' and torch RNNs' parameters (attention.query, ffn.output, ...)
+    layer_role = staticmethod(name_role)
 
     def __init__(self, task: Any, section: NLPSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
@@ -248,6 +255,14 @@ class HFAdapter(DomainAdapter):
         if self.pretrained is None:
             out["hyperparameters"]["model"] = self.section.model_type
         return out
+
+    def header_facts(self) -> dict[str, str]:
+        s = self.section
+        model = f"{s.pretrained or s.model_type} ({'pretrained' if s.pretrained else 'random init'})"
+        return {"model": model, "dataset": s.dataset + (f" ({s.dataset_config})" if s.dataset_config else "")}
+
+    def identity(self) -> str:
+        return f"{self.section.pretrained or self.section.model_type}, {self.section.dataset}"
 
     def notes(self) -> dict[str, Any]:
         notes: dict[str, Any] = {"new_head": self.new_head.record()} if self.new_head is not None else {}
