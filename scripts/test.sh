@@ -6,10 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh all
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check multiticket tests scripts
-.venv/bin/mypy multiticket/core multiticket/schema.py multiticket/config multiticket/domains.py \
-  multiticket/analysis/paired.py multiticket/analysis/verdicts.py multiticket/analysis/aggregate.py \
-  multiticket/analysis/calibration.py \
-  multiticket/runtime.py multiticket/transfer_task.py
+.venv/bin/mypy multiticket
 .venv/bin/lint-imports
 # the whole suite, the slow end-to-end cases marked `expensive` too (a bare `pytest` leaves them out)
 .venv/bin/python -m pytest -q -m "expensive or not expensive" "$@"

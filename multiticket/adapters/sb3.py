@@ -17,17 +17,20 @@ import itertools
 import math
 import pickle
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
@@ -48,6 +51,26 @@ from multiticket.core.statefile import Pickled
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]
+
+#: the ``rl`` section's class, under a name the class body can annotate with (there ``Section`` is the attribute)
+RLSection = Section
+
+
+class _AlgoExtras(Protocol):
+    """Attributes some SB3 algorithms add to ``BaseAlgorithm`` (DQN: ``_n_calls``, ``exploration_rate``;
+    SAC: ``log_ent_coef``, ``ent_coef_optimizer``; off-policy: ``replay_buffer``), used only where a
+    state key or a ``hasattr``/``getattr`` check shows the algorithm has them."""
+
+    _n_calls: int
+    exploration_rate: float
+    log_ent_coef: torch.Tensor
+    ent_coef_optimizer: torch.optim.Optimizer
+    replay_buffer: ReplayBuffer
+
+
+def _vec_normalize_of(venv: VecEnv | None) -> VecNormalize | None:
+    """The ``VecNormalize`` layer of ``venv`` (None without one, or without an env)."""
+    return None if venv is None else vec_normalize(venv)
 
 
 def _constant_schedule(value: float) -> Any:
@@ -75,11 +98,13 @@ class HooksCallback(BaseCallback):
         super().__init__(verbose=0)
         self.hooks = hooks
         self.adapter = adapter
-        self._pending: dict[str, float] | None = None
+        self._pending: dict[str, float | Sequence[float]] | None = None
 
     def _on_rollout_start(self) -> None:
         values = self.model.logger.name_to_value
-        losses = {k: float(v) for k, v in values.items() if k.startswith("train/") and "loss" in k}
+        losses: dict[str, float | Sequence[float]] = {
+            k: float(v) for k, v in values.items() if k.startswith("train/") and "loss" in k
+        }
         self._pending = losses or None
         # between two rollouts (the previous update done, the rollout buffer empty) the state is
         # weights + optimizers + RNG + resume_state(): a checkpoint here resumes bit for bit
@@ -105,7 +130,7 @@ class SB3Adapter(DomainAdapter):
     """Lottery-ticket search on an SB3 algorithm; the prunable root module is ``model.policy``."""
 
     domain = "rl"
-    Section = Section
+    Section: ClassVar[type[RLSection]] = RLSection
     #: ``disjoint``: the N evaluation episodes run on N copies of the eval env, one batched
     #: ``predict`` per step, copy i of training seed s seeded offset + s·N + i, so two training
     #: seeds never share an episode (their results are independent samples); ``batched``: the same
@@ -125,9 +150,9 @@ class SB3Adapter(DomainAdapter):
     early_bird_interval = "5%"
     input_features = True  # the policy's first layers read the observation vector
 
-    def __init__(self, task: Any, section: Section, workdir: Path, device: str = "cpu") -> None:
+    def __init__(self, task: Any, section: RLSection, workdir: Path, device: str = "cpu") -> None:
         super().__init__(task, section, workdir, device)
-        self.section: Section = section
+        self.section: RLSection = section
         self.spec: AlgoSpec = ALGOS[section.algo]
         try:
             self.hyper: Hyper = resolve_hyper(
@@ -167,7 +192,9 @@ class SB3Adapter(DomainAdapter):
         if self.hyper.noise is None:
             return None
         kind, std = self.hyper.noise
-        n = int(np.prod(venv.action_space.shape))
+        shape = venv.action_space.shape
+        assert shape is not None  # noise is for Box action spaces, which have a shape
+        n = int(np.prod(shape))
         cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
         return cls(mean=np.zeros(n), sigma=std * np.ones(n))
 
@@ -392,11 +419,12 @@ class SB3Adapter(DomainAdapter):
         envs), predicting for all copies at once; sequential, one env runs them in turn."""
         model = self._require_model()
         assert self.eval_env is not None
-        train_norm, eval_norm = vec_normalize(model.get_env()), vec_normalize(self.eval_env)
+        train_norm, eval_norm = _vec_normalize_of(model.get_env()), vec_normalize(self.eval_env)
         if train_norm is not None and eval_norm is not None:
             eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
         self.eval_env.seed(self._eval_seed())  # copy i: this seed + i
-        returns, lengths = evaluate_policy(
+        # return_episode_rewards=True: per-episode lists, not (mean, std)
+        episodes = evaluate_policy(
             model,
             self.eval_env,
             n_eval_episodes=self.section.n_eval_episodes,
@@ -404,6 +432,7 @@ class SB3Adapter(DomainAdapter):
             return_episode_rewards=True,
             warn=False,
         )
+        returns, lengths = cast(tuple[list[float], list[int]], episodes)
         return [float(r) for r in returns], [int(n) for n in lengths]
 
     def baselines(self) -> dict[str, float]:
@@ -437,33 +466,37 @@ class SB3Adapter(DomainAdapter):
             st["n_calls"] = int(model._n_calls) + int(self._mid_step)
         if hasattr(model, "exploration_rate"):
             st["exploration_rate"] = float(model.exploration_rate)
+        extras = cast(_AlgoExtras, model)
         if getattr(model, "log_ent_coef", None) is not None:
-            st["log_ent_coef"] = model.log_ent_coef.detach().cpu().clone()
-        norm = vec_normalize(model.get_env())
+            st["log_ent_coef"] = extras.log_ent_coef.detach().cpu().clone()
+        norm = _vec_normalize_of(model.get_env())
         if norm is not None:
             st["obs_rms"], st["ret_rms"] = rms_tree(norm.obs_rms), rms_tree(norm.ret_rms)
         if self.section.keep_replay_buffer and getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = buffer_tree(model.replay_buffer)
+            st["replay_buffer"] = buffer_tree(extras.replay_buffer)
         return st
 
     def load_state(self, state: dict[str, Any]) -> None:
         model = self._require_model()
+        extras = cast(_AlgoExtras, model)
         model.num_timesteps = int(state["num_timesteps"])
         model._episode_num = int(state.get("episode_num", 0))
         if hasattr(model, "_n_updates"):
             model._n_updates = int(state.get("n_updates", 0))
         if "n_calls" in state:
-            model._n_calls = int(state["n_calls"])
+            extras._n_calls = int(state["n_calls"])
         if "exploration_rate" in state:
-            model.exploration_rate = float(state["exploration_rate"])
+            extras.exploration_rate = float(state["exploration_rate"])
         if "log_ent_coef" in state and getattr(model, "log_ent_coef", None) is not None:
             with torch.no_grad():  # in place: the entropy optimizer keeps pointing at this tensor
-                model.log_ent_coef.copy_(state["log_ent_coef"].to(model.log_ent_coef.device))
-        norm = vec_normalize(model.get_env())
+                extras.log_ent_coef.copy_(state["log_ent_coef"].to(extras.log_ent_coef.device))
+        norm = _vec_normalize_of(model.get_env())
         if norm is not None and "obs_rms" in state:
-            norm.obs_rms, norm.ret_rms = rms_from(state["obs_rms"]), rms_from(state["ret_rms"])
+            # SB3 types obs_rms after its dict-observation branch; it holds either kind (rms_from's result)
+            norm.obs_rms = rms_from(state["obs_rms"])  # type: ignore[assignment]
+            norm.ret_rms = cast(RunningMeanStd, rms_from(state["ret_rms"]))  # a scalar statistic, never a dict
         if self.section.keep_replay_buffer and state.get("replay_buffer") is not None:
-            model.replay_buffer = restore_buffer(model.replay_buffer, state["replay_buffer"])
+            extras.replay_buffer = restore_buffer(extras.replay_buffer, state["replay_buffer"])
         self._state_loaded = True
 
     # -- mid-level checkpoints ------------------------------------------------------------------
@@ -483,7 +516,7 @@ class SB3Adapter(DomainAdapter):
         st = self.state()
         st["algo"] = Pickled({a: getattr(model, a) for a in self._RESUME_ATTRS if hasattr(model, a)})
         if getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = buffer_tree(model.replay_buffer)
+            st["replay_buffer"] = buffer_tree(cast(_AlgoExtras, model).replay_buffer)
         ent_opt = getattr(model, "ent_coef_optimizer", None)
         if ent_opt is not None:
             st["ent_coef_optimizer"] = ent_opt.state_dict()
@@ -498,11 +531,12 @@ class SB3Adapter(DomainAdapter):
             setattr(model, attr, copy.deepcopy(value))
         if old_env is not None and old_env is not model.env:
             old_env.close()
-        model._vec_normalize_env = vec_normalize(model.env)
+        model._vec_normalize_env = _vec_normalize_of(model.env)
+        extras = cast(_AlgoExtras, model)
         if state.get("replay_buffer") is not None:
-            model.replay_buffer = restore_buffer(model.replay_buffer, state["replay_buffer"])
+            extras.replay_buffer = restore_buffer(extras.replay_buffer, state["replay_buffer"])
         if "ent_coef_optimizer" in state and getattr(model, "ent_coef_optimizer", None) is not None:
-            model.ent_coef_optimizer.load_state_dict(copy.deepcopy(state["ent_coef_optimizer"]))
+            extras.ent_coef_optimizer.load_state_dict(copy.deepcopy(state["ent_coef_optimizer"]))
         self._resumed = True
 
     def check_resumable(self) -> None:
@@ -510,7 +544,9 @@ class SB3Adapter(DomainAdapter):
         cannot go on stepping (Box2D's LunarLander pickles, but its copy has lost its world)."""
         model = self._require_model()
         try:
-            probe = copy.deepcopy(model.get_env())  # before its first reset: a plain copy
+            env = model.get_env()
+            assert env is not None  # build() gave the model its training envs
+            probe = copy.deepcopy(env)  # before its first reset: a plain copy
             probe.reset()  # simulators such as Box2D build their world here
             restored = pickle.loads(pickle.dumps(probe))
             restored.step(np.array([restored.action_space.sample() for _ in range(restored.num_envs)]))
@@ -530,7 +566,7 @@ class SB3Adapter(DomainAdapter):
         level_dir = Path(level_dir)
         level_dir.mkdir(parents=True, exist_ok=True)
         model.save(level_dir / "ticket.zip")
-        norm = vec_normalize(model.get_env())
+        norm = _vec_normalize_of(model.get_env())
         if norm is not None:
             norm.save(str(level_dir / "vecnormalize.pkl"))
 

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal, cast
 
 import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+#: a role a task may select in ``rl.roles``
+Role = Literal["actor", "critic", "shared"]
 #: roles a task may select in ``rl.roles``
-ROLES = ("actor", "critic", "shared")
+ROLES: tuple[Role, ...] = ("actor", "critic", "shared")
 
 #: layer types whose ``weight`` is prunable by default
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -47,33 +54,65 @@ class AlgoSpec:
 
 def _actor_critic_branches(policy: nn.Module) -> list[Branch]:
     """PPO/A2C ``ActorCriticPolicy``: pi and vf paths; ``log_std`` is a bare parameter, in no branch."""
-    mlp = policy.mlp_extractor
+    ac = cast(ActorCriticPolicy, policy)
+    mlp = ac.mlp_extractor
     return [
-        ("actor", [policy.pi_features_extractor, mlp.policy_net, policy.action_net]),
-        ("critic", [policy.vf_features_extractor, mlp.value_net, policy.value_net]),
+        ("actor", [ac.pi_features_extractor, mlp.policy_net, ac.action_net]),
+        ("critic", [ac.vf_features_extractor, mlp.value_net, ac.value_net]),
     ]
 
 
 def _dqn_branches(policy: nn.Module) -> list[Branch]:
-    q = policy.q_net
+    q = cast(DQNPolicy, policy).q_net
     return [("critic", [q.features_extractor, q.q_net])]
 
 
-def _continuous_critic_branches(critic: nn.Module) -> list[Branch]:
+def _continuous_critic_branches(critic: ContinuousCritic) -> list[Branch]:
     return [("critic", [critic.features_extractor, q]) for q in critic.q_networks]
 
 
 def _sac_branches(policy: nn.Module) -> list[Branch]:
-    actor = policy.actor
+    sac = cast(SACPolicy, policy)
+    actor = sac.actor
     # actor.log_std is a Linear head in SAC; like PPO's log_std it is never pruned by default
     return [("actor", [actor.features_extractor, actor.latent_pi, actor.mu])] + _continuous_critic_branches(
-        policy.critic
+        sac.critic
     )
 
 
 def _td3_branches(policy: nn.Module) -> list[Branch]:
-    actor = policy.actor
-    return [("actor", [actor.features_extractor, actor.mu])] + _continuous_critic_branches(policy.critic)
+    td3 = cast(TD3Policy, policy)
+    actor = td3.actor
+    return [("actor", [actor.features_extractor, actor.mu])] + _continuous_critic_branches(td3.critic)
+
+
+def _policy_optimizer(model: BaseAlgorithm) -> list[torch.optim.Optimizer]:
+    return [model.policy.optimizer]
+
+
+def _actor_critic_optimizers(model: BaseAlgorithm) -> list[torch.optim.Optimizer]:
+    """SAC/TD3: one optimizer for the actor, one for the critic."""
+    sac_or_td3 = cast(SAC | TD3, model)
+    return [sac_or_td3.actor.optimizer, sac_or_td3.critic.optimizer]
+
+
+def _no_targets(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
+    return []
+
+
+def _dqn_targets(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
+    dqn = cast(DQN, model)
+    return [(dqn.q_net, dqn.q_net_target)]
+
+
+def _sac_targets(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
+    sac = cast(SAC, model)
+    return [(sac.critic, sac.critic_target)]
+
+
+def _td3_targets(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
+    td3 = cast(TD3, model)
+    return [(td3.actor, td3.actor_target), (td3.critic, td3.critic_target)]
 
 
 _ALL_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
@@ -86,8 +125,8 @@ ALGOS: dict[str, AlgoSpec] = {
         _ALL_SPACES,
         ROLES,
         _actor_critic_branches,
-        lambda m: [m.policy.optimizer],
-        lambda m: [],
+        _policy_optimizer,
+        _no_targets,
     ),
     "a2c": AlgoSpec(
         "A2C",
@@ -96,8 +135,8 @@ ALGOS: dict[str, AlgoSpec] = {
         _ALL_SPACES,
         ROLES,
         _actor_critic_branches,
-        lambda m: [m.policy.optimizer],
-        lambda m: [],
+        _policy_optimizer,
+        _no_targets,
     ),
     "dqn": AlgoSpec(
         "DQN",
@@ -106,8 +145,8 @@ ALGOS: dict[str, AlgoSpec] = {
         (spaces.Discrete,),
         ("critic",),
         _dqn_branches,
-        lambda m: [m.policy.optimizer],
-        lambda m: [(m.q_net, m.q_net_target)],
+        _policy_optimizer,
+        _dqn_targets,
     ),
     "sac": AlgoSpec(
         "SAC",
@@ -116,8 +155,8 @@ ALGOS: dict[str, AlgoSpec] = {
         (spaces.Box,),
         ROLES,
         _sac_branches,
-        lambda m: [m.actor.optimizer, m.critic.optimizer],
-        lambda m: [(m.critic, m.critic_target)],
+        _actor_critic_optimizers,
+        _sac_targets,
     ),
     "td3": AlgoSpec(
         "TD3",
@@ -126,8 +165,8 @@ ALGOS: dict[str, AlgoSpec] = {
         (spaces.Box,),
         ROLES,
         _td3_branches,
-        lambda m: [m.actor.optimizer, m.critic.optimizer],
-        lambda m: [(m.actor, m.actor_target), (m.critic, m.critic_target)],
+        _actor_critic_optimizers,
+        _td3_targets,
     ),
 }
 

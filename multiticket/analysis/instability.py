@@ -122,8 +122,8 @@ def barrier_figure(records: list[dict[str, Any]]) -> Figure:
         ax.errorbar(x, m, yerr=s, color=plots.control_color(control), marker="o", ms=5, lw=2 if control == "ticket"
                     else 1.4, capsize=3, label=control)
     if (0, "ticket") in groups:
-        m, s, _ = mean_std([r["barrier"] for r in groups[(0, "ticket")]])
-        ax.errorbar([1.0], [m], yerr=[s], color=plots.DENSE_COLOR, marker="*", ms=11, ls="none", label="dense")
+        dense_m, dense_s, _ = mean_std([r["barrier"] for r in groups[(0, "ticket")]])
+        ax.errorbar([1.0], [dense_m], yerr=[dense_s], color=plots.DENSE_COLOR, marker="*", ms=11, ls="none", label="dense")
         xs.append(1.0)
     ax.axhline(0, color="#999999", lw=1)
     plots.remaining_axis(ax, xs)

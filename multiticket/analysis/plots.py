@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -29,6 +29,9 @@ from multiticket.analysis.layers import random_jaccard  # noqa: E402
 from multiticket.analysis.rundata import RunData  # noqa: E402
 from multiticket.analysis.stats import fmt, mean_std  # noqa: E402
 from multiticket.core.store import atomic_write  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # in newer matplotlib only: annotations, never imported at run time
 
 #: one colour per control, the same in every chart (ticket: the strongest)
 CONTROL_COLORS = {
@@ -50,7 +53,7 @@ CONTROL_COLORS = {
 RUN_COLORS = ("#1f4e9c", "#c0392b", "#2e9e44", "#8e44ad", "#e07b00", "#17a2b8", "#7f7f7f", "#b8860b")
 DENSE_COLOR = "#222222"
 
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.titlesize": 12,
     "axes.titleweight": "bold",

@@ -273,7 +273,8 @@ def run_facts(config: dict[str, Any], provenance: dict[str, Any] | None) -> Doma
 def _ranges(levels: list[int]) -> str:
     """[1, 2, 3, 5] -> '1-3, 5'."""
     levels = sorted(levels)
-    parts, start = [], levels[0]
+    parts: list[str] = []
+    start: int | None = levels[0]
     for prev, cur in zip(levels, [*levels[1:], None]):
         if cur != prev + 1:
             parts.append(f"{start}" if start == prev else f"{start}-{prev}")

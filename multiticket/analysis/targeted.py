@@ -78,7 +78,7 @@ def td_section(run: RunData, plot_dir: Path) -> Markup:
     if any(run.stat(c, lv)[2] for c, _ in CURVES[1:] for lv in run.levels if lv > 0):
         figure = png_src(plots.save_png(td_figure(run), plot_dir / "targeted_dropout.png"))
     dense = [_cell(*run.stat("dense_td" if c == "prune_dense_td" else "ticket", 0), c, 0) for c, _ in CURVES]
-    rows = [{"level": "0 (dense)", "sparsity": "0%", "cells": dense}]
+    rows: list[dict[str, Any]] = [{"level": "0 (dense)", "sparsity": "0%", "cells": dense}]
     for lv in run.levels:
         if lv > 0:
             rows.append({"level": lv, "sparsity": plots.pct(run.sparsity[lv]),

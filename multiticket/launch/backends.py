@@ -58,6 +58,13 @@ class LaunchOptions:
         return self.backend == "local" and self.workers == 1 and not self.force_pool
 
     @property
+    def worker_count(self) -> int:
+        """``workers`` once the driver has resolved ``auto`` (it does before any backend starts)."""
+        if not isinstance(self.workers, int):
+            raise TypeError(f"LaunchOptions.workers: {self.workers!r} not resolved to a number")
+        return self.workers
+
+    @property
     def resolved_granularity(self) -> str:
         return self.granularity or ("chain" if self.backend == "slurm" else "unit")
 
@@ -192,9 +199,9 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequ
 
 
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
-    ctx = worker_context(worker_modules([j.spec.resolved.get("domain") for j in jobs],
-                                        [m for j in jobs for m in j.spec.user_modules]))
-    size = max(1, min(opts.workers, len(jobs)))  # no idle workers
+    domains = [d for j in jobs if (d := j.spec.resolved.get("domain")) is not None]
+    ctx = worker_context(worker_modules(domains, [m for j in jobs for m in j.spec.user_modules]))
+    size = max(1, min(opts.worker_count, len(jobs)))  # no idle workers
     slots = gpu_slots(size, _gpu_count(opts.device))
     gpu_ids = None
     if slots is not None:
@@ -236,7 +243,7 @@ def run_ray(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: On
             ray.init(address=opts.address, log_to_driver=False)
         else:
             ray.init(
-                num_cpus=max(1, math.ceil(opts.workers * opts.cpus_per_unit)),
+                num_cpus=max(1, math.ceil(opts.worker_count * opts.cpus_per_unit)),
                 include_dashboard=False,
                 log_to_driver=False,
             )

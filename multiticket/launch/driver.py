@@ -215,8 +215,8 @@ def fit_memory(opts: LaunchOptions, runs: list[PreparedRun]) -> LaunchOptions:
     validated (still open) adapter; one means in-process."""
     needs = [worker_need(r) for r in runs]
     gpu_free = gpu_free_memory() if any(n.gpu for n in needs) else []
-    capped = memory_cap(opts.workers, needs, available_memory(), gpu_free)
-    return dataclasses.replace(opts, workers=capped) if capped < opts.workers else opts
+    capped = memory_cap(opts.worker_count, needs, available_memory(), gpu_free)
+    return dataclasses.replace(opts, workers=capped) if capped < opts.worker_count else opts
 
 
 def worker_need(run: PreparedRun) -> WorkerNeed:

@@ -136,7 +136,7 @@ def test_the_default_criterion_keeps_run_names_and_others_change_them():
      "prune.criterion: 'movement' reads the rewind-point weights, which the dense_td unit"),
 ])
 def test_criteria_that_cannot_apply_are_refused(sets, message):
-    """Each error names the --set that gave prune.criterion (multiticket.validation)."""
+    """Each error names the --set that gave prune.criterion (multiticket.config.collect)."""
     criterion = next(s for s in sets if s.startswith("prune.criterion="))
     with pytest.raises(UserError, match="^" + re.escape(f"--set {criterion}: {message}")):
         load_task(TOY, sets)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import (
     DataCollatorForSeq2Seq,
     DataCollatorWithPadding,
@@ -117,7 +117,7 @@ class HooksCallback(TrainerCallback):
             _set_rng_state(self.rng)
             self.rng = None
 
-    def _step_done(self, step: int, logs: dict[str, float] | None, logged: bool = True) -> None:
+    def _step_done(self, step: int, logs: dict[str, float | Sequence[float]] | None, logged: bool = True) -> None:
         # after an optimizer step (and its scheduler step) nothing else is pending: the next
         # step's batch and LR are functions of the step, so a checkpoint here resumes exactly --
         # at a logging step, where the Trainer's loss window closed (the loss curve resumes too)
@@ -141,7 +141,9 @@ class HooksCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.pending is None:
             return
-        numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        numeric: dict[str, float | Sequence[float]] = {
+            k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))
+        }
         self._step_done(self.pending, numeric)
         self.pending = None
         self._stop_requested(control)
@@ -241,7 +243,8 @@ class HFAdapter(DomainAdapter):
             names = names + [f"LABEL_{i}" for i in range(len(names), self.num_labels)]
             model.config.id2label = dict(enumerate(names))
             model.config.label2id = {v: k for k, v in model.config.id2label.items()}
-        self._model = model.to(self.device)
+        # transformers wraps to() with functools.wraps(nn.Module.to), which mypy reads as unbound (self first)
+        self._model = model.to(self.device)  # type: ignore[arg-type]
         self._optimizer = None
         self.seed = seed
         self.tokens_per_step = None
@@ -278,7 +281,7 @@ class HFAdapter(DomainAdapter):
         return round(sum(len(feats[int(i)]["input_ids"]) for i in order) / steps, 3) if steps else 0.0
 
     @property
-    def module(self) -> nn.Module:
+    def module(self) -> PreTrainedModel:
         if self._model is None:
             raise RuntimeError("build() first")
         return self._model
@@ -373,7 +376,8 @@ class HFAdapter(DomainAdapter):
         )  # fmt: skip
         self._optimizer = self._make_optimizer(args, trainer)
         trainer.optimizer = self._optimizer
-        trainer.lr_scheduler = self.make_scheduler(self._optimizer, start, stop)
+        # Trainer annotates lr_scheduler as LambdaLR (what it builds itself); it steps any LRScheduler
+        trainer.lr_scheduler = self.make_scheduler(self._optimizer, start, stop)  # type: ignore[assignment]
         trainer.remove_callback(PrinterCallback)  # logs go to the core, not to stdout
         trainer.add_callback(HooksCallback(hooks, self._optimizer, start, rng))
         _set_rng_state(rng)

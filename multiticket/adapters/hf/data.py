@@ -76,12 +76,12 @@ def _load_raw(section: NLPSection, cache_dir: Path) -> Any:
         loader = _loader_of(Path(files["train"]))
         return _call(datasets.load_dataset, "nlp.dataset", name, loader, data_files=files, **kwargs)
     if section.data_files is not None:
-        files = section.data_files
-        for split, paths in files.items():
+        data_files = section.data_files
+        for split, paths in data_files.items():
             for p in [paths] if isinstance(paths, str) else paths:
                 if "://" not in p and not Path(p).exists():
                     raise UserError(f"nlp.data_files.{split}: no such file '{p}'")
-        return _call(datasets.load_dataset, "nlp.dataset", name, name, data_files=files, **kwargs)
+        return _call(datasets.load_dataset, "nlp.dataset", name, name, data_files=data_files, **kwargs)
     path = Path(name)
     if path.is_file():
         loader = _loader_of(path)

@@ -8,6 +8,8 @@ Prunable by default: the LSTM's ``weight_ih_l*`` / ``weight_hh_l*`` (the recurre
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from transformers import (
@@ -38,7 +40,7 @@ class LSTMLMConfig(PretrainedConfig):
         pad_token_id: int | None = 0,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
@@ -46,7 +48,9 @@ class LSTMLMConfig(PretrainedConfig):
         self.num_layers = num_layers
         self.dropout = dropout
         self.init_range = init_range
-        super().__init__(
+        # transformers 5 types PreTrainedConfig as a dataclass whose fields omit the token ids and
+        # tie_word_embeddings; its real __init__ hands keywords that are no field to __post_init__
+        super().__init__(  # type: ignore[call-arg]
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,
@@ -101,7 +105,9 @@ class LSTMModel(LSTMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    # narrower than PreTrainedModel's nn.Module: this model's input layer is an nn.Embedding
+    # (resize_token_embeddings sets one)
+    def set_input_embeddings(self, value: nn.Embedding) -> None:  # type: ignore[override]
         self.embed = value
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -127,7 +133,7 @@ class LSTMForCausalLM(LSTMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.lstm_model.embed
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Embedding) -> None:  # type: ignore[override]  # as LSTMModel's
         self.lstm_model.embed = value
 
     def get_output_embeddings(self) -> nn.Linear:

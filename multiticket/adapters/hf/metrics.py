@@ -12,10 +12,10 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 PRIMARY = {
     "classification": ("accuracy", True),
@@ -64,7 +64,9 @@ def classification_metrics(
         gold += b["labels"].tolist()
     n = len(gold)
     acc = sum(p == g for p, g in zip(preds, gold)) / n
-    return {"accuracy": acc, "f1_macro": f1_macro(preds, gold, model.config.num_labels), "loss": loss_sum / n,
+    num_labels = model.config.num_labels
+    assert num_labels is not None  # a classification model's config has id2label
+    return {"accuracy": acc, "f1_macro": f1_macro(preds, gold, num_labels), "loss": loss_sum / n,
             **prediction_spread(preds)}
 
 
@@ -114,7 +116,8 @@ def translation_metrics(
         b = {k: v.to(device) for k, v in b.items()}
         with _autocast(device, bf16):
             out = model(**b)
-            gen = model.generate(
+            # a seq2seq model class mixes GenerationMixin in (PreTrainedModel itself does not)
+            gen = cast(GenerationMixin, model).generate(
                 input_ids=b["input_ids"],
                 attention_mask=b["attention_mask"],
                 max_new_tokens=max_new_tokens,

@@ -111,7 +111,8 @@ def _tiny_config(section: NLPSection, tok: PreTrainedTokenizerBase, num_labels: 
     elif kind == "t5":
         from transformers import T5Config
 
-        cfg = T5Config(
+        # T5Config's dataclass fields omit decoder_start_token_id; its __init__ passes it to __post_init__
+        cfg = T5Config(  # type: ignore[call-arg]
             vocab_size=vocab, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4,
             pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad,
         )  # fmt: skip
@@ -224,11 +225,13 @@ def _load_pretrained(
     if section.task != "classification" or not fresh:
         return model, None
     shapes = [old for key, (old, _) in mismatched.items() if key.endswith("weight") and len(old) == 2]
+    num_labels = cfg.num_labels
+    assert num_labels is not None  # a classification config: id2label is set
     return model, NewHead(
         pretrained=section.pretrained or pretrained,
         parameters=sorted(fresh, key=list(dict(model.named_parameters())).index),
         init_seed=init_seed,
-        num_labels=int(cfg.num_labels),
+        num_labels=int(num_labels),
         pretrained_num_labels=int(shapes[0][0]) if shapes else None,
     )
 
@@ -245,7 +248,9 @@ def check_vocab(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, section: NLPSection, pretrained: str | None
 ) -> None:
     """Token ids the tokenizer can emit must index the model's embedding; positions must fit."""
-    emb = model.get_input_embeddings().weight.shape[0]
+    weight = model.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)  # an embedding's weight (nn.Module.__getattr__ types it loosely)
+    emb = weight.shape[0]
     if len(tok) > emb:
         where = f"the model '{section.pretrained}'" if pretrained else "the model"
         raise UserError(

@@ -100,12 +100,12 @@ def _train(section: NLPSection, texts: list[str]) -> PreTrainedTokenizerFast:
         tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    bpe_trainer = trainers.BpeTrainer(
         vocab_size=section.vocab_size,
         special_tokens=BPE_SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    tok.train_from_iterator(texts, trainer=bpe_trainer, length=len(texts))
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     if section.task == "classification":
         # <s> first for BERT's pooler (RoBERTa style), </s> last for GPT-2's last-token head
