@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -190,40 +191,85 @@ def plan(domain: str, steps: int | None, levels: int, seeds: list[int], extra: l
             "units": units}
 
 
-def run_child(side: str, cfg: dict[str, Any]) -> dict[str, Any]:
+def run_child(side: str, cfg: dict[str, Any], cpu: int | None = None) -> dict[str, Any]:
+    """One side in a fresh process, pinned to ``cpu`` (both sides on the same core) when given."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--config", json.dumps(cfg),
            "--launched", repr(time.time())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, preexec_fn=pin)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{side} side exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}")
     return json.loads(lines[-1][len(RESULT):])
 
 
+#: an interval wider than this (hi / lo of the ratio) cannot tell 1.00x from 1.05x
+MAX_JUDGEABLE_WIDTH = 1.05
+#: the whole-run target of docs/scale.md
+TARGET = 1.03
+
+
+def ratio_interval(ratios: list[float]) -> dict[str, Any]:
+    """Geometric mean of paired ratios with a 95 % t interval on their logs (repeats are
+    interleaved pairs, so each pair shares the machine's state), and what it can judge."""
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    out: dict[str, Any] = {"ratio": math.exp(mean), "n": len(logs)}
+    if len(logs) < 3:
+        return out | {"low": None, "high": None, "judged": f"too few repeats ({len(logs)}, 3 needed)"}
+    from scipy.stats import t as student
+
+    half = student.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    if high < 1.05:
+        judged = "below 1.05x"
+    elif low > 1.05:
+        judged = "above 1.05x"
+    elif high / low > MAX_JUDGEABLE_WIDTH:
+        judged = "too wide to judge"
+    else:
+        judged = "includes 1.05x"
+    return out | {"low": low, "high": high, "judged": judged}
+
+
 def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Median seconds per trained step of each phase and side, and the ratios multiticket / plain
-    (the whole run too); each repeat's pair also gives a paired ratio of the whole run."""
+    """Per phase (and the whole run): median seconds per trained step of each side, and the paired
+    ratio multiticket / plain of each interleaved repeat with its interval (:func:`ratio_interval`)."""
     def per_step(r: dict[str, Any], key: str) -> float:
         total = sum(r[p] for p in PHASES) if key == "total" else r[key]
         return total / max(r["steps"], 1)
 
     table = {}
     for key in (*PHASES, "total"):
-        mt = statistics.median(per_step(r, key) for r in runs["multiticket"])
-        pl = statistics.median(per_step(r, key) for r in runs["plain"])
-        table[key] = {"multiticket_s_per_step": mt, "plain_s_per_step": pl, "ratio": mt / pl if pl > 0 else None}
-    paired = [per_step(a, "total") / per_step(b, "total") for a, b in zip(runs["multiticket"], runs["plain"], strict=True)]
-    return {"phases": table, "paired_total_ratios": paired, "median_paired_total_ratio": statistics.median(paired),
-            "steps": {side: runs[side][0]["steps"] for side in runs}, "units": {side: runs[side][0]["units"] for side in runs}}
+        pairs = list(zip(runs["multiticket"], runs["plain"], strict=True))
+        ratios = [per_step(a, key) / per_step(b, key) for a, b in pairs if per_step(b, key) > 0]
+        table[key] = {"multiticket_s_per_step": statistics.median(per_step(r, key) for r in runs["multiticket"]),
+                      "plain_s_per_step": statistics.median(per_step(r, key) for r in runs["plain"]),
+                      "paired_ratios": ratios, **(ratio_interval(ratios) if ratios else {"ratio": None})}
+    return {"phases": table, "steps": {side: runs[side][0]["steps"] for side in runs},
+            "units": {side: runs[side][0]["units"] for side in runs}}
 
 
-def bench_domain(cfg: dict[str, Any], repeats: int) -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPUs, model, load, versions, date."""
+    import platform
+
+    import torch
+
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "load_average": list(os.getloadavg()), "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+def bench_domain(cfg: dict[str, Any], repeats: int, cpu: int | None) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"multiticket": [], "plain": []}
     for r in range(repeats):
         for side in ("multiticket", "plain") if r % 2 == 0 else ("plain", "multiticket"):
-            runs[side].append(run_child(side, cfg))
+            runs[side].append(run_child(side, cfg, cpu))
     return {"config": cfg, "runs": runs, **compare(runs)}
 
 
@@ -263,19 +309,33 @@ def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
             "speedup": med["sequential"] / med["batched"]}
 
 
+def _ratio_text(row: dict[str, Any]) -> str:
+    if row.get("ratio") is None:
+        return "n/a"
+    if row.get("low") is None:
+        return f"{row['ratio']:.3f}x ({row['judged']})"
+    return f"{row['ratio']:.3f}x [{row['low']:.3f}, {row['high']:.3f}] {row['judged']}"
+
+
 def print_report(results: dict[str, Any]) -> None:
+    m = results.get("machine", {})
+    print(f"machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), load average at start "
+          f"{m.get('load_average')}, at end {results.get('load_average_end')}; {m.get('date')}")
     for domain, res in results.items():
         if domain == "eval_speedup":
             print(f"evaluation, demo PPO CartPole ({res['episodes']} episodes, agent trained {res['train_steps']} "
                   f"steps, mean length {res['mean_episode_length']}): batched speed-up {res['speedup']:.2f}x")
             continue
+        if domain not in TASKS:
+            continue
         print(f"\n{domain}: {res['config']['task']} {' '.join(res['config']['overrides'])}; "
               f"units {res['units']}; trained steps {res['steps']}")
-        print(f"{'phase':<10} {'multiticket s/step':>20} {'plain s/step':>14} {'ratio':>8}")
+        print(f"{'phase':<10} {'multiticket s/step':>20} {'plain s/step':>14}  ratio (geometric mean of paired ratios, 95 % t interval)")
         for phase, row in res["phases"].items():
-            ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}x"
-            print(f"{phase:<10} {row['multiticket_s_per_step']:>20.3e} {row['plain_s_per_step']:>14.3e} {ratio:>8}")
-        print(f"{domain} whole run per trained step: median paired ratio {res['median_paired_total_ratio']:.3f}x")
+            print(f"{phase:<10} {row['multiticket_s_per_step']:>20.3e} {row['plain_s_per_step']:>14.3e}  {_ratio_text(row)}")
+        total = res["phases"]["total"]
+        print(f"{domain} whole run per trained step: {_ratio_text(total)}; paired ratios "
+              + ", ".join(f"{r:.3f}" for r in total["paired_ratios"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="more task overrides (KEY=VALUE), both sides")
     p.add_argument("--eval-speedup", action="store_true", help="also time batched vs sequential evaluation")
     p.add_argument("--eval-train-steps", type=int, default=20000, help="train the evaluated agent first")
+    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
+                   help="pin both sides to this CPU (default: the highest allowed); -1: no pinning")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--child", choices=("multiticket", "plain"), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -300,10 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT + json.dumps(side(cfg, args.launched)), flush=True)
         return 0
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"machine": machine()}
+    cpu = None if args.cpu < 0 else args.cpu
     for domain in filter(lambda d: d in TASKS, args.domain.split(",")):
         steps = args.steps if domain == "rl" else args.nlp_steps
-        results[domain] = bench_domain(plan(domain, steps, args.levels, seeds, args.set), args.repeats)
+        results[domain] = bench_domain(plan(domain, steps, args.levels, seeds, args.set), args.repeats, cpu)
+    results["load_average_end"] = list(os.getloadavg())
     if args.eval_speedup:
         results["eval_speedup"] = eval_speedup(args.repeats, args.eval_train_steps)
     print_report(results)
