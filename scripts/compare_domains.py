@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: study parts of the cross-domain figure (reproduce_yu2019 part keys), in figure order
-YU_PARTS = ("cartpole", "acrobot", "lunarlander-ppo", "lstm")
+#: study parts of the cross-domain figure (part keys of studies/yu2019.yaml and studies/chen2020.yaml), in figure order
+FIGURE_PARTS = ("cartpole", "acrobot", "lunarlander-ppo", "lstm", "minilm")
 
 
 def study_runs(folders: Sequence[Path]) -> list[Path]:
@@ -54,11 +54,11 @@ def study_runs(folders: Sequence[Path]) -> list[Path]:
         if not isinstance(res, dict):
             raise UserError(f"--studies: {path} is not a results file")
         rels: list[str] = []
-        if isinstance(res.get("parts"), dict):  # reproduce_yu2019
-            for key in YU_PARTS:
+        if isinstance(res.get("parts"), dict):  # a study's results (both scripts)
+            for key in FIGURE_PARTS:
                 runs = (res["parts"].get(key) or {}).get("runs") or []
                 rels += [r["run_dir"] for r in runs[:1] if isinstance(r, dict) and isinstance(r.get("run_dir"), str)]
-        elif isinstance(res.get("run_dir"), str):  # reproduce_chen2020
+        elif isinstance(res.get("run_dir"), str):  # reproduce_chen2020's results before studies/
             rels.append(res["run_dir"])
         found += [Path(folder) / rel for rel in rels if (Path(folder) / rel / "config.yaml").is_file()]
     return found
@@ -111,14 +111,14 @@ def run_numbers(series: Any, target: float) -> dict[str, Any]:
     masks = run.ticket_masks()
     first = min((lv for lv in masks if lv > 0), default=None)
     if first is not None:
-        profiles = [L.remaining_per_role(m, run.domain) for m in masks[first].values()]
+        profiles = [L.remaining_per_role(m, run.layer_roles(m)) for m in masks[first].values()]
         first_roles = {r: sum(p[r] for p in profiles if r in p) / len(profiles) for r in profiles[0]}
         out["first_level"] = {"level": first, "sparsity": run.sparsity[first], "roles": first_roles,
                               "pruned_hardest": min(first_roles, key=lambda r: first_roles[r])}
     matched = role_profile(run, target)
     if matched is not None:
         level, roles = matched
-        grouped = [L.remaining_per_role(m, run.domain, grouped=True) for m in masks[level].values()]
+        grouped = [L.remaining_per_role(m, run.layer_roles(m), grouped=True) for m in masks[level].values()]
         out["matched"] = {"level": level, "sparsity": run.sparsity[level], "roles": roles,
                           "families": {r: sum(g[r] for g in grouped) / len(grouped) for r in grouped[0]}}
     return out

@@ -1,6 +1,6 @@
-"""The developers' guide's shape rule, checked: no function in ``multiticket/`` is longer than 60
-lines (signature and docstring included, decorators not), so every unit of control flow can be
-read on one screen. The failure lists every offender, longest first."""
+"""The developers' guide's shape rule, checked: no function in ``multiticket/`` or ``scripts/`` is
+longer than 60 lines (signature and docstring included, decorators not), so every unit of control
+flow can be read on one screen. The failure lists every offender, longest first."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import multiticket
 
 MAX_LINES = 60
 PACKAGE = Path(multiticket.__file__).parent
+SCRIPTS = PACKAGE.parent / "scripts"
+#: functions of scripts/ over the limit that predate the rule there ("path name"); each must still
+#: be over it (remove it here when it is split), and none may be added
+KNOWN_LONG_SCRIPTS = {"scripts/bench.py main"}
 
 
 def function_lengths(root: Path) -> list[tuple[int, str]]:
@@ -37,3 +41,11 @@ def test_function_lengths_are_measured_from_def_to_last_line(tmp_path):
 def test_no_function_in_multiticket_is_longer_than_60_lines():
     offenders = [f"{name} ({n} lines)" for n, name in function_lengths(PACKAGE) if n > MAX_LINES]
     assert not offenders, f"functions over {MAX_LINES} lines:\n" + "\n".join(offenders)
+
+
+def test_no_function_in_scripts_is_longer_than_60_lines():
+    found = {f"{name.split(':')[0]} {name.split(' ')[1]}": (n, name) for n, name in function_lengths(SCRIPTS)
+             if n > MAX_LINES}
+    offenders = [f"{name} ({n} lines)" for key, (n, name) in found.items() if key not in KNOWN_LONG_SCRIPTS]
+    assert not offenders, f"functions over {MAX_LINES} lines:\n" + "\n".join(offenders)
+    assert not KNOWN_LONG_SCRIPTS - set(found), "a known long function is short now: remove it from KNOWN_LONG_SCRIPTS"

@@ -56,7 +56,10 @@ def test_study_results_pick_the_figure_runs(cd: Any, tmp_path: Path) -> None:
     (yu / "results.json").write_text(json.dumps({"parts": {
         "cartpole": {"runs": [{"run_dir": rl.name}]}, "transformer": {"runs": [{"run_dir": "elsewhere"}]},
         "acrobot": {"runs": [{"run_dir": "not-run-yet"}]}}}))
-    (chen / "results.json").write_text(json.dumps({"run_dir": nlp.name}))
+    (chen / "results.json").write_text(json.dumps({"run_dir": nlp.name}))  # before studies/chen2020.yaml
+    assert cd.study_runs([yu, chen]) == [rl, nlp]
+    # a study's results now: every study lists its parts (studies/*.yaml), MiniLM's included
+    (chen / "results.json").write_text(json.dumps({"parts": {"minilm": {"runs": [{"run_dir": nlp.name}]}}}))
     assert cd.study_runs([yu, chen]) == [rl, nlp]
     assert cd.main(["--studies", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
