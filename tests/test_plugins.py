@@ -148,6 +148,7 @@ def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, 
         assert record["domain"] == "vision" and record["metric"] == "neg_mse"
         plugin = json.loads((run / f"seed_{seed}" / "scattered_rewound" / "level_2" / "metrics.json").read_text())
         assert plugin["role"] == "random"  # derived from its spec's mask and start, recorded for every reader
+        _assert_scattered_at_the_tickets_count(run / f"seed_{seed}")
     if workers == "1":
         # the report and compare count the plugin's random control in the verdict
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(plugin_path)])}
@@ -162,6 +163,19 @@ def test_an_external_domain_and_criterion_run_end_to_end(plugin_path, tmp_path, 
         assert 'scattered_rewound <span class="kind">random control</span>' in page
         assert "random_reinit, scattered_rewound" in page  # the controls the verdict judged against
         _assert_speaks_its_domain(run, page)
+
+
+def _assert_scattered_at_the_tickets_count(seed_dir: Path) -> None:
+    """The plugin control does what its spec says: random positions at the ticket's total count
+    (not its per-layer counts, not its positions), pruned weights exactly zero after training."""
+    for level in (1, 2):
+        ticket = load_file(str(seed_dir / "ticket" / f"level_{level}" / "mask.safetensors"))
+        mask = load_file(str(seed_dir / "scattered_rewound" / f"level_{level}" / "mask.safetensors"))
+        final = load_file(str(seed_dir / "scattered_rewound" / f"level_{level}" / "final.safetensors"))
+        assert sum(int(m.sum()) for m in mask.values()) == sum(int(m.sum()) for m in ticket.values())
+        assert any((mask[n] != ticket[n]).any() for n in ticket), "the ticket's own positions"
+        for name, keep in mask.items():
+            assert (final[name][~keep.bool()] == 0).all(), name
 
 
 def _assert_speaks_its_domain(run: Path, page: str) -> None:
