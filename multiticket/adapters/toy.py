@@ -155,6 +155,29 @@ class ToyAdapter(DomainAdapter):
         train_steps(model, opt, self._batches(start), lambda b: loss_fn(model(b[0]), b[1]), range(start, stop),
                     lr_at, hooks)  # fmt: skip
 
+    # -- scoring for data- and gradient-reading criteria (SNIP, GraSP, SynFlow) ---------------
+    def scoring_batches(self, seed: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n`` training batches of ``batch_size`` examples, drawn without replacement by a
+        generator of ``seed`` alone (not the training order's), so every unit of a seed scores on
+        the same examples."""
+        b = self.section.batch_size
+        g = torch.Generator().manual_seed(derive_seed(seed, "toy-scoring"))
+        perm = torch.randperm(self.x.shape[0], generator=g).to(self.x.device)
+        out = []
+        for i in range(n):
+            idx = perm[(i * b) % len(perm):][:b]
+            out.append((self.x[idx], self.y[idx]))
+        return out
+
+    def scoring_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The training loss (cross-entropy) of the current model on one scoring batch."""
+        x, y = batch
+        return nn.functional.cross_entropy(self.module(x), y)
+
+    def scoring_ones_output(self) -> torch.Tensor:
+        """The logits of one all-ones input vector."""
+        return self.module(torch.ones(1, self.section.n_features, device=self.x.device))
+
     def baselines(self) -> dict[str, float]:
         """The majority-class rate of the test set that :meth:`evaluate` scores."""
         counts = torch.bincount(self.y_test.cpu(), minlength=self.section.n_classes)

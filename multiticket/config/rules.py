@@ -70,6 +70,9 @@ def _criterion_rules(config: TaskFields) -> None:
         return
     if config.prune.strategy == "random":
         raise ValueError(f"prune.criterion: the random strategy ranks at random; '{name}' needs a magnitude strategy")
+    if criteria[name].needs_model and config.runs_early_bird():
+        raise ValueError(f"prune.criterion: '{name}' scores with the model's batches or gradients, which the "
+                         "early-bird search's mask checks inside training do not have")
     if not criteria[name].needs_init:
         return
     if config.runs_early_bird() and config.rewind_step() > 0:
@@ -80,6 +83,14 @@ def _criterion_rules(config: TaskFields) -> None:
                          "pruned by prune_dense_td does not record")
 
 
+def _allocator_rules(config: TaskFields) -> None:
+    """An allocator splits the budget itself: the layerwise strategy already says per layer."""
+    allocator = config.prune.allocator
+    if allocator is not None and config.prune.strategy == "layerwise_magnitude" and allocator != "layerwise":
+        raise ValueError(f"prune.allocator: '{allocator}' contradicts prune.strategy layerwise_magnitude (a uniform "
+                         "rate per layer); use strategy global_magnitude with it")
+
+
 def _transfer_rules(config: TaskFields) -> None:
     """The transfer control exists only where ``multiticket transfer`` wrote a ``transfer:`` section."""
     if "transfer_mask" in config.controls and config.transfer is None:
@@ -88,7 +99,7 @@ def _transfer_rules(config: TaskFields) -> None:
 
 #: every cross-field rule, in the order a failing one is reported
 CROSS_FIELD_RULES = (_plan_rules, _rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules,
-                     _transfer_rules)
+                     _allocator_rules, _transfer_rules)
 
 
 class TaskConfig(TaskFields):

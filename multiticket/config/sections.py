@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 from multiticket import domains as _builtin_domains  # noqa: F401 - registers toy, rl, nlp
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
-from multiticket.core.registry import criteria, domains
+from multiticket.core.criteria.allocators import STRATEGY_ALLOCATOR
+from multiticket.core.registry import allocators, criteria, domains
 from multiticket.schema import AlwaysHashed, NotHashed, Strict
 
 #: bounds that no real run reaches but that keep planning a run (and reading one) cheap
@@ -28,6 +29,10 @@ MAX_CONTROLS = 64
 
 #: the longest task name (the run directory is '<name>-<hash>', well under a file name's 255 bytes)
 MAX_NAME = 100
+
+#: the block of ``config.yaml`` that lists every setting the file leaves out at its default (what
+#: ran, for readers and ``compare``); not hashed, and dropped when a config is read back
+DEFAULTS_KEY = "defaults"
 
 
 class TrainSection(Strict):
@@ -50,6 +55,9 @@ class PruneSection(Strict):
     )
     criterion: str = Field(DEFAULT_CRITERION, description="mask criterion of a magnitude strategy (Zhou et al. 2019; "
                            "a registered name: multiticket.core.criteria)")
+    allocator: str | None = Field(None, description="how a level's budget splits over the layers: global | layerwise "
+                                  "| erk | a registered name (multiticket.core.criteria.allocators); default: the "
+                                  "strategy's")
 
     @field_validator("rates")
     @classmethod
@@ -65,6 +73,23 @@ class PruneSection(Strict):
         if v not in criteria:
             raise ValueError(criteria.unknown(v))
         return v
+
+    @field_validator("allocator")
+    @classmethod
+    def _registered_allocator(cls, v: str | None) -> str | None:
+        if v is not None and v not in allocators:
+            if v in criteria:  # lamp: a criterion ranked by the global allocator (Lee et al. 2021)
+                raise ValueError(f"'{v}' is a criterion, not an allocator: set prune.criterion: {v} "
+                                 "(its global ranking is the layer-adaptive budget)")
+            raise ValueError(allocators.unknown(v))
+        return v
+
+    @model_validator(mode="after")
+    def _allocator_of_the_strategy(self) -> PruneSection:
+        """The allocator the strategy implies is the default: naming it renames no run."""
+        if self.allocator is not None and self.allocator == STRATEGY_ALLOCATOR[self.strategy]:
+            self.allocator = None
+        return self
 
 
 def _steps_form(v: int | str) -> int | str:
@@ -223,9 +248,11 @@ class TaskFields(Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _domain_sections(cls, data: Any, handler: Any) -> TaskFields:
-        """Take every registered domain's section out of ``data``; only the task's own may be there."""
+        """Take every registered domain's section out of ``data``; only the task's own may be there.
+        The :data:`DEFAULTS_KEY` block of a recorded config goes (it is recomputed, never read)."""
         sections: dict[str, Any] = {}
         if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != DEFAULTS_KEY}  # a record, never read back
             sections = {k: v for k, v in data.items() if k in domains and k not in cls.model_fields}
             data = {k: v for k, v in data.items() if k not in sections}
         config = handler(data)

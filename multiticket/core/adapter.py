@@ -292,6 +292,29 @@ class DomainAdapter(abc.ABC):
             where = ".".join(str(p) for p in first["loc"])
             raise UserError(f"domain '{cls.domain}': {cls.__qualname__} declares {where}: {first['msg']}") from None
 
+    # -- scoring for data- and gradient-reading mask criteria (optional) ----------------------
+    # SNIP and GraSP (``needs_batches``) read scoring_batches + scoring_loss, SynFlow
+    # (``needs_ones``) scoring_ones_output; the core computes the gradients itself over
+    # :attr:`module` (:mod:`multiticket.core.criteria.probe`) and refuses such a criterion in one
+    # line for a domain that does not override them.
+    def scoring_batches(self, seed: int, n: int) -> list[Any]:
+        """``n`` batches that :meth:`scoring_loss` takes, for criteria that score weights on data:
+        a small, deterministic function of ``seed`` (the same list on every call and machine; e.g.
+        training examples drawn by a generator of ``seed``), drawing from no global RNG. An RL
+        adapter scores on a fixed buffer of observations (and returns) of rollouts it documents.
+        Optional: the default gives none."""
+        raise UserError(f"domain '{self.domain}' gives no scoring batches (DomainAdapter.scoring_batches)")
+
+    def scoring_loss(self, batch: Any) -> torch.Tensor:
+        """The scalar training loss of :attr:`module` on one of :meth:`scoring_batches`' batches,
+        differentiable in the module's parameters; no optimizer step, no state change."""
+        raise UserError(f"domain '{self.domain}' gives no scoring loss (DomainAdapter.scoring_loss)")
+
+    def scoring_ones_output(self) -> torch.Tensor:
+        """:attr:`module`'s output on one all-ones input (a batch of one; for a token model, all-ones
+        input embeddings), differentiable in its parameters: SynFlow's data-free objective sums it."""
+        raise UserError(f"domain '{self.domain}' gives no all-ones forward (DomainAdapter.scoring_ones_output)")
+
     # -- outputs ------------------------------------------------------------------------------
     def notes(self) -> dict[str, Any]:
         """Facts about how the last ``build`` made the model that a reader of its results must know

@@ -5,6 +5,10 @@ ticket's mask, a fresh init), a random mask (random positions at the ticket's co
 init), random pruning (random positions at the ticket's counts, the rewind weights kept: Chen et
 al. 2020, open_lth's ``randomly_prune``) and Vischer et al.'s permuted initialisations; the
 ablations one-shot pruning and rewinding to step 0 test the procedure rather than the ticket.
+Since Frankle et al. 2021 ("Pruning Neural Networks at Initialization: Why Are We Missing the
+Mark?") a ticket is also read against pruning at initialization: the *baselines* ``snip_init``,
+``grasp_init`` and ``synflow_init`` prune the network at its rewind point with their criterion
+(and the task's allocator) straight to the ticket's count at each level, and train it from there.
 
 A control at level L is derived from the ticket's mask at L (it never prunes by itself), except
 the chains: ``ticket`` (IMP with late rewinding), ``rewind_init`` (IMP rewinding to step 0) and
@@ -27,8 +31,11 @@ Start = Literal["rewind", "rewind_permuted", "fresh", "none"]
 
 #: what a control is for: "ticket" (the IMP ticket itself), "random" (a random control: a winning
 #: ticket must beat every one of them, :mod:`multiticket.analysis.verdicts`), "ablation" (tests the
-#: procedure: one-shot pruning, rewinding to 0, early-bird, prune-only)
-Role = Literal["ticket", "random", "ablation"]
+#: procedure: one-shot pruning, rewinding to 0, early-bird, prune-only), "baseline" (another way to
+#: find a sparse network at the same count, read beside the ticket: pruning at initialization;
+#: the verdict does not count it as a random control)
+Role = Literal["ticket", "random", "ablation", "baseline"]
+ROLES: tuple[Role, ...] = ("ticket", "random", "ablation", "baseline")
 #: which rewind point a "rewind"-started unit (or a chain's level) restarts from: step k or step 0
 RewindTo = Literal["k", "init"]
 
@@ -38,8 +45,9 @@ class ControlSpec:
     name: str
     #: "ticket" = the ticket's mask at this level; "random_layer"/"random_global" = random positions
     #: at the ticket's per-layer / total counts; "one_shot" = dense final weights pruned straight
-    #: to this level's count; "chain" = own IMP chain
-    mask: Literal["ticket", "random_layer", "random_global", "one_shot", "chain"]
+    #: to this level's count; "chain" = own IMP chain; "pai" = the rewind point (step k, or 0 with
+    #: ``rewind_to="init"``) pruned by ``criterion`` straight to this level's count (pruning at init)
+    mask: Literal["ticket", "random_layer", "random_global", "one_shot", "chain", "pai"]
     start: Start
     doc: str
     #: the level-0 unit whose final weights a "one_shot" mask ranks: "ticket" (the dense run) or
@@ -52,8 +60,14 @@ class ControlSpec:
     rewind_to: RewindTo = "k"
     #: runs in a transfer run (built from the transferred mask at the source's counts); None: derived
     transferable: bool | None = None
+    #: a "pai" mask's criterion (a registered name: ``snip``, ``grasp``, ``synflow``, ...)
+    criterion: str | None = None
+    #: a "pai" mask's budget allocator; None: the task's (``prune.allocator`` or its strategy's)
+    allocator: str | None = None
 
     def __post_init__(self) -> None:
+        if self.mask == "pai" and (self.criterion is None or self.start != "rewind"):
+            raise ValueError(f"control '{self.name}': a 'pai' mask needs a criterion and starts at 'rewind'")
         if self.role is None:
             object.__setattr__(self, "role", default_role(self.mask, self.start))
         if self.transferable is None:
@@ -76,10 +90,12 @@ class ControlSpec:
 
 def default_role(mask: str, start: str) -> Role:
     """A control trained at the ticket's counts without the ticket's mask *and* start is random:
-    a random mask (any start), or the ticket's mask from a fresh or shuffled init; everything
-    else (chains, one-shot, prune-only) ablates the procedure."""
+    a random mask (any start), or the ticket's mask from a fresh or shuffled init; pruning at
+    initialization is a baseline; everything else (chains, one-shot, prune-only) ablates the procedure."""
     if mask in ("random_layer", "random_global"):
         return "random"
+    if mask == "pai":
+        return "baseline"
     if mask == "ticket" and start in ("fresh", "rewind_permuted"):
         return "random"
     return "ablation"
@@ -88,8 +104,9 @@ def default_role(mask: str, start: str) -> Role:
 def role_of(control: str, recorded: str | None = None) -> Role:
     """A control's role: as recorded in its unit's ``metrics.json`` (runs made with this field),
     else its registered spec, else "ablation" (a control neither recorded nor registered here)."""
-    if recorded in ("ticket", "random", "ablation"):
-        return recorded  # type: ignore[return-value]
+    for role in ROLES:
+        if recorded == role:
+            return role
     spec = CONTROLS.get(control)
     return spec.role if spec is not None and spec.role is not None else "ablation"
 
@@ -128,5 +145,14 @@ for _spec in (
     ControlSpec("prune_dense_td", "one_shot", "none",
                 "a dense run trained with targeted dropout (unit dense_td/level_0), pruned straight to this "
                 "level's sparsity, not retrained", source="dense_td"),
+    ControlSpec("snip_init", "pai", "rewind",
+                "the rewind point pruned by SNIP (Lee et al. 2019) straight to the ticket's count, trained from k",
+                criterion="snip", role="baseline"),
+    ControlSpec("grasp_init", "pai", "rewind",
+                "the rewind point pruned by GraSP (Wang et al. 2020) straight to the ticket's count, trained from k",
+                criterion="grasp", role="baseline"),
+    ControlSpec("synflow_init", "pai", "rewind",
+                "the rewind point pruned by iterative SynFlow (Tanaka et al. 2020, 100 rounds) to the ticket's "
+                "count, trained from k", criterion="synflow", role="baseline"),
 ):
     CONTROLS.register(_spec.name, _spec)

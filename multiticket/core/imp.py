@@ -27,6 +27,7 @@ from multiticket.core import train as train_mod
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.checkpoint import CheckpointStore
 from multiticket.core.controls import CONTROLS
+from multiticket.core.criteria.probe import check_scoring
 from multiticket.core.curves import Curve
 from multiticket.core.early_bird import EarlyBirdMonitor
 from multiticket.core.eval_method import run_eval_method, unit_records
@@ -34,6 +35,7 @@ from multiticket.core.hooks import NullReporter, Reporter
 from multiticket.core.inputs import Inputs, Scope, UnitInputs
 from multiticket.core.prune import PruneSpec
 from multiticket.core.recipe import Recipe, RunShape, resolve
+from multiticket.core.registry import criteria
 from multiticket.core.store import RunStore, Unit
 from multiticket.core.td_units import dropout_monitor, evaluate_pruned
 from multiticket.core.train import Phases, TrainJob, TrainResult
@@ -78,7 +80,9 @@ class IMPRunner:
         self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
         module = self.adapter.module
         names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
-        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion)
+        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion,
+                         p.allocator)
+        self._check_scoring(spec)
         params = dict(module.named_parameters())
         scope = Scope(names, {n: tuple(params[n].shape) for n in names}, spec)
         if self.cfg.checkpoint is not None:
@@ -89,6 +93,14 @@ class IMPRunner:
         if self.transfer is not None:
             scope = self.transfer.scope(self.adapter, spec)
         self._inputs = UnitInputs(self.store, self.adapter, scope, self.transfer)
+
+    def _check_scoring(self, spec: PruneSpec) -> None:
+        """Before anything runs: the domain offers what the task's criterion and the pruning-at-init
+        controls' criteria read (scoring batches, an all-ones forward), or a one-line UserError."""
+        needed = [spec.ranking] if spec.ranking is not None else []
+        needed += [criteria.lookup(name) for c in self.cfg.controls if (name := CONTROLS[c].criterion) is not None]
+        for criterion in needed:
+            check_scoring(self.adapter, criterion)
 
     @property
     def inputs(self) -> UnitInputs:

@@ -17,8 +17,10 @@ import torch
 from safetensors.torch import load_file
 
 from multiticket.core.adapter import DomainAdapter
+from multiticket.core.criteria.base import Probe
+from multiticket.core.criteria.probe import adapter_probe
 from multiticket.core.mask import Mask
-from multiticket.core.prune import PruneSpec, planned_alive, prune, random_mask_like
+from multiticket.core.prune import PruneSpec, planned_alive, prune, prune_at_init, random_mask_like
 from multiticket.core.recipe import Recipe
 from multiticket.core.rewind import RewindPoint
 from multiticket.core.seeding import generator
@@ -115,6 +117,12 @@ class UnitInputs:
             return None
         return self.rewind(recipe.unit.seed, recipe.init_step, phases).weights
 
+    def probe(self, seed: int, spec: PruneSpec) -> Probe | None:
+        """The model a data- or gradient-reading criterion scores with (None for the others);
+        a one-line UserError when the domain offers no scoring batches or forward."""
+        ranking = spec.ranking
+        return adapter_probe(self.adapter, seed, ranking) if ranking is not None else None
+
     def unit_files(self, unit: Unit, phases: Phases) -> tuple[Mask, dict[str, torch.Tensor]]:
         """A finished unit's mask and final weights."""
         d = self.store.unit_dir(unit)
@@ -155,7 +163,8 @@ class UnitInputs:
             prev_mask, weights = searched
             init = self.init_weights(recipe, phases)
             with phases.timed("prune"):
-                mask = prune(weights, prev_mask, self.scope.spec, generator(*recipe.prune_draws), init)
+                mask = prune(weights, prev_mask, self.scope.spec, generator(*recipe.prune_draws), init,
+                             self.probe(unit.seed, self.scope.spec))
             self._check_planned(recipe, mask)
             return Inputs(mask, None, weights)
         return self._control_mask(recipe, phases)
@@ -173,6 +182,8 @@ class UnitInputs:
         with phases.timed("prune"):
             if kind == "one_shot":
                 out = self._one_shot(recipe, phases)
+            elif kind == "pai":
+                out = self._pai(recipe, phases)
             elif kind == "ticket":
                 assert ticket_mask is not None
                 out = Inputs(ticket_mask)
@@ -192,7 +203,25 @@ class UnitInputs:
         assert recipe.source is not None
         _, final = self.unit_files(recipe.source, phases)
         init = self.init_weights(recipe, phases)
+        probe = self.probe(recipe.unit.seed, self.scope.spec)
         mask = self.scope.dense_mask()
         for _ in range(recipe.unit.level):
-            mask = prune(final, mask, self.scope.spec, generator(*recipe.prune_draws), init)
+            mask = prune(final, mask, self.scope.spec, generator(*recipe.prune_draws), init, probe)
         return Inputs(mask, None, final)
+
+    def _pai(self, recipe: Recipe, phases: Phases) -> Inputs:
+        """Pruning at initialization: the recipe's start point (θ_k, or θ_0) pruned by its criterion
+        (and allocator, by default the task's) straight to this level's counts, the task's budget
+        groups and counting rule (so the count is the ticket's)."""
+        assert recipe.criterion is not None, "a pai mask names its criterion"
+        task, names = self.scope.spec, self.scope.names
+        spec = PruneSpec("global_magnitude", task.rate, task.rate_of, task.overrides, recipe.criterion,
+                         recipe.allocator or task.allocator_name)
+        if [g for g, _ in spec.groups(names)] != [g for g, _ in task.groups(names)]:
+            raise RunFailure(f"control '{recipe.unit.control}': allocator '{spec.allocator_name}' splits the budget "
+                             f"into other groups than the task's '{task.allocator_name}' (its count would not be "
+                             "the ticket's)")
+        start = self.rewind(recipe.unit.seed, recipe.step, phases)
+        mask = prune_at_init(start.weights, self.scope.dense_mask(), spec, recipe.unit.level,
+                             generator(*recipe.prune_draws), self.probe(recipe.unit.seed, spec))
+        return Inputs(mask)

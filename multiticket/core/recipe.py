@@ -26,9 +26,10 @@ from multiticket.errors import RunFailure
 #: "early_bird": prune the weights where the previous early-bird search stopped; "ticket": the
 #: ticket's mask at this level (``source``); "random_layer"/"random_global": random positions at
 #: the ticket's per-layer / total counts; "one_shot": ``source``'s final weights pruned straight to
-#: this level's count; "transferred": the transfer source's ticket mask at this level
+#: this level's count; "transferred": the transfer source's ticket mask at this level; "pai": the
+#: start point pruned by ``criterion`` straight to this level's count (pruning at initialization)
 MaskKind = Literal["dense", "prune", "early_bird", "ticket", "random_layer", "random_global", "one_shot",
-                   "transferred"]
+                   "transferred", "pai"]
 #: "fresh": a new build (``init_seed``); "rewind": the run's rewind point at ``step`` (a transfer
 #: run's transferred θ_k); "stored_rewind": the run's own stored rewind point, even in a transfer
 #: run; "trained": the mask source's final weights as they are (evaluated, not trained)
@@ -83,6 +84,9 @@ class Recipe:
     #: keep the adapter's state next to the final weights (``final_state``): what evaluating
     #: them later needs besides them (e.g. VecNormalize statistics), for prune-only controls
     keep_state: bool = False
+    #: a "pai" mask's criterion and allocator (None: the task's allocator)
+    criterion: str | None = None
+    allocator: str | None = None
 
 
 def resolve(unit: Unit, run: RunShape) -> Recipe:
@@ -147,13 +151,19 @@ def _prune_only(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
 
 def _control(unit: Unit, run: RunShape, spec: ControlSpec) -> Recipe:
     """A control at the ticket's sparsity: its mask from the ticket's (or, ``one_shot``, from the
-    dense run's final weights), its start fresh, rewound, or rewound and shuffled."""
+    dense run's final weights; ``pai``, from its start point), its start fresh, rewound, or
+    rewound and shuffled."""
     seed, control, level = unit.seed, unit.control, unit.level
     monitors = _dropout(unit, run)
     if spec.mask == "one_shot":  # a pruned trained network: retrained as rewind.mode says
         return Recipe(unit, "one_shot", "rewind", run.rewind_mode, source=Unit(seed, "ticket", 0),
                       prune_draws=(seed, control, "prune", level), step=run.k, init_step=run.k, monitors=monitors,
                       check_planned=True, match_ticket=True)
+    if spec.mask == "pai":  # the start point itself pruned, at the ticket's count
+        step = run.k if spec.rewind_to == "k" else 0
+        return Recipe(unit, "pai", "rewind", "as_is", source=Unit(seed, "ticket", level),
+                      prune_draws=(seed, control, "prune", level), step=step, init_step=step, monitors=monitors,
+                      check_planned=True, match_ticket=True, criterion=spec.criterion, allocator=spec.allocator)
     if spec.mask not in ("ticket", "random_layer", "random_global"):
         raise RunFailure(f"control '{control}' has no per-level mask rule")
     ticket = Unit(seed, "ticket", level)

@@ -1,9 +1,11 @@
-"""Registries: the single, open source of the domains, pruning criteria and controls a task may name.
+"""Registries: the single, open source of the domains, pruning criteria, budget allocators and
+controls a task may name.
 
 Each registry maps a name to an entry: a domain to its adapter class (which declares its task-file
-section as ``Section``), a criterion to a :class:`~multiticket.core.criteria.base.Criterion`, a
-control to a :class:`~multiticket.core.controls.ControlSpec`. The config validates ``domain``,
-``prune.criterion`` and ``controls`` against them, so a name exists exactly when it is registered.
+section as ``Section``), a criterion to a :class:`~multiticket.core.criteria.base.Criterion`, an
+allocator to a :class:`~multiticket.core.criteria.allocators.Allocator`, a control to a
+:class:`~multiticket.core.controls.ControlSpec`. The config validates ``domain``, ``prune.criterion``,
+``prune.allocator`` and ``controls`` against them, so a name exists exactly when it is registered.
 
 An entry may be registered *lazily* as ``"module:attribute"``: the module is imported on first use
 (the SB3 and Hugging Face adapters load their libraries only when a task of their domain runs).
@@ -15,6 +17,8 @@ and Slurm workers, which validate their task again, load them too)::
     vision = "mypkg.adapter:VisionAdapter"        # the task-file key "vision" and its section
     [project.entry-points."multiticket.criteria"]
     snip_like = "mypkg.criteria:CRITERION"
+    [project.entry-points."multiticket.allocators"]
+    my_budget = "mypkg.allocators:ALLOCATOR"
     [project.entry-points."multiticket.controls"]
     my_control = "mypkg.controls:SPEC"
 
@@ -149,5 +153,8 @@ domains: Registry[Any] = Registry("domain", "domain", "multiticket.adapters")
 #: criterion -> :class:`multiticket.core.criteria.base.Criterion` (Zhou et al. 2019 mask criteria)
 criteria: Registry[Any] = Registry("criterion", "prune.criterion", "multiticket.criteria",
                                    builtins="multiticket.core.criteria")
+#: allocator -> :class:`multiticket.core.criteria.allocators.Allocator` (how a level's budget splits over layers)
+allocators: Registry[Any] = Registry("allocator", "prune.allocator", "multiticket.allocators",
+                                     builtins="multiticket.core.criteria.allocators")
 #: control -> :class:`multiticket.core.controls.ControlSpec`
 controls: Registry[Any] = Registry("control", "controls", "multiticket.controls", builtins="multiticket.core.controls")
