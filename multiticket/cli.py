@@ -8,6 +8,7 @@ traceback appears only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,15 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multiticket", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run or resume a ticket search")
-    run.add_argument("task", help="task file, or the name of a shipped task (see 'multiticket tasks')")
-    run.add_argument("--out", default="runs", help="parent of the run directory (default: runs)")
-    run.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--levels", type=int, help="number of pruning levels")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a task key, e.g. --set rl.env=Acrobot-v1 (repeatable)")
-    _add_launch_args(run)
+    _add_run_parser(sub)
 
     sweep = sub.add_parser("sweep", help="run every task x override combination of a sweep file")
     sweep.add_argument("sweep", help="sweep file (YAML: tasks, seeds, set, variants, grid; docs/scale.md)")
@@ -61,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "e.g. f1_macro, eval_loss, test_accuracy")
 
     compare = sub.add_parser("compare", help="compare runs side by side (e.g. an RL and an NLP ticket search)")
-    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
+    compare.add_argument("--label", action="append", default=[], metavar="NAME=RUN_DIR",
+                         help="a run under a name of yours (repeatable; after the plain RUN_DIRs)")
     compare.add_argument("--out", help="output directory (default: <parent of the first run>/comparison)")
 
     sub.add_parser("tasks", help="list the shipped task files")
@@ -89,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="import the user code the run directory's config names (a torch module, rl.imports, "
                            "module:EnvId); refused without it, since importing runs that code")
     return parser
+
+
+def _add_run_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="run, resume or extend a ticket search")
+    run.add_argument("task", help="task file, the name of a shipped task (see 'multiticket tasks'), or a run "
+                                  "directory (or its config.yaml) to resume or extend from its own configuration")
+    run.add_argument("--out", help="parent of the run directory (default: runs; a run directory's own parent)")
+    run.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--levels", type=int, help="number of pruning levels")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a task key, e.g. --set rl.env=Acrobot-v1 (repeatable)")
+    run.add_argument("--trust-code", action="store_true",
+                     help="a run directory: import the user code its config.yaml names (a torch module, rl.imports), "
+                          "from your paths, never from the run directory; refused without it")
+    _add_launch_args(run)
 
 
 def _workers(text: str) -> int | str:
@@ -156,11 +166,16 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from multiticket.api import resolve_task
+    from multiticket.api import extension_note, parent_of, resolve_task, run_directory
 
-    task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels)
+    task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels, trust_code=args.trust_code)
+    run_dir = run_directory(Path(args.task))
+    out = Path(args.out) if args.out else (parent_of(run_dir) if run_dir is not None else Path("runs"))
     _warn_name(task, args)
-    return _launch([task], Path(args.out), args)
+    note = extension_note(task, run_dir, out) if run_dir is not None else None
+    if note:
+        print(f"multiticket: note: {printable(note)}", file=sys.stderr)
+    return _launch([task], out, args)
 
 
 def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
@@ -199,11 +214,21 @@ def _launch(tasks: list, out: Path, args: argparse.Namespace) -> int:  # noqa: A
     else:
         results = execute(tasks, out, opts, reporter)
     wanted = {out / t.run_name: t.config.report.metric for t in tasks}
+    titles = run_titles(tasks, out)
     for run_dir, records in results:
-        _print_table(console, records, table_metric(records, wanted.get(run_dir), console))
+        _print_table(console, records, table_metric(records, wanted.get(run_dir), console), titles.get(run_dir))
     for t in tasks:
         print(out / t.run_name)
     return 0
+
+
+def run_titles(tasks: list, out: Path) -> dict[Path, str]:  # noqa: ANN001
+    """Run directory -> the task name with what tells it apart from the other runs of that name
+    (a sweep over ``prune.criterion``: ``toy-mlp (prune.criterion=movement)``)."""
+    from multiticket.rundir import settings, tell_apart
+
+    tags = tell_apart([t.config.name for t in tasks], [settings(t.resolved, t.config) for t in tasks])
+    return {out / t.run_name: f"{t.config.name} ({tag})" if tag else t.config.name for t, tag in zip(tasks, tags)}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -258,7 +283,7 @@ def table_metric(records: list, wanted: str | None, console) -> str | None:  # n
         return None
 
 
-def _print_table(console, records, metric: str | None = None) -> None:  # noqa: ANN001
+def _print_table(console, records, metric: str | None = None, title: str | None = None) -> None:  # noqa: ANN001
     from rich.markup import escape
     from rich.table import Table
 
@@ -268,7 +293,7 @@ def _print_table(console, records, metric: str | None = None) -> None:  # noqa: 
     if not rows:
         return
     safe = lambda text: escape(printable(text))  # noqa: E731 - names from a run directory
-    table = Table(title=safe(f"{records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
+    table = Table(title=safe(f"{title or records[0]['task']}: {metric} by level and control (mean ± std over seeds)"))
     for h in header:
         table.add_column(safe(h), justify="right")
     for row in rows:
@@ -335,9 +360,32 @@ def cmd_instability(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from multiticket.analysis.compare import write_comparison
 
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "comparison"
-    print(write_comparison([Path(d) for d in args.run_dirs], out))
+    runs: list[tuple[str | None, Path]] = [(None, Path(d)) for d in args.run_dirs]
+    runs += [compare_label(text) for text in args.label]
+    if not runs:
+        raise UserError("compare: give at least one run directory (RUN_DIR or --label NAME=RUN_DIR)")
+    names = [n for n, _ in runs if n is not None]
+    if len(set(names)) < len(names):
+        raise UserError(f"--label: '{next(n for n in names if names.count(n) > 1)}' names two runs")
+    out = Path(args.out) if args.out else runs[0][1].parent / "comparison"
+    print(write_comparison([d for _, d in runs], out, labels=[n for n, _ in runs]))
     return 0
+
+
+#: a --label name: plain text (it is drawn into the figures, where '$' would start mathematics)
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,:+()/%#-]{0,63}")
+
+
+def compare_label(text: str) -> tuple[str, Path]:
+    """``NAME=RUN_DIR`` of ``compare --label``; one line naming the flag otherwise."""
+    name, sep, path = text.partition("=")
+    name = name.strip()
+    if not sep or not path:
+        raise UserError(f"--label {text}: expected NAME=RUN_DIR")
+    if not LABEL.fullmatch(name):
+        raise UserError(f"--label {text}: the name must be 1-64 letters, digits, spaces or _.,:+()/%#- "
+                        "(starting with a letter or digit)")
+    return name, Path(path)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

@@ -106,3 +106,18 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unexpected keyword argument 'nope'"):
         multiticket.run(TASK, out=tmp_path, nope=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_found_building_the_adapter_names_the_override(tmp_path: Path, capsys) -> None:
+    """A misspelled ``env_kwargs`` key is found only when the environment is made: the error names
+    the ``--set`` (or the API's ``set=`` entry) that caused it, not the task file it overrode."""
+    out = tmp_path / "out"
+    assert cli_main(["run", "cartpole-ppo", "--set", "rl.env_kwargs.max_episode_stepz=100", "--out", str(out),
+                     "--quiet", "--workers", "1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("multiticket: error: --set rl.env_kwargs.max_episode_stepz=100: rl.env_kwargs: "
+                           "CartPole-v1 rejected them: "), line
+    assert "max_episode_stepz" in line and not out.exists()
+    with pytest.raises(UserError, match=r"^set rl.env_kwargs.max_episode_stepz=100: rl.env_kwargs: CartPole-v1"):
+        multiticket.run("cartpole-ppo", out=out, set={"rl.env_kwargs.max_episode_stepz": 100})
+    assert not out.exists()

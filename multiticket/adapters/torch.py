@@ -23,6 +23,7 @@ The toy adapter shares this module's loop, optimizers and schedules.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -136,9 +137,38 @@ class TorchSection(Strict):
             return _recorded_module_dir(v, Path(run_dir))
         base = context.get("task_dir")
         if v is None:
-            return str(Path(base).resolve()) if base is not None else None
-        path = Path(v).expanduser()
-        return str((Path(base) / path).resolve() if base is not None and not path.is_absolute() else path)
+            folder = str(Path(base).resolve()) if base is not None else None
+        else:
+            path = Path(v).expanduser()
+            folder = str((Path(base) / path).resolve() if base is not None and not path.is_absolute() else path)
+        module = info.data.get("module")
+        if context.get("user_code") and isinstance(module, str):  # a task being loaded to run, not a bare model
+            return imported_from(module, folder) or folder
+        return folder
+
+
+def imported_from(module: str, folder: str | None) -> str | None:
+    """The folder :func:`import_user_module` will import ``module`` from, found without running it:
+    ``folder`` when it holds the module, else the folder of a copy imported earlier in this process
+    (a notebook's), else the first ``sys.path`` entry that holds it; None when none does (importing
+    then says so). Recorded as ``module_dir``, so pool workers and a run extended from its own
+    ``config.yaml`` import the module from where it really came from."""
+    top = module.split(".")[0]
+    if folder is not None and ((Path(folder) / f"{top}.py").is_file() or (Path(folder) / top).is_dir()):
+        return folder
+    loaded = getattr(sys.modules.get(top), "__file__", None)
+    if loaded is not None:
+        return _folder_of(Path(loaded), top)
+    spec = importlib.machinery.PathFinder.find_spec(top, sys.path)  # finds, runs nothing
+    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
+        return None
+    return _folder_of(Path(spec.origin), top)
+
+
+def _folder_of(origin: Path, top: str) -> str:
+    """The ``sys.path`` folder of a top-level module's file (``pkg/__init__.py`` or ``mod.py``)."""
+    path = origin.resolve()
+    return str(path.parent.parent if path.name == "__init__.py" and path.parent.name == top else path.parent)
 
 
 def _recorded_module_dir(v: str | None, run_dir: Path) -> str | None:
@@ -305,6 +335,21 @@ class TorchAdapter(DomainAdapter):
         if not isinstance(result, dict) or not all(isinstance(v, int | float) and math.isfinite(v) for v in result.values()):
             raise UserError(f"torch.module: {self.section.module}.baselines must return a dict of finite numbers")
         return {str(k): float(v) for k, v in result.items()}
+
+    def header_facts(self) -> dict[str, str]:
+        """The module that ran (and its file), and where the run's trivial baselines came from: a
+        module without ``baselines(args)`` leaves the report's majority and trivial-metric checks
+        "not measured", and the header says how to measure them (docs/torch.md, "Baselines")."""
+        name = self.section.module
+        where = getattr(self.user, "__file__", None)
+        facts = {"module": f"{name} ({str(where)[-500:]})" if where else name}
+        if callable(getattr(self.user, "baselines", None)):
+            facts["baselines"] = f"{name}.baselines(args)"
+        else:
+            facts["baselines"] = (f"none measured: {name} defines no baselines(args), so the degenerate checks that need "
+                                  "one (majority-class rate, trivial_<metric>) read 'not measured'; return e.g. "
+                                  "{'majority_rate': ...} from it (docs/torch.md, Baselines)")
+        return facts
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -10,6 +10,7 @@ level); and where each ticket keeps its weights, per layer role, at matched spar
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from multiticket.analysis.stats import anchor, better, fmt, normalise
 from multiticket.analysis.verdicts import run_verdict, win_note
 from multiticket.core.store import refuse_links_below, write_inside
 from multiticket.errors import UserError
+from multiticket.rundir import differing, setting_text, settings, tell_apart, telling
 
 
 @dataclass
@@ -228,21 +230,33 @@ def roles_figure(profiles: list[tuple[Series, int, dict[str, float]]], target: f
 # -- page ----------------------------------------------------------------------------------------
 
 
-def _labels(runs: list[RunData]) -> list[str]:
-    names = [r.name for r in runs]
+def _labels(runs: list[RunData], given: list[str | None] | None = None) -> list[str]:
+    """Each run's name in titles and legends: the one given (``compare --label``); else its
+    directory, or, where several runs share a task name, that name with the settings that tell
+    them apart (``toy-mlp (prune.criterion=movement)``, :func:`multiticket.rundir.tell_apart`)."""
+    tags = tell_apart([r.task for r in runs], [settings(r.config, r.task_config) for r in runs])
+    names = [g if g else f"{r.task} ({_plain(tag)})" if tag else r.name
+             for r, tag, g in zip(runs, tags, given or [None] * len(runs))]
     return [n if names.count(n) == 1 else f"{n} #{i + 1}" for i, n in enumerate(names)]
 
 
-def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None = None) -> Path:
+def _plain(text: str) -> str:
+    """Text drawn into a figure as it reads: matplotlib's mathematics ('$') and odd characters go."""
+    return re.sub(r"[^A-Za-z0-9 _.,:=+()/%#\[\]{}\"'-]", "?", text)
+
+
+def write_comparison(run_dirs: list[Path], out_dir: Path, sparsity: float | None = None,
+                     labels: list[str | None] | None = None) -> Path:
     """Write ``comparison.html`` and ``plots/*.png`` into ``out_dir``; return the HTML path.
 
     ``sparsity``: where to compare layer-role profiles (default: the largest sparsity every run
-    has reached). Raises UserError for a directory that is not a run, or a malformed one.
+    has reached); ``labels``: a name per run (None: its own, see :func:`_labels`). Raises
+    UserError for a directory that is not a run, or a malformed one.
     """
-    return render_comparison(comparison_series(run_dirs), out_dir, sparsity)
+    return render_comparison(comparison_series(run_dirs, labels), out_dir, sparsity)
 
 
-def comparison_series(run_dirs: list[Path]) -> list[Series]:
+def comparison_series(run_dirs: list[Path], labels: list[str | None] | None = None) -> list[Series]:
     """Load each run once and normalise it to its dense unit: one series per run, in order.
 
     Callers that want both the page and the numbers behind it (``scripts/compare_domains.py``)
@@ -252,7 +266,26 @@ def comparison_series(run_dirs: list[Path]) -> list[Series]:
         raise UserError("compare: give at least one run directory")
     runs = [load_run(d, lenient=True) for d in run_dirs]
     return [normalised_series(r, lab, RUN_COLORS[i % len(RUN_COLORS)]) for i, (r, lab) in
-            enumerate(zip(runs, _labels(runs)))]
+            enumerate(zip(runs, _labels(runs, labels)))]
+
+
+#: most rows of the "settings that differ" table (two domains differ in every key of their sections)
+MAX_SETTING_ROWS = 60
+
+
+def settings_table(series: list[Series]) -> dict[str, Any] | None:
+    """The settings whose values differ between the compared runs (every resolved setting,
+    defaults included: ``config.yaml``'s ``defaults:`` block), one row each, telling ones first;
+    None for a single run or runs that differ in nothing."""
+    if len(series) < 2:
+        return None
+    rows = differing([settings(s.run.config, s.run.task_config) for s in series])
+    if not rows:
+        return None
+    rows.sort(key=lambda row: not telling(row[0]))
+    shown = [{"key": key, "cells": [setting_text(v) for v in values], "telling": telling(key)}
+             for key, values in rows[:MAX_SETTING_ROWS]]
+    return {"labels": [s.label for s in series], "rows": shown, "more": max(0, len(rows) - MAX_SETTING_ROWS)}
 
 
 def render_comparison(series: list[Series], out_dir: Path, sparsity: float | None = None) -> Path:
@@ -261,7 +294,8 @@ def render_comparison(series: list[Series], out_dir: Path, sparsity: float | Non
     plot_dir = out_dir / "plots"
     refuse_links_below(out_dir, plot_dir)
     metrics = {(s.run.metric, s.run.higher_is_better) for s in series if s.run.records}
-    context: dict[str, Any] = {"series": series, "several_metrics": len(metrics) > 1, "plots": None}
+    context: dict[str, Any] = {"series": series, "several_metrics": len(metrics) > 1, "plots": None,
+                               "settings": settings_table(series)}
     with_data = [s for s in series if s.levels]
     if with_data:
         context["plots"] = {

@@ -7,6 +7,7 @@ directory is untrusted input, so nothing here unpickles.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,31 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: cannot read: {exc}") from None
 
 
+def mismatch(model: dict[str, tuple[int, ...]], run: dict[str, tuple[int, ...]], missing: bool = True,
+             most: int = 5) -> str | None:
+    """What keeps ``run``'s tensors (name -> shape) from loading into ``model``'s: the names the
+    model has and the run lacks (``missing``: the weights must cover the whole model; a mask need
+    not), those the run has and the model lacks, and those of another shape; None when they fit."""
+    def names(found: list[str]) -> str:
+        return ", ".join(found[:most]) + (f" (+{len(found) - most} more)" if len(found) > most else "")
+
+    parts = []
+    absent = [n for n in model if n not in run]
+    unexpected = [n for n in run if n not in model]
+    shaped = [f"{n} (model {_shape(model[n])}, run {_shape(run[n])})" for n in model if n in run and model[n] != run[n]]
+    if missing and absent:
+        parts.append(f"missing in the run: {names(absent)}")
+    if unexpected:
+        parts.append(f"not in the model: {names(unexpected)}")
+    if shaped:
+        parts.append(f"mis-shaped: {names(shaped)}")
+    return "; ".join(parts) or None
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
 @dataclass
 class Ticket:
     """A unit's mask and the weights its training started from (None: a fresh initialisation,
@@ -51,17 +77,42 @@ class Ticket:
         zero the pruned entries, and return the :class:`MaskEnforcer` that keeps them zero:
         ``with enforcer.attach([optimizer]): ...`` (or ``with enforcer:``) around one's own loop."""
         if self.start is not None:
-            try:
-                model.load_state_dict(self.start, strict=True)
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0]
-                raise UserError(f"ticket.apply: the model does not match the run's weights: {first}") from None
+            own = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+            problem = mismatch(own, {name: tuple(t.shape) for name, t in self.start.items()})
+            if problem:
+                raise UserError(f"ticket.apply: the model does not match the run's weights: {problem}")
+            model.load_state_dict(self.start, strict=True)
+        params = {name: tuple(p.shape) for name, p in model.named_parameters()}
+        problem = mismatch(params, {name: tuple(m.shape) for name, m in self.mask.items()}, missing=False)
+        if problem:
+            raise UserError(f"ticket.apply: the model does not match the mask: {problem}")
         try:
             enforcer = MaskEnforcer(model, self.mask, strict=strict, grads=grads)
         except (KeyError, ValueError) as exc:
             raise UserError(f"ticket.apply: the model does not match the mask: {exc}") from None
         enforcer.zero_weights()
         return enforcer
+
+
+def _pandas(what: str) -> Any:
+    """pandas, or one line saying how to install it."""
+    try:
+        import pandas as pd
+    except ModuleNotFoundError:
+        raise UserError(f"{what}: needs pandas (pip install 'multiticket[api]')") from None
+    return pd
+
+
+def _verdict_words(verdict: Any, level: int) -> str:
+    """A level's verdict as the report words it: won, not won, or why it was not judged."""
+    test = verdict.tests.get(level)
+    if test is None:
+        return "not judged (no random control finished, or the metric has no better direction)"
+    if test.flagged:
+        return "not judged (degenerate level)"
+    if test.n < verdict.needed:
+        return f"too few seeds ({test.n}; {verdict.needed} needed)"
+    return "won" if level in verdict.won else "not won"
 
 
 class Run:
@@ -87,11 +138,45 @@ class Run:
 
     def summary(self) -> pd.DataFrame:
         """One row per (seed, control, level, metric) of every finished unit, as ``summary.csv``."""
-        try:
-            import pandas as pd
-        except ModuleNotFoundError:
-            raise UserError("Run.summary: needs pandas (pip install 'multiticket[api]')") from None
+        pd = _pandas("Run.summary")
         return pd.DataFrame(summary_rows(self.data.records), columns=list(COLUMNS))
+
+    def curves(self) -> pd.DataFrame:
+        """The learning curves of every finished unit, one row per recorded point: seed, control,
+        level, sparsity, step, metric (the series: ``train/loss``, ``eval/accuracy``, ...), value.
+        Units made before curves were recorded have none (``curve.csv``, validated when read)."""
+        from multiticket.analysis.curves import read_curve
+        from multiticket.core.curves import CURVE_FILE
+
+        pd = _pandas("Run.curves")
+        rows = []
+        for r in self.data.records:
+            path = self.store.unit_dir(Unit(r["seed"], r["control"], r["level"])) / CURVE_FILE
+            if not path.is_file():
+                continue
+            for metric, (steps, values) in read_curve(path).items():
+                rows += [(r["seed"], r["control"], r["level"], r["sparsity"], int(step), metric, float(value))
+                         for step, value in zip(steps, values)]
+        return pd.DataFrame(rows, columns=["seed", "control", "level", "sparsity", "step", "metric", "value"])
+
+    def verdicts(self) -> pd.DataFrame:
+        """The report's winning verdict per pruned level (:func:`multiticket.analysis.verdicts.run_verdict`):
+        level, sparsity, won (True / False; None where not judged), verdict (in words), note,
+        p_value (the largest one-sided p over the random controls), n_seeds (paired), test, correction."""
+        from multiticket.analysis.paired import TEST_NAME
+        from multiticket.analysis.verdicts import run_verdict, win_note
+
+        pd = _pandas("Run.verdicts")
+        verdict = run_verdict(self.data)
+        rows = []
+        for level in [lv for lv in self.data.levels if lv > 0]:
+            test = verdict.tests.get(level)
+            rows.append({"level": level, "sparsity": self.data.sparsity[level], "won": verdict.winning(level),
+                         "verdict": _verdict_words(verdict, level), "note": win_note(verdict, level),
+                         "p_value": test.p if test is not None else math.nan, "n_seeds": test.n if test is not None else 0,
+                         "test": TEST_NAME, "correction": verdict.correction})
+        columns = ["level", "sparsity", "won", "verdict", "note", "p_value", "n_seeds", "test", "correction"]
+        return pd.DataFrame(rows, columns=columns)
 
     def _finished(self, seed: int, level: int, control: str) -> Path:
         if not any((r["seed"], r["level"], r["control"]) == (seed, level, control) for r in self.data.records):

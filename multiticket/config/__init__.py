@@ -34,6 +34,7 @@ from multiticket.config.messages import error_field, field_error, named_field
 from multiticket.config.overrides import MAX_OVERRIDE, apply_overrides
 from multiticket.config.rules import CROSS_FIELD_RULES, MAX_UNITS, TaskConfig
 from multiticket.config.sections import (
+    DEFAULTS_KEY,
     MAX_CONTROLS,
     MAX_NAME,
     MAX_SEEDS,
@@ -55,7 +56,7 @@ from multiticket.config.sections import (
 _field_error = field_error
 
 __all__ = [
-    "CROSS_FIELD_RULES", "MAX_CONTROLS", "MAX_NAME",
+    "CROSS_FIELD_RULES", "DEFAULTS_KEY", "MAX_CONTROLS", "MAX_NAME",
     "MAX_OVERRIDE", "MAX_SEEDS", "MAX_UNITS", "CheckpointSection", "EarlyBirdSection", "PruneSection",
     "ReportSection", "ResolvedTask", "RewindSection", "TDRampSection", "TargetedDropoutSection", "TaskConfig",
     "TaskFields", "TrainSection", "TransferSection", "apply_overrides", "collected_errors", "config_hash",

@@ -75,8 +75,10 @@ def common_problems(data: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def section_problems(data: dict[str, Any], source: Path | str, user_code: bool) -> list[Problem]:
-    """Field errors of the domain section, then the section's own whole-section checks."""
+def section_problems(data: dict[str, Any], source: Path | str, user_code: bool,
+                     run_dir: Path | None = None) -> list[Problem]:
+    """Field errors of the domain section, then the section's own whole-section checks
+    (``run_dir``: the data is that run directory's recorded config, as its validators must know)."""
     domain = data.get("domain")
     if not isinstance(domain, str) or domain not in domains:
         return []  # a common-key error says so
@@ -92,7 +94,10 @@ def section_problems(data: dict[str, Any], source: Path | str, user_code: bool) 
     failed: set[str] = set()
     register_model(model)
     try:
-        model.model_validate(section, context={"user_code": user_code, "task_dir": Path(source).parent})
+        context: dict[str, Any] = {"user_code": user_code, "task_dir": Path(source).parent}
+        if run_dir is not None:
+            context["run_dir"] = run_dir
+        model.model_validate(section, context=context)
     except ValidationError as exc:
         problems += [error_field(err, exc.title, f"{domain}.") for err in exc.errors()]
         failed = {str(err["loc"][0]) for err in exc.errors() if err["loc"]} or {"(top level)"}
@@ -108,10 +113,11 @@ def collected_errors(
     labels: list[tuple[str, str]],
     user_code: bool,
     first: UserError,
+    run_dir: Path | None = None,
 ) -> UserError:
     """Every problem of ``data`` as one error of one line each (``first``, the error that stopped
     loading, when this pass finds nothing it can name: it is then about something else)."""
-    problems = [*common_problems(data), *section_problems(data, source, user_code)]
+    problems = [*common_problems(data), *section_problems(data, source, user_code, run_dir)]
     lines = list(dict.fromkeys(line(source, p, labels) for p in problems))
     if not lines:
         return first

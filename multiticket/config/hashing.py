@@ -15,13 +15,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from multiticket.config.rules import TaskConfig
+from multiticket.config.sections import DEFAULTS_KEY
 from multiticket.schema import not_hashed_paths
 
 
 def config_hash(resolved: dict[str, Any], section: type[BaseModel] | None = None) -> str:
     """8 hex digits of the SHA-256 of the canonical JSON of a resolved config without its
-    ``NotHashed`` keys (those of the domain's ``section`` model too, when given)."""
-    data = copy.deepcopy(resolved)
+    ``NotHashed`` keys (those of the domain's ``section`` model too, when given) and its
+    :data:`~multiticket.config.sections.DEFAULTS_KEY` block (a record of the defaults)."""
+    data = copy.deepcopy({k: v for k, v in resolved.items() if k != DEFAULTS_KEY})
     paths = list(not_hashed_paths(TaskConfig))
     if section is not None:
         paths += [(str(resolved.get("domain")), *path) for path in not_hashed_paths(section)]

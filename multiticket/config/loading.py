@@ -7,7 +7,7 @@ The happy path stops at the first error, as pydantic does; only then does the co
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from multiticket.config.hashing import config_hash
 from multiticket.config.messages import field_error, register_model
 from multiticket.config.overrides import apply_overrides
 from multiticket.config.rules import TaskConfig
-from multiticket.config.sections import section_model
+from multiticket.config.sections import DEFAULTS_KEY, section_model
 from multiticket.core.textfile import read_yaml
 from multiticket.errors import UserError
 from multiticket.schema import recorded
@@ -32,13 +32,23 @@ class ResolvedTask:
     config: TaskConfig
     section: BaseModel
     source: Path
+    #: (dotted key, how the user wrote it) of each override (:func:`override_labels`), so an error
+    #: found later (building the adapter) can name the ``--set`` that caused it
+    overrides: tuple[tuple[str, str], ...] = ()
 
     @property
     def resolved(self) -> dict[str, Any]:
         """The whole config with defaults filled in (what ``config.yaml`` records): every key but an
-        unmarked one at its default (:func:`multiticket.schema.recorded`), the domain section last."""
+        unmarked one at its default (:func:`multiticket.schema.recorded`), the domain section, then
+        the :data:`DEFAULTS_KEY` block with the settings left out above (not hashed, so no run name
+        changes; readers see every setting that ran, ``compare`` tells runs apart by them)."""
         data = recorded(self.config)
         data[self.config.domain] = recorded(self.section)
+        full = self.config.model_dump(mode="json")
+        full[self.config.domain] = self.section.model_dump(mode="json")
+        left = left_out(full, data)
+        if left:
+            data[DEFAULTS_KEY] = left
         return data
 
     @property
@@ -50,6 +60,18 @@ class ResolvedTask:
     def run_name(self) -> str:
         """The run directory's name, ``<name>-<hash>``."""
         return f"{self.config.name}-{self.hash}"
+
+
+def left_out(full: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``full`` (a model dump) that ``kept`` (its recorded form) leaves out, nested
+    sections by the same rule: the settings ``config.yaml`` does not write at their defaults."""
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        if key not in kept:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(kept[key], dict) and (inner := left_out(value, kept[key])):
+            out[key] = inner
+    return out
 
 
 def validate_section(
@@ -110,7 +132,7 @@ def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True,
 
 def load_task(
     path: Path | str,
-    overrides: list[str] | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
     seeds: list[int] | None = None,
     levels: int | None = None,
     user_code: bool = True,
@@ -123,16 +145,18 @@ def load_task(
 def task_from_data(
     data: Any,
     source: Path,
-    overrides: list[str] | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
     seeds: list[int] | None = None,
     levels: int | None = None,
     user_code: bool = True,
+    run_dir: Path | None = None,
 ) -> ResolvedTask:
     """Override and validate a task's data (``source`` names it in errors); ``user_code=False``
-    imports no module the task names (see :func:`validate_section`)."""
+    imports no module the task names (see :func:`validate_section`); ``run_dir``: the data is that
+    run directory's recorded config (see :func:`resolve_task`)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(data, overrides if isinstance(overrides, Mapping) else list(overrides or []))
     if seeds is not None:
         data["seeds"] = seeds
     if levels is not None:
@@ -140,8 +164,10 @@ def task_from_data(
         if not isinstance(data["prune"], dict):
             raise UserError(f"{source}: prune: expected a mapping")
         data["prune"]["levels"] = levels
+    labels = override_labels(overrides, seeds, levels)
     try:
-        return resolve_task(validate_task(data, source), source, user_code)
+        task = resolve_task(validate_task(data, source), source, user_code, run_dir)
     except UserError as first:  # look again for every error, each naming its --set
-        labels = override_labels(overrides, seeds, levels)
-        raise collected_errors(data, source, labels, user_code, first) from None
+        raise collected_errors(data, source, labels, user_code, first, run_dir) from None
+    task.overrides = tuple(labels)
+    return task
