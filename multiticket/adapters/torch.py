@@ -9,6 +9,12 @@ imported from ``module_dir``, by default the task file's folder) that provides::
     evaluate(model: torch.nn.Module, args: dict) -> dict[str, float]
     prunable(model: torch.nn.Module) -> list[str]                    # optional
     baselines(args: dict) -> dict[str, float]                        # optional, e.g. {"majority_rate": 0.6}
+    ones_input(args: dict) -> torch.Tensor                           # optional: SynFlow's all-ones input
+
+Criteria that score on data (``snip``, ``grasp``) take the first batches of ``batches(seed, 0, args)``
+and ``loss``; ``synflow`` feeds one all-ones input: ``ones_input(args)`` when the module defines it,
+else ones shaped like one example of the first batch (the batch itself when it is a tensor, its first
+element when it is a tuple or list).
 
 ``args`` is the section's ``args`` mapping. The adapter owns the loop: the optimizer and the LR
 schedule come from the section, the batches are moved to the device, the mask enforcer and every
@@ -325,6 +331,39 @@ class TorchAdapter(DomainAdapter):
             model, self.optimizer, self._batches(start, stop), lambda b: self._call("loss", model, b),
             range(start, stop), lambda step: self._lr(step, stop), hooks, self.section.log_every,
         )  # fmt: skip
+
+    def scoring_batches(self, seed: int, n: int) -> list[Any]:
+        """The first ``n`` batches of ``batches(seed, 0, args)``: deterministic by the module's contract."""
+        it = iter(self._call("batches", seed, 0, self.section.args))
+        out = []
+        for _ in range(n):
+            try:
+                out.append(to_device(next(it), self.device))
+            except StopIteration:
+                break
+        if not out:
+            raise UserError(f"torch.module: {self.section.module}.batches(seed, 0, args) yielded no batch to score on")
+        return out
+
+    def scoring_loss(self, batch: Any) -> torch.Tensor:
+        """The user's ``loss(model, batch)`` on one scoring batch."""
+        loss: torch.Tensor = self._call("loss", self.module, batch)
+        return loss
+
+    def scoring_ones_output(self) -> torch.Tensor:
+        """The model's output on one all-ones input (see the module docstring for its shape)."""
+        s = self.section
+        if callable(getattr(self.user, "ones_input", None)):
+            example = self._call("ones_input", s.args)
+        else:
+            batch = self.scoring_batches(self.seed, 1)[0]
+            example = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+            if not isinstance(example, torch.Tensor):
+                raise UserError(f"torch.module: {s.module}: define ones_input(args) for synflow (the batches are "
+                                f"{type(batch).__name__}, not tensors or tuples of tensors)")
+            example = example[:1]
+        output: torch.Tensor = self.module(torch.ones_like(torch.as_tensor(example), dtype=torch.float32).to(self.device))
+        return output
 
     def baselines(self) -> dict[str, float]:
         """What the user module's optional ``baselines(args)`` returns (the keys of
