@@ -1,10 +1,14 @@
 """Stable-Baselines3 adapter: IMP on PPO, A2C, DQN, SAC and TD3 through SB3's own ``learn()``.
 
-SB3 is used unchanged. The core's hooks ride on a ``BaseCallback`` (``on_step`` after every env
-step, with ``num_timesteps`` as the step), the mask enforcer rides on SB3's own optimizers, and a
-level that starts at the rewind step k continues with ``num_timesteps = k`` and
-``learn(T - k, reset_num_timesteps=False)`` so that progress-based schedules (learning rate, clip
-range, DQN's exploration rate) continue exactly where the dense run was at step k.
+SB3 is used unchanged. ``learn`` gets two callbacks, composed in a ``CallbackList``: the public
+:class:`~multiticket.adapters.sb3_callback.TicketCallback` (``multiticket.sb3.TicketCallback``),
+around the mask enforcer the core attached, binds it to SB3's own optimizers and the target
+networks, exactly as in a user's script; :class:`HooksCallback` reports progress to the core
+(``on_step`` after every env step, with ``num_timesteps`` as the step). A level that starts at the
+rewind step k continues with ``num_timesteps = k`` and ``learn(T - k, reset_num_timesteps=False)``
+so that progress-based schedules (learning rate, clip range, DQN's exploration rate) continue
+exactly where the dense run was at step k; SB3's private fields that this takes sit behind
+:mod:`multiticket.adapters.sb3_shim`, checked against the SB3 versions it was written for.
 See docs/rl.md for the task-file keys and :mod:`multiticket.adapters.sb3_algos` for the per-algorithm
 table (prunable modules, optimizers, target pairs).
 """
@@ -19,13 +23,12 @@ import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -33,8 +36,10 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
-from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, hard_copy, prunable_names
+from multiticket.adapters import sb3_shim as shim
+from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
+from multiticket.adapters.sb3_callback import TicketCallback
 from multiticket.adapters.sb3_config import (
     Hyper,
     Section,
@@ -48,6 +53,7 @@ from multiticket.adapters.sb3_random import random_policy_returns
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.statefile import Pickled
+from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
 
 __all__ = ["SB3Adapter", "Section"]
@@ -56,33 +62,9 @@ __all__ = ["SB3Adapter", "Section"]
 RLSection = Section
 
 
-class _AlgoExtras(Protocol):
-    """Attributes some SB3 algorithms add to ``BaseAlgorithm`` (DQN: ``_n_calls``, ``exploration_rate``;
-    SAC: ``log_ent_coef``, ``ent_coef_optimizer``; off-policy: ``replay_buffer``), used only where a
-    state key or a ``hasattr``/``getattr`` check shows the algorithm has them."""
-
-    _n_calls: int
-    exploration_rate: float
-    log_ent_coef: torch.Tensor
-    ent_coef_optimizer: torch.optim.Optimizer
-    replay_buffer: ReplayBuffer
-
-
 def _vec_normalize_of(venv: VecEnv | None) -> VecNormalize | None:
     """The ``VecNormalize`` layer of ``venv`` (None without one, or without an env)."""
     return None if venv is None else vec_normalize(venv)
-
-
-def _constant_schedule(value: float) -> Any:
-    """SB3's own constant schedule (``ConstantSchedule`` since 2.6, ``constant_fn`` before), so
-    a saved ``ticket.zip`` pickles it like any other schedule."""
-    try:
-        from stable_baselines3.common.utils import ConstantSchedule
-    except ImportError:  # SB3 < 2.6
-        from stable_baselines3.common.utils import constant_fn
-
-        return constant_fn(value)
-    return ConstantSchedule(value)
 
 
 class HooksCallback(BaseCallback):
@@ -373,29 +355,32 @@ class SB3Adapter(DomainAdapter):
     def train(self, start: int, stop: int, hooks: TrainHooks) -> None:
         """Environment timesteps ``start`` -> ``stop``; a level with start=k continues the schedules."""
         model = self._require_model()
-        hooks.on_optimizers(self.optimizers())
-        # pruned online entries are zero now; copying them makes polyak updates keep the
-        # target's pruned entries exactly zero too (the core does the same after a restore).
-        # A checkpoint holds the targets as they were (already masked): no copy on resume.
-        if not self._resumed:
-            for online, target in self.target_pairs():
-                hard_copy(online, target)
+        hooks.on_optimizers(self.optimizers())  # optimizer state restored, then masked, before the binding
         if start > 0 and not self._state_loaded:
-            model.num_timesteps = start
+            shim.start_at(model, start)
         if start > 0:
-            model._current_progress_remaining = 1.0 - model.num_timesteps / stop
+            shim.continue_progress(model, stop)
         if self.constant_lr is not None:
-            model.lr_schedule = _constant_schedule(float(self.constant_lr))
+            shim.set_lr_schedule(model, shim.constant_schedule(float(self.constant_lr)))
         model.set_logger(self._logger())
         remaining = stop - (model.num_timesteps if start > 0 else 0)
         if remaining <= 0:
             return
         model.learn(
             remaining,
-            callback=HooksCallback(hooks, self),
+            callback=self._callbacks(hooks),
             reset_num_timesteps=start == 0,
             progress_bar=self.section.progress_bar,
         )
+
+    def _callbacks(self, hooks: TrainHooks) -> CallbackList:
+        """Mask enforcement through the public ``TicketCallback`` (one mechanism for the adapter and
+        users' scripts), then progress reporting. The binding wraps the enforcer the core attached
+        (``LevelHooks.enforcer``; None for a dense unit), loads no weights (the core did), and makes
+        the target networks copies of the masked online ones so that Polyak updates keep their
+        pruned entries 0 -- except on resume: a checkpoint holds the targets as they were."""
+        binding = TicketBinding(enforcer=getattr(hooks, "enforcer", None), copy_targets=not self._resumed)
+        return CallbackList([TicketCallback(binding), HooksCallback(hooks, self)])
 
     def evaluate(self) -> dict[str, float]:
         """Deterministic episodes on the separately seeded eval env, plus Yu et al.'s ticket reward
@@ -456,17 +441,11 @@ class SB3Adapter(DomainAdapter):
         ``keep_replay_buffer``) the replay buffer, as plain arrays and numbers (stored without
         pickles, :mod:`multiticket.adapters.sb3_state`). By reference: the core deep-copies it."""
         model = self._require_model()
-        st: dict[str, Any] = {
-            "num_timesteps": int(model.num_timesteps),
-            "episode_num": int(model._episode_num),
-            "n_updates": int(getattr(model, "_n_updates", 0)),
-        }
-        if hasattr(model, "_n_calls"):
-            # DQN counts this step (for its target-update interval) only after the callback
-            st["n_calls"] = int(model._n_calls) + int(self._mid_step)
+        # mid-step: DQN counts this step (for its target-update interval) only after the callback
+        st: dict[str, Any] = {"num_timesteps": int(model.num_timesteps), **shim.counters(model, self._mid_step)}
+        extras = shim.extras(model)
         if hasattr(model, "exploration_rate"):
-            st["exploration_rate"] = float(model.exploration_rate)
-        extras = cast(_AlgoExtras, model)
+            st["exploration_rate"] = float(extras.exploration_rate)
         if getattr(model, "log_ent_coef", None) is not None:
             st["log_ent_coef"] = extras.log_ent_coef.detach().cpu().clone()
         norm = _vec_normalize_of(model.get_env())
@@ -478,13 +457,8 @@ class SB3Adapter(DomainAdapter):
 
     def load_state(self, state: dict[str, Any]) -> None:
         model = self._require_model()
-        extras = cast(_AlgoExtras, model)
-        model.num_timesteps = int(state["num_timesteps"])
-        model._episode_num = int(state.get("episode_num", 0))
-        if hasattr(model, "_n_updates"):
-            model._n_updates = int(state.get("n_updates", 0))
-        if "n_calls" in state:
-            extras._n_calls = int(state["n_calls"])
+        extras = shim.extras(model)
+        shim.set_counters(model, state)
         if "exploration_rate" in state:
             extras.exploration_rate = float(state["exploration_rate"])
         if "log_ent_coef" in state and getattr(model, "log_ent_coef", None) is not None:
@@ -500,12 +474,6 @@ class SB3Adapter(DomainAdapter):
         self._state_loaded = True
 
     # -- mid-level checkpoints ------------------------------------------------------------------
-    #: attributes of the algorithm that change while it learns and are not in state()
-    _RESUME_ATTRS = (
-        "env", "action_space", "observation_space", "_last_obs", "_last_original_obs", "_last_episode_starts",
-        "ep_info_buffer", "ep_success_buffer", "action_noise", "_n_calls",
-    )  # fmt: skip
-
     def resume_state(self) -> dict[str, Any]:
         """:meth:`state` plus the training environments (physics, episode counters, their RNGs,
         Monitor statistics), the last observations, episode buffers, action noise, the entropy
@@ -514,9 +482,9 @@ class SB3Adapter(DomainAdapter):
         and the other algorithm attributes can only be pickled: they travel as a signed pickle."""
         model = self._require_model()
         st = self.state()
-        st["algo"] = Pickled({a: getattr(model, a) for a in self._RESUME_ATTRS if hasattr(model, a)})
+        st["algo"] = Pickled(shim.learner_state(model))  # the attributes of shim.RESUME_ATTRS it has
         if getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = buffer_tree(cast(_AlgoExtras, model).replay_buffer)
+            st["replay_buffer"] = buffer_tree(shim.extras(model).replay_buffer)
         ent_opt = getattr(model, "ent_coef_optimizer", None)
         if ent_opt is not None:
             st["ent_coef_optimizer"] = ent_opt.state_dict()
@@ -527,12 +495,11 @@ class SB3Adapter(DomainAdapter):
         old_env = model.get_env()
         self.load_state(state)
         algo = state["algo"].value if isinstance(state["algo"], Pickled) else state["algo"]
-        for attr, value in algo.items():
-            setattr(model, attr, copy.deepcopy(value))
+        shim.set_learner_state(model, algo)
         if old_env is not None and old_env is not model.env:
             old_env.close()
-        model._vec_normalize_env = _vec_normalize_of(model.env)
-        extras = cast(_AlgoExtras, model)
+        shim.set_vec_normalize(model, _vec_normalize_of(model.env))
+        extras = shim.extras(model)
         if state.get("replay_buffer") is not None:
             extras.replay_buffer = restore_buffer(extras.replay_buffer, state["replay_buffer"])
         if "ent_coef_optimizer" in state and getattr(model, "ent_coef_optimizer", None) is not None:

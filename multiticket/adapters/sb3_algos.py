@@ -1,7 +1,8 @@
 """Per-algorithm table for the SB3 adapter: which modules play which role (PPO/A2C: the policy's
 features extractor, ``mlp_extractor``, ``action_net``, ``value_net``; DQN: ``q_net``; SAC/TD3: actor
 and critic), which optimizers exist, which (online, target) pairs the core must hard-copy after a
-restore (DQN q_net -> q_net_target; SAC critic -> critic_target; TD3 actor and critic -> targets).
+restore (DQN q_net -> q_net_target; SAC critic -> critic_target; TD3 actor and critic -> targets);
+:func:`optimizers_of` and :func:`target_pairs_of` answer for any algorithm (``TicketCallback``).
 
 Roles are found by module *identity*, not by hard-coded parameter names, so a features extractor
 that the actor and the critic share (CnnPolicy on Atari) is recognised as the ``shared`` trunk
@@ -206,9 +207,32 @@ def prunable_names(policy: nn.Module, spec: AlgoSpec, roles: list[str], prune_in
     return names
 
 
-def hard_copy(online: nn.Module, target: nn.Module) -> None:
-    """Copy every parameter and buffer of ``online`` into ``target`` in place (no new tensors,
-    so optimizers and polyak updates keep pointing at the same storage)."""
-    with torch.no_grad():
-        for dst, src in zip(target.state_dict().values(), online.state_dict().values(), strict=True):
-            dst.copy_(src)
+def spec_of(model: BaseAlgorithm) -> AlgoSpec | None:
+    """The table's entry of ``model``'s algorithm (a subclass of PPO is PPO); None for others."""
+    for cls in type(model).__mro__:
+        for spec in ALGOS.values():
+            if spec.cls is cls:
+                return spec
+    return None
+
+
+def optimizers_of(model: BaseAlgorithm) -> list[torch.optim.Optimizer]:
+    """The optimizers that update ``model.policy``: the table's, or for an algorithm it does not
+    know (sb3-contrib's) every ``optimizer`` attribute of a policy module."""
+    spec = spec_of(model)
+    if spec is not None:
+        return spec.optimizers(model)
+    found = {id(o): o for m in model.policy.modules()
+             if isinstance(o := getattr(m, "optimizer", None), torch.optim.Optimizer)}
+    return list(found.values())
+
+
+def target_pairs_of(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
+    """(online, target) pairs: the table's, or for an algorithm it does not know every child
+    ``X_target`` of the policy beside a child ``X`` (SB3's naming)."""
+    spec = spec_of(model)
+    if spec is not None:
+        return spec.target_pairs(model)
+    children = dict(model.policy.named_children())
+    return [(children[n.removesuffix("_target")], c) for n, c in children.items()
+            if n.endswith("_target") and n.removesuffix("_target") in children]

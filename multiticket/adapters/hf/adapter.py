@@ -6,11 +6,14 @@ Per ``train(start, stop, hooks)`` call a fresh ``Trainer`` runs ``stop - start``
   that starts at the rewind step k continues the dense run's schedule exactly;
 - the training examples follow a fixed order per seed (epoch permutations of the training
   split), and a level starting at k reads from batch k on, as the dense run did;
-- a ``TrainerCallback`` calls ``hooks.on_optimizers`` at ``on_train_begin`` (after
-  ``accelerate`` has wrapped the optimizer, before any update) and ``hooks.on_step`` after every
-  optimizer step, with the logged loss on logging steps (the learning curve's training loss: the
-  mean over the steps since the previous log, as the Trainer logs it). Checkpoints are offered at
-  logging steps only, where such a window has just closed, so a resumed unit logs the same means.
+- two trainer callbacks, composed: :class:`HooksCallback` reports to the core (it calls
+  ``hooks.on_optimizers`` at ``on_train_begin``, after ``accelerate`` has wrapped the optimizer and
+  before any update, and ``hooks.on_step`` after every optimizer step, with the logged loss on
+  logging steps: the learning curve's training loss, the mean over the steps since the previous
+  log, as the Trainer logs it); then the public ``TicketCallback`` (``multiticket.hf.TicketCallback``)
+  binds the mask enforcer the core attached to the Trainer's optimizer, exactly as in a user's
+  script. Checkpoints are offered at logging steps only, where such a window has just closed, so a
+  resumed unit logs the same means.
 The Trainer reseeds the global RNGs in its constructor and the DataLoader draws from them; the
 adapter puts back the state ``train`` was entered with right before the first forward pass, so a
 level resumed at step k with the rewind point's RNG replays the dense run bit for bit (CPU).
@@ -23,7 +26,7 @@ import random
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -41,6 +44,7 @@ from transformers import (
 
 from multiticket.adapters.hf import baselines as B
 from multiticket.adapters.hf import metrics as M
+from multiticket.adapters.hf.callback import TicketCallback
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.export import export_folder
 from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
@@ -48,6 +52,7 @@ from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.name_roles import name_role
+from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
 
 
@@ -293,10 +298,12 @@ class HFAdapter(DomainAdapter):
         return [self._optimizer] if self._optimizer is not None else []
 
     # -- training ------------------------------------------------------------------------------
-    def _make_optimizer(self, args: TrainingArguments, trainer: Trainer) -> torch.optim.Optimizer:
-        """AdamW (decoupled weight decay, none on biases/LayerNorm, as the Trainer does) or SGD."""
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW (decoupled weight decay, none on biases/LayerNorm, as the Trainer does) or SGD,
+        built before the Trainer that receives it (``optimizers=``). The Trainer's own rule picks
+        the decayed parameters; it reads nothing of a Trainer instance, so none is needed yet."""
         s = self.section
-        decay = set(trainer.get_decay_parameter_names(self.module))
+        decay = set(Trainer.get_decay_parameter_names(cast(Trainer, None), self.module))
         params = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
         groups = [
             {"params": [p for n, p in params if n in decay], "weight_decay": s.weight_decay},
@@ -369,17 +376,19 @@ class HFAdapter(DomainAdapter):
         self.tokens_per_step = self.count_tokens(order, stop)
         data = _Ordered(self._features["train"], order[start * s.batch_size : stop * s.batch_size])
         rng = _rng_state()  # the Trainer reseeds every RNG in __init__: keep the core's state
-        args = self.training_args(stop - start)
+        self._optimizer = self._make_optimizer()
+        scheduler = self.make_scheduler(self._optimizer, start, stop)
+        # reporting first: its on_train_begin restores the optimizer state from the rewind point
+        # (hooks.on_optimizers), which the ticket's binding must find already masked by the core
+        binding = TicketBinding(enforcer=getattr(hooks, "enforcer", None))
         trainer = Trainer(
-            model=self.module, args=args, train_dataset=data, data_collator=self.collator(),
-            processing_class=self.tokenizer,
+            model=self.module, args=self.training_args(stop - start), train_dataset=data,
+            data_collator=self.collator(), processing_class=self.tokenizer,
+            # Trainer annotates the scheduler as LambdaLR (what it builds itself); it steps any LRScheduler
+            optimizers=(self._optimizer, scheduler),  # type: ignore[arg-type]
+            callbacks=[HooksCallback(hooks, self._optimizer, start, rng), TicketCallback(binding)],
         )  # fmt: skip
-        self._optimizer = self._make_optimizer(args, trainer)
-        trainer.optimizer = self._optimizer
-        # Trainer annotates lr_scheduler as LambdaLR (what it builds itself); it steps any LRScheduler
-        trainer.lr_scheduler = self.make_scheduler(self._optimizer, start, stop)  # type: ignore[assignment]
         trainer.remove_callback(PrinterCallback)  # logs go to the core, not to stdout
-        trainer.add_callback(HooksCallback(hooks, self._optimizer, start, rng))
         _set_rng_state(rng)
         trainer.train()
         self.module.eval()
