@@ -221,7 +221,9 @@ def check_status(run: RunData) -> list[dict[str, str]]:
         elif all(k in run.baselines for k in keys):
             status = "checked"
         else:
-            status = "not measured (this task's adapter measures no such baseline)"
+            missing = ", ".join(k for k in keys if k not in run.baselines)
+            status = (f"not measured: baselines.json has no {missing} (the domain's adapter gives none; a "
+                      f"plain-PyTorch module gives it with baselines(args), docs/torch.md)")
         rows.append({"check": check, "what": what, "status": status})
     rows.append({"check": "identical", "what": "every control identical to the ticket", "status": "checked"})
     rows.append({"check": "nan", "what": "unit failed with non-finite weights or metrics", "status": "checked"})
