@@ -21,15 +21,17 @@ level resumed at step k with the rewind point's RNG replays the dense run bit fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (
     DataCollatorForSeq2Seq,
     DataCollatorWithPadding,
@@ -52,8 +54,12 @@ from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.name_roles import name_role
+from multiticket.core.seeding import derive_seed
 from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
+
+#: the length of the all-ones input sequence of :meth:`HFAdapter.scoring_ones_output`
+ONES_LENGTH = 8
 
 
 def _quiet() -> None:
@@ -170,6 +176,15 @@ def _set_rng_state(state: tuple[Any, ...]) -> None:
     random.setstate(state[2])
     if state[3] is not None:
         torch.cuda.set_rng_state_all(state[3])
+
+
+@contextlib.contextmanager
+def _scoring_kernels() -> Iterator[None]:
+    """Kernels a criterion can differentiate through, in eval mode and twice: attention on torch's
+    math kernel (GraSP's double backward is not implemented for the fused flash and memory-efficient
+    ones) and no cuDNN (its RNN backward refuses eval mode, where the probe scores)."""
+    with sdpa_kernel(SDPBackend.MATH), torch.backends.cudnn.flags(enabled=False):
+        yield
 
 
 class HFAdapter(DomainAdapter):
@@ -392,6 +407,40 @@ class HFAdapter(DomainAdapter):
         _set_rng_state(rng)
         trainer.train()
         self.module.eval()
+
+    # -- scoring for data- and gradient-reading criteria (SNIP, GraSP, SynFlow) -----------------
+    def scoring_batches(self, seed: int, n: int) -> list[dict[str, torch.Tensor]]:
+        """``n`` training batches of ``batch_size`` examples drawn without replacement by a generator
+        of ``seed`` alone (not the training order's, so every unit of a seed scores on the same
+        examples, whatever step it starts at), collated and on the device as the Trainer feeds them."""
+        self._prepare()
+        feats, size = self._features["train"], self.section.batch_size
+        order = np.random.default_rng(derive_seed(seed, "hf-scoring")).permutation(len(feats))
+        collate = self.collator()
+        out = []
+        for i in range(n):
+            rows = [feats[int(j)] for j in np.resize(order, (i + 1) * size)[i * size:]]
+            out.append({k: v.to(self.device) for k, v in collate(rows).items()})
+        return out
+
+    def scoring_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's own training loss (its ``loss`` output) on one scoring batch (on
+        :func:`_scoring_kernels`)."""
+        with _scoring_kernels():
+            loss = self.module(**batch).loss
+        assert loss is not None, "the scoring batches hold labels"
+        return cast(torch.Tensor, loss)
+
+    def scoring_ones_output(self) -> torch.Tensor:
+        """The logits of one all-ones sequence of :data:`ONES_LENGTH` input embeddings (and, for a
+        translation model, as many all-ones decoder input embeddings): the network past its input
+        embedding, so the word embeddings themselves get no synaptic flow (docs/nlp.md)."""
+        model = self.module
+        hidden = int(cast(torch.nn.Embedding, model.get_input_embeddings()).embedding_dim)
+        ones = torch.ones(1, ONES_LENGTH, hidden, device=self.device)
+        extra = {"decoder_inputs_embeds": ones} if self.section.task == "translation" else {}
+        with _scoring_kernels():
+            return cast(torch.Tensor, model(inputs_embeds=ones, **extra).logits)
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:

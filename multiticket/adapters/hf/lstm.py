@@ -110,8 +110,14 @@ class LSTMModel(LSTMPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:  # type: ignore[override]
         self.embed = value
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.embed(input_ids))
+    def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``inputs_embeds`` in place of ``embed(input_ids)``, as transformers' models take them
+        (SynFlow's all-ones input: :meth:`multiticket.adapters.hf.HFAdapter.scoring_ones_output`)."""
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("LSTMModel needs input_ids or inputs_embeds")
+            inputs_embeds = self.embed(input_ids)
+        x = self.drop(inputs_embeds)
         out, _ = self.lstm(x)
         if self.proj is not None:
             out = self.proj(out)
@@ -144,13 +150,15 @@ class LSTMForCausalLM(LSTMPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """``attention_mask`` is accepted for collator compatibility; padded positions should be
-        labelled -100 (the shipped LM data is packed into full blocks, so there are none)."""
-        logits = self.lm_head(self.lstm_model(input_ids))
+        labelled -100 (the shipped LM data is packed into full blocks, so there are none).
+        ``inputs_embeds`` replaces the embedded ``input_ids``, as in transformers' models."""
+        logits = self.lm_head(self.lstm_model(input_ids, inputs_embeds))
         loss = None
         if labels is not None:
             shift_logits = logits[:, :-1, :].reshape(-1, logits.size(-1))
