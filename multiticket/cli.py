@@ -1,4 +1,4 @@
-"""The ``multiticket`` command line: run, sweep, status, report, compare, tasks, transfer, instability.
+"""The ``multiticket`` command line: run, sweep, status, report, compare, tasks, transfer, instability, export.
 
 Every failure the user can fix (bad task file, unknown env, missing file) prints one line on
 stderr and exits 2 without writing anything; a run that fails while training exits 1. A
@@ -83,7 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--trust-code", action="store_true",
                       help="import the user code the run directory's config names (a torch module, rl.imports, "
                            "module:EnvId); refused without it, since importing runs that code")
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    export = sub.add_parser("export", help="write a finished unit as a model its library loads (SB3: a zip; "
+                                           "--compact: the pruned neurons removed)")
+    export.add_argument("run_dir")
+    export.add_argument("--seed", type=int, required=True)
+    export.add_argument("--level", type=int, required=True)
+    export.add_argument("--control", default="ticket", help="default: ticket")
+    export.add_argument("--compact", action="store_true",
+                        help="remove the neurons the mask prunes whole (prune.structure: neurons) from the network")
+    export.add_argument("--out", help="the file to write (default: <run>-seed<S>-<control>-level<L>[-compact].zip here)")
+    export.add_argument("--trust-code", action="store_true",
+                        help="import the user code the run directory's config names; refused without it")
 
 
 def _add_run_parser(sub: Any) -> None:
@@ -388,6 +403,20 @@ def compare_label(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from multiticket.export import export_unit
+
+    done = export_unit(args.run_dir, args.seed, args.level, args.control, args.compact, args.out, args.trust_code)
+    s = done.summary
+    line = f"{s.get('parameters')} parameters (dense {s.get('dense_parameters')})"
+    if args.compact:
+        line += (f", {s.get('neurons_removed')} neurons removed, net_arch {s.get('net_arch')}, outputs within "
+                 f"{s.get('max_abs_diff', 0.0):.2g} of the ticket's")
+    print(printable(line), file=sys.stderr)
+    print(done.path)
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -442,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"run": cmd_run, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report, "compare": cmd_compare,
-                "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability}
+                "tasks": cmd_tasks, "transfer": cmd_transfer, "instability": cmd_instability, "export": cmd_export}
     if getattr(args, "trust_checkpoints", False):
         from multiticket.core.legacy import trust_checkpoints
 

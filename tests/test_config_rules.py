@@ -68,7 +68,7 @@ def test_a_worker_rebuilds_the_same_task():
 def test_not_hashed_keys_are_declared_on_the_fields():
     assert set(not_hashed_paths(TaskConfig)) == {
         ("description",), ("seeds",), ("prune", "levels"), ("controls",), ("checkpoint",), ("transfer", "source_dir"),
-        ("report", "metric"), ("report", "correction"),
+        ("report", "metric"), ("report", "correction"), ("tracking",),
     }
 
 

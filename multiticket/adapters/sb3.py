@@ -21,7 +21,7 @@ import itertools
 import math
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -50,8 +50,11 @@ from multiticket.adapters.sb3_config import (
 )
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
 from multiticket.adapters.sb3_random import random_policy_returns
+from multiticket.adapters.sb3_scoring import ScoringBatch, batch_size, collect, gamma, ones_output, split
+from multiticket.adapters.sb3_scoring import scoring_loss as family_loss
 from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
+from multiticket.core.seeding import derive_seed
 from multiticket.core.statefile import Pickled
 from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
@@ -435,6 +438,29 @@ class SB3Adapter(DomainAdapter):
         return {"random_return_mean": float(np.mean(returns)), "random_return_std": float(np.std(returns)),
                 "random_episodes": float(len(returns))}
 
+    # -- scoring for data- and gradient-reading criteria (SNIP, GraSP, SynFlow) -----------------
+    def scoring_batches(self, seed: int, n: int) -> list[ScoringBatch]:
+        """``n`` of the algorithm's minibatches of a uniformly random policy's rollouts on one fresh
+        environment seeded from ``seed`` (:mod:`multiticket.adapters.sb3_scoring`): a function of
+        the seed alone, whatever weights the policy holds, drawing from no global RNG."""
+        model, s = self._require_model(), self.section
+        size, env_seed = batch_size(model), derive_seed(seed, "sb3-scoring")
+        venv = make_env(s.env, self.hyper, env_seed, 1, training=True, env_attrs=s.env_attrs)
+        try:
+            rows = collect(venv, env_seed, n * size, gamma(model))
+        finally:
+            venv.close()
+        return split(rows, n, size)
+
+    def scoring_loss(self, batch: ScoringBatch) -> torch.Tensor:
+        """The algorithm family's own loss on one scoring batch: actor-critic (PPO, A2C), TD (DQN),
+        critic TD + actor (SAC, TD3); :mod:`multiticket.adapters.sb3_scoring` says why each."""
+        return family_loss(self._require_model(), batch)
+
+    def scoring_ones_output(self) -> torch.Tensor:
+        """The policy's outputs (action head, values or Q-values) on one all-ones observation."""
+        return ones_output(self._require_model())
+
     # -- rewind state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Counters, exploration rate, entropy coefficient, VecNormalize statistics and (with
@@ -536,6 +562,14 @@ class SB3Adapter(DomainAdapter):
         norm = _vec_normalize_of(model.get_env())
         if norm is not None:
             norm.save(str(level_dir / "vecnormalize.pkl"))
+
+    def export_model(self, path: Path, mask: Mapping[str, torch.Tensor], compact: bool,
+                     unit_dir: Path | None = None) -> dict[str, Any]:
+        """``multiticket export``: one zip ``ALGO.load`` reads; ``compact``: its dead neurons removed
+        (a narrower ``net_arch``, :mod:`multiticket.adapters.sb3_export`)."""
+        from multiticket.adapters.sb3_export import export_model
+
+        return export_model(self._require_model(), mask, path, compact, unit_dir)
 
     def close(self) -> None:
         for env in (self.model.get_env() if self.model is not None else None, self.eval_env):

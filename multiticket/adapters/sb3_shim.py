@@ -128,3 +128,15 @@ def set_vec_normalize(model: BaseAlgorithm, norm: VecNormalize | None) -> None:
     """The normalisation layer SB3 reads (replay sampling, original observations) after the
     training environments were replaced."""
     model._vec_normalize_env = norm
+
+
+def saved_variables(model: BaseAlgorithm) -> list[str]:
+    """The tensors SB3 saves beside the policy (``_get_torch_save_params``' second list, e.g. SAC's
+    ``log_ent_coef``): the compact export carries them over to the rebuilt model."""
+    _, variables = model._get_torch_save_params()
+    return list(variables)
+
+
+def rebuild_model(model: BaseAlgorithm) -> None:
+    """Rebuild the policy and optimizers from ``model.policy_kwargs`` with SB3's own ``_setup_model``."""
+    model._setup_model()

@@ -202,6 +202,15 @@ class Run:
             raise UserError(f"{directory}: no finished rewind point")
         return _tensors(directory / "weights.safetensors")
 
+    def export(self, seed: int, level: int, control: str = "ticket", compact: bool = True,
+               path: Path | str | None = None, trust_code: bool = False) -> Path:
+        """Write a finished unit as a model its library loads (SB3: one zip ``ALGO.load`` reads;
+        ``compact``: the neurons its mask prunes whole removed, a narrower ``net_arch``) and return
+        where (``multiticket export``, :mod:`multiticket.export`)."""
+        from multiticket.export import export_unit
+
+        return export_unit(self.path, seed, level, control, compact, path, trust_code).path
+
     def ticket(self, seed: int, level: int, control: str = "ticket") -> Ticket:
         """A unit's mask with the weights its training started from (see :class:`Ticket`)."""
         return Ticket(seed, level, control, self.mask(seed, level, control), self._start(seed, level, control))

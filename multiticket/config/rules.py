@@ -14,7 +14,7 @@ from pydantic import ValidationInfo, model_validator
 from multiticket.config.sections import TaskFields
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
-from multiticket.core.registry import criteria
+from multiticket.core.registry import allocators, criteria
 
 #: the most units a plan may hold (no real run reaches it; it keeps planning and reading one cheap)
 MAX_UNITS = 100_000
@@ -91,6 +91,15 @@ def _allocator_rules(config: TaskFields) -> None:
                          "rate per layer); use strategy global_magnitude with it")
 
 
+def _structure_rules(config: TaskFields) -> None:
+    """A structure counts neurons: an allocator that splits a weight budget by layer shape (ERK)
+    has no meaning there."""
+    p = config.prune
+    if p.structure != "weights" and p.allocator is not None and allocators[p.allocator].split is not None:
+        raise ValueError(f"prune.allocator: '{p.allocator}' splits a budget of weights by layer shape; with "
+                         f"prune.structure: {p.structure} use global or layerwise")
+
+
 def _transfer_rules(config: TaskFields) -> None:
     """The transfer control exists only where ``multiticket transfer`` wrote a ``transfer:`` section."""
     if "transfer_mask" in config.controls and config.transfer is None:
@@ -99,7 +108,7 @@ def _transfer_rules(config: TaskFields) -> None:
 
 #: every cross-field rule, in the order a failing one is reported
 CROSS_FIELD_RULES = (_plan_rules, _rewind_rules, _early_bird_rules, _targeted_dropout_rules, _criterion_rules,
-                     _allocator_rules, _transfer_rules)
+                     _allocator_rules, _structure_rules, _transfer_rules)
 
 
 class TaskConfig(TaskFields):

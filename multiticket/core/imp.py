@@ -37,6 +37,7 @@ from multiticket.core.prune import PruneSpec
 from multiticket.core.recipe import Recipe, RunShape, resolve
 from multiticket.core.registry import criteria
 from multiticket.core.store import RunStore, Unit
+from multiticket.core.structure import kept_whole
 from multiticket.core.td_units import dropout_monitor, evaluate_pruned
 from multiticket.core.train import Phases, TrainJob, TrainResult
 from multiticket.core.transfer import TransferStarts
@@ -80,11 +81,13 @@ class IMPRunner:
         self.adapter.build(self.cfg.seeds[0] if seed is None else seed)
         module = self.adapter.module
         names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
-        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion,
-                         p.allocator)
-        self._check_scoring(spec)
         params = dict(module.named_parameters())
-        scope = Scope(names, {n: tuple(params[n].shape) for n in names}, spec)
+        shapes = {n: tuple(params[n].shape) for n in names}
+        keep = kept_whole(names, shapes, self.adapter.io_layers()[1], p.structure) if p.structure != "weights" else ()
+        spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion,
+                         p.allocator, p.structure, keep)
+        self._check_scoring(spec)
+        scope = Scope(names, shapes, spec)
         if self.cfg.checkpoint is not None:
             self.adapter.check_resumable()
         if self.cfg.rewind.mode == "finetune" and type(self.adapter).set_constant_lr is DomainAdapter.set_constant_lr:
@@ -234,7 +237,7 @@ class IMPRunner:
     def record(self, recipe: Recipe, inputs: Inputs, result: TrainResult, **extra: Any) -> dict[str, Any]:
         """The unit's ``metrics.json`` record; a pruned level retrained by ``rewind.mode`` records it."""
         unit = recipe.unit
-        planned = self.inputs.planned_alive(unit.level)
+        planned = self.inputs.planned_weights(unit.level, inputs.mask)
         spec = CONTROLS.get(unit.control)
         if spec is not None:  # what the control is for, as decided here: analysis reads it back
             extra = {"role": spec.role, **extra}

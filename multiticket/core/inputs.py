@@ -10,17 +10,18 @@ the same values wherever and whenever it runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
 from safetensors.torch import load_file
 
+from multiticket.core import structure
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.criteria.base import Probe
 from multiticket.core.criteria.probe import adapter_probe
 from multiticket.core.mask import Mask
-from multiticket.core.prune import PruneSpec, planned_alive, prune, prune_at_init, random_mask_like
+from multiticket.core.prune import PruneSpec, counted, planned_alive, prune, prune_at_init, random_mask_like, unit_sizes
 from multiticket.core.recipe import Recipe
 from multiticket.core.rewind import RewindPoint
 from multiticket.core.seeding import generator
@@ -79,10 +80,24 @@ class UnitInputs:
         self._starts: dict[int, RewindPoint] = {}
 
     def planned_alive(self, level: int) -> int:
-        """Weights alive at ``level`` by the counting rule (a transfer run: the transferred mask's)."""
+        """Weights alive at ``level`` by the counting rule (a transfer run: the transferred mask's);
+        under ``prune.structure``, neurons of the structured weights (:meth:`alive`)."""
         if self.provider is not None:
             return self.provider.planned_alive(level)
-        return planned_alive(self.scope.sizes, self.scope.spec, level)
+        return planned_alive(unit_sizes(self.scope.shapes, self.scope.spec), self.scope.spec, level)
+
+    def alive(self, mask: Mask) -> int:
+        """What :meth:`planned_alive` counts of ``mask``: its live weights, or its live neurons."""
+        if self.provider is not None or self.scope.spec.structure == "weights":
+            return mask.num_alive
+        return sum(counted(mask, self.scope.spec)[0].values())
+
+    def planned_weights(self, level: int, mask: Mask) -> int:
+        """The weights ``level`` plans to keep (``planned_sparsity``); under a structure, the
+        count depends on which neurons go, so it is ``mask``'s once its neurons are the plan's."""
+        if self.provider is not None or self.scope.spec.structure == "weights":
+            return self.planned_alive(level)
+        return mask.num_alive
 
     def remember(self, seed: int, points: dict[int, RewindPoint]) -> None:
         """The rewind points a dense unit just captured (the next levels need them)."""
@@ -142,9 +157,13 @@ class UnitInputs:
         """A pruned mask keeps exactly the count the counting rule plans for its level."""
         if not recipe.check_planned:
             return
-        planned = self.planned_alive(recipe.unit.level)
-        if mask.num_alive != planned:
-            raise RunFailure(f"{recipe.unit.relpath()}: {mask.num_alive} weights alive, {planned} planned")
+        planned, alive = self.planned_alive(recipe.unit.level), self.alive(mask)
+        what = "weights" if self.provider is not None or self.scope.spec.structure == "weights" else "neurons"
+        if alive != planned:
+            raise RunFailure(f"{recipe.unit.relpath()}: {alive} {what} alive, {planned} planned")
+        partial = structure.partial_rows(mask, self.scope.spec.keep) if what == "neurons" else None
+        if partial is not None:
+            raise RunFailure(f"{recipe.unit.relpath()}: '{partial}' has a neuron neither kept nor pruned whole")
 
     def _mask(self, recipe: Recipe, phases: Phases,
               searched: tuple[Mask, Mapping[str, torch.Tensor]] | None) -> Inputs:
@@ -189,13 +208,21 @@ class UnitInputs:
                 out = Inputs(ticket_mask)
             else:
                 assert ticket_mask is not None and gen is not None
-                out = Inputs(random_mask_like(ticket_mask, gen, per_layer=kind == "random_layer"))
+                out = Inputs(self._random_mask(ticket_mask, gen, kind == "random_layer"))
         self._check_planned(recipe, out.mask)
-        if ticket_mask is not None and out.mask.num_alive != ticket_mask.num_alive:
-            raise RunFailure(f"{unit.relpath()}: control keeps {out.mask.num_alive} weights, "
-                             f"ticket {ticket_mask.num_alive}")
+        if ticket_mask is not None and self.alive(out.mask) != self.alive(ticket_mask):
+            raise RunFailure(f"{unit.relpath()}: control keeps {self.alive(out.mask)}, "
+                             f"ticket {self.alive(ticket_mask)}")
         out.permute = gen if recipe.permute else None
         return out
+
+    def _random_mask(self, ticket: Mask, gen: torch.Generator, per_layer: bool) -> Mask:
+        """Random positions at the ticket's counts; under a structure, random neurons
+        (:func:`multiticket.core.structure.random_like`)."""
+        spec = self.scope.spec
+        if spec.structure == "weights":
+            return random_mask_like(ticket, gen, per_layer=per_layer)
+        return Mask(structure.random_like(ticket, gen, per_layer, spec.keep))
 
     def _one_shot(self, recipe: Recipe, phases: Phases) -> Inputs:
         """``source``'s final weights pruned straight to this level's count (each of the level's
@@ -215,8 +242,8 @@ class UnitInputs:
         groups and counting rule (so the count is the ticket's)."""
         assert recipe.criterion is not None, "a pai mask names its criterion"
         task, names = self.scope.spec, self.scope.names
-        spec = PruneSpec("global_magnitude", task.rate, task.rate_of, task.overrides, recipe.criterion,
-                         recipe.allocator or task.allocator_name)
+        spec = replace(task, strategy="global_magnitude", criterion=recipe.criterion,
+                       allocator=recipe.allocator or task.allocator_name)
         if [g for g, _ in spec.groups(names)] != [g for g, _ in task.groups(names)]:
             raise RunFailure(f"control '{recipe.unit.control}': allocator '{spec.allocator_name}' splits the budget "
                              f"into other groups than the task's '{task.allocator_name}' (its count would not be "

@@ -16,6 +16,9 @@ parameter in scope order, then the lower flat index, is pruned first), so masks 
 across reruns and processes. :func:`prune` is one IMP level; :func:`prune_at_init` prunes a
 network at its rewind point straight to a level's counts (pruning at initialization), in the
 criterion's number of rounds (SynFlow: 100, on an exponential schedule).
+
+Under ``structure: neurons`` (:mod:`multiticket.core.structure`) the same rule counts neurons (rows
+of the structured weights) instead of entries: groups, counts and ties as above, one row at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from multiticket.core import structure as structure_mod
 from multiticket.core.criteria import DEFAULT as DEFAULT_CRITERION
 from multiticket.core.criteria.allocators import STRATEGY_ALLOCATOR, Allocator, Budget
 from multiticket.core.criteria.base import Criterion, Probe, ScoreContext
@@ -40,7 +44,9 @@ STRATEGIES = tuple(STRATEGY_ALLOCATOR)
 class PruneSpec:
     """How one IMP level prunes. ``overrides`` maps parameter name -> its own rate; ``criterion``
     names a registered mask criterion (unused by the ``random`` strategy); ``allocator`` a
-    registered budget allocator (None: the strategy's)."""
+    registered budget allocator (None: the strategy's); ``structure`` what one pruned unit is
+    (``weights``, or ``neurons``: :mod:`multiticket.core.structure`), and ``keep`` the parameters a
+    structure never prunes (the output layers)."""
 
     strategy: str = "global_magnitude"
     rate: float = 0.2
@@ -48,6 +54,8 @@ class PruneSpec:
     overrides: Mapping[str, float] = field(default_factory=dict)
     criterion: str = DEFAULT_CRITERION
     allocator: str | None = None
+    structure: str = "weights"
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -60,6 +68,11 @@ class PruneSpec:
         allocators.lookup(self.allocator_name)
         if self.strategy == "layerwise_magnitude" and self.allocator not in (None, "layerwise"):
             raise ValueError(f"allocator '{self.allocator}' contradicts the layerwise_magnitude strategy")
+        if self.structure not in structure_mod.STRUCTURES:
+            raise ValueError(f"unknown structure '{self.structure}' (known: {', '.join(structure_mod.STRUCTURES)})")
+        if self.structure != "weights" and allocators[self.allocator_name].split is not None:
+            raise ValueError(f"allocator '{self.allocator_name}' splits a budget of weights by layer shape, not "
+                             f"{self.structure}")
 
     @property
     def allocator_name(self) -> str:
@@ -105,8 +118,25 @@ def alive_after(total: int, rate: float, rate_of: str, level: int) -> int:
     return alive
 
 
+def counted(mask: Mapping[str, torch.Tensor], spec: PruneSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """(live, total) per rankable parameter in the spec's units: entries of every parameter, or
+    neurons of the structured weights (:mod:`multiticket.core.structure`)."""
+    if spec.structure == "weights":
+        return {n: int(m.sum()) for n, m in mask.items()}, {n: m.numel() for n, m in mask.items()}
+    shapes = {n: tuple(m.shape) for n, m in mask.items()}
+    return structure_mod.alive_rows(mask, spec.keep), structure_mod.row_sizes(shapes, spec.keep)
+
+
+def unit_sizes(shapes: Mapping[str, tuple[int, ...]], spec: PruneSpec) -> dict[str, int]:
+    """What the counting rule plans with: entries per parameter, or neurons per structured weight."""
+    if spec.structure == "weights":
+        return {n: math.prod(s) for n, s in shapes.items()}
+    return structure_mod.row_sizes(shapes, spec.keep)
+
+
 def planned_alive(sizes: Mapping[str, int], spec: PruneSpec, level: int) -> int:
-    """Live entries after ``level`` levels, from the counting rule alone (no weights needed)."""
+    """Live entries (of ``sizes``' units: :func:`unit_sizes`) after ``level`` levels, from the
+    counting rule alone (no weights needed)."""
     return sum(alive_after(sum(sizes[n] for n in names), rate, spec.rate_of, level)
                for names, rate in spec.groups(list(sizes)))
 
@@ -147,7 +177,10 @@ def _drop(ctx: ScoreContext, spec: PruneSpec, names: list[str], n_prune: int, ne
 
 def _apply(ctx: ScoreContext, spec: PruneSpec, plan: list[tuple[list[str], int]],
            generator: torch.Generator | None) -> Mask:
-    """The mask after each budget group of ``plan`` lost its count (split by the allocator)."""
+    """The mask after each budget group of ``plan`` lost its count (split by the allocator; under a
+    structure, the group's lowest-ranked neurons)."""
+    if spec.structure != "weights":
+        return Mask(structure_mod.drop(ctx, spec.ranking, plan, spec.keep, generator))
     allocator: Allocator = allocators[spec.allocator_name]
     new = {n: ctx.mask[n].clone() for n in ctx.mask}
     for group, n_prune in plan:
@@ -187,10 +220,11 @@ def prune(
     required by the criteria that read them; ``probe`` the model, required by the criteria that
     read batches or gradients (UserError when either is missing)."""
     ctx = _context(weights, mask, spec, init, probe)
+    alive, total = counted(mask, spec)
     plan = []
-    for group, rate in spec.groups(list(mask)):
-        alive = sum(int(mask[n].sum()) for n in group)
-        plan.append((group, prune_count(alive, sum(mask[n].numel() for n in group), rate, spec.rate_of)))
+    for group, rate in spec.groups(list(alive)):
+        plan.append((group, prune_count(sum(alive[n] for n in group), sum(total[n] for n in group), rate,
+                                        spec.rate_of)))
     return _apply(ctx, spec, plan, generator)
 
 
@@ -217,17 +251,19 @@ def prune_at_init(
     """Prune ``weights`` (a network at its rewind point, also the criterion's w_i) from ``mask``
     (dense) straight to level ``level``'s counts, each budget group to its counting-rule count,
     in ``rounds`` rounds (default: the criterion's ``init_rounds``), rescoring at each round's mask."""
-    groups = spec.groups(list(mask))
-    targets = [alive_after(sum(mask[n].numel() for n in g), rate, spec.rate_of, level) for g, rate in groups]
+    _, total = counted(mask, spec)
+    groups = spec.groups(list(total))
+    targets = [alive_after(sum(total[n] for n in g), rate, spec.rate_of, level) for g, rate in groups]
     ranking = spec.ranking
     rounds = rounds or (ranking.init_rounds if ranking is not None else 1)
     for r in range(1, rounds + 1):
         ctx = _context(weights, mask, spec, weights, probe)
+        live, _ = counted(mask, spec)
         plan = []
         for (group, _), target in zip(groups, targets):
-            alive = sum(int(mask[n].sum()) for n in group)
-            total = sum(mask[n].numel() for n in group)
-            plan.append((group, alive - schedule(total, alive, target, rounds, r)))
+            alive = sum(live[n] for n in group)
+            size = sum(total[n] for n in group)
+            plan.append((group, alive - schedule(size, alive, target, rounds, r)))
         mask = _apply(ctx, spec, plan, generator)
     return mask
 

@@ -1,0 +1,117 @@
+"""``multiticket export`` / ``Run.export``: one finished unit as a model its own library loads.
+
+The network is rebuilt from the run directory's validated ``config.yaml`` (never unpickled from
+it), its final weights (safetensors) are loaded and its mask applied, and the domain's adapter
+writes it: for SB3 one zip that plain ``ALGO.load`` reads; ``compact``, its dead neurons removed
+from the producing and the consuming layers (a narrower ``net_arch``:
+:mod:`multiticket.adapters.sb3_export`), which is what ``prune.structure: neurons`` tickets are
+for. An adapter offers this through an ``export_model(path, mask, compact, unit_dir)`` method;
+a domain without one is refused in one line. Nothing is written until every input is checked,
+and the file appears atomically.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multiticket.config import resolve_task
+from multiticket.core.mask import Mask
+from multiticket.core.store import RunStore, Unit
+from multiticket.core.tensorfile import load_tensors
+from multiticket.domains import adapter_class
+from multiticket.errors import UserError
+from multiticket.rundir import check_finished_unit, read_run_config
+
+CONTROL = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class Exported:
+    """Where the export went and what it holds (parameters, removed neurons, ``net_arch``...)."""
+
+    path: Path
+    summary: dict[str, Any]
+
+
+def default_path(run_dir: Path, seed: int, level: int, control: str, compact: bool) -> Path:
+    """``<run name>-seed<S>-<control>-level<L>[-compact]`` in the working directory (the
+    adapter adds its suffix, ``.zip`` for SB3)."""
+    return Path.cwd() / f"{run_dir.resolve().name}-seed{seed}-{control}-level{level}{'-compact' if compact else ''}"
+
+
+def _task(run_dir: Path, trust_code: bool) -> Any:
+    """The run's task, validated; a config naming user code is refused unless ``trust_code``."""
+    run = read_run_config(run_dir)
+    task = resolve_task(run.config, run.path, user_code=False, run_dir=run_dir)
+    modules = getattr(task.section, "user_modules", None)
+    named = tuple(modules()) if callable(modules) else ()
+    if named and not trust_code:
+        raise UserError(f"{run_dir}/config.yaml: names user code ({', '.join(named[:3])}), which export would "
+                        "import and run; pass --trust-code if you trust this run directory and the modules on your path")
+    return resolve_task(run.config, run.path, run_dir=run_dir) if named else task
+
+
+def _unit_dir(run_dir: Path, seed: int, level: int, control: str) -> Path:
+    """The finished unit's directory, its record and mask header checked (UserError otherwise)."""
+    if not CONTROL.fullmatch(control):
+        raise UserError(f"--control: '{control}' is no control name")
+    if level < 0:
+        raise UserError(f"--level: must be >= 0, got {level}")
+    unit = Unit(seed, control, level)
+    store = RunStore(run_dir)
+    d = store.unit_dir(unit)
+    if not store.is_done(d):
+        raise UserError(f"{run_dir}: {unit.relpath()} is not a finished unit")
+    check_finished_unit(d, unit)
+    return d
+
+
+def _out_path(out: Path | str | None, run_dir: Path, seed: int, level: int, control: str, compact: bool) -> Path:
+    path = Path(out) if out is not None else default_path(run_dir, seed, level, control, compact)
+    if path.is_dir():
+        raise UserError(f"--out: {path} is a directory; name the file to write")
+    if not path.parent.is_dir():
+        raise UserError(f"--out: {path.parent} is no directory")
+    return path
+
+
+def export_unit(run_dir: Path | str, seed: int, level: int, control: str = "ticket", compact: bool = False,
+                out: Path | str | None = None, trust_code: bool = False) -> Exported:
+    """Export unit ``seed``/``control``/``level`` of ``run_dir`` (see the module docstring)."""
+    run_dir = Path(run_dir)
+    task = _task(run_dir, trust_code)
+    unit_dir = _unit_dir(run_dir, seed, level, control)
+    path = _out_path(out, run_dir, seed, level, control, compact)
+    cls = adapter_class(task.config.domain)
+    if not callable(getattr(cls, "export_model", None)):
+        raise UserError(f"export: the '{task.config.domain}' domain has no export yet (issue #34: SB3 only)")
+    mask = Mask.load(unit_dir / "mask.safetensors")
+    weights = load_tensors(unit_dir / "final.safetensors")
+    with tempfile.TemporaryDirectory(prefix="multiticket-export-") as work:
+        adapter = cls(task.config, task.section, Path(work), "cpu")
+        try:
+            adapter.build(seed)
+            _load(adapter.module, weights, mask, unit_dir)
+            summary = adapter.export_model(path, mask, compact, unit_dir)
+        finally:
+            adapter.close()
+    return Exported(Path(summary.pop("path", path)), summary)
+
+
+def _load(module: torch.nn.Module, weights: dict[str, torch.Tensor], mask: Mask, unit_dir: Path) -> None:
+    """The unit's final weights into the rebuilt network, its mask applied (UserError on a mismatch)."""
+    own = {n: tuple(t.shape) for n, t in module.state_dict().items()}
+    if own != {n: tuple(t.shape) for n, t in weights.items()}:
+        raise UserError(f"{unit_dir}/final.safetensors: does not match the network the run's config builds")
+    try:
+        mask.validate_against(module)
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"{unit_dir}/mask.safetensors: {exc}") from None
+    module.load_state_dict(weights, strict=True)
+    mask.apply_(module)
