@@ -58,6 +58,9 @@ class PruneSection(Strict):
     allocator: str | None = Field(None, description="how a level's budget splits over the layers: global | layerwise "
                                   "| erk | a registered name (multiticket.core.criteria.allocators); default: the "
                                   "strategy's")
+    structure: Literal["weights", "neurons"] = Field(
+        "weights", description="what a level prunes: single weights, or whole neurons (Linear rows, Conv output "
+        "channels; output layers kept whole: multiticket.core.structure); not hashed while weights")
 
     @field_validator("rates")
     @classmethod
@@ -205,6 +208,28 @@ class TransferSection(Strict):
     source_dir: NotHashed[str] = Field(description="path of the source run directory (not hashed: the run may move)")
 
 
+class WandbSection(Strict):
+    """Weights & Biases (``tracking.wandb``): one W&B run per unit, grouped by the run directory."""
+
+    project: str = Field("multiticket", min_length=1, max_length=128, description="the W&B project")
+    entity: str | None = Field(None, min_length=1, max_length=128, description="the W&B team or user")
+    mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline (the default: files only, no network; `wandb sync` uploads them), "
+        "online, or disabled")
+    dir: str | None = Field(None, min_length=1, max_length=4096,
+                            description="where W&B writes its files (default: $WANDB_DIR, else the working directory)")
+
+
+class TrackingSection(Strict):
+    """Experiment trackers (``tracking:``): each finished unit is logged by the driver, never by the core."""
+
+    mlflow: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="an MLflow tracking URI (sqlite:///..., http://..., file:...), or a path: a folder holds an "
+                    "SQLite store mlflow.db, a *.db file is one")
+    wandb: WandbSection | None = None
+
+
 class TaskFields(Strict):
     """The common keys of a task file, each checked on its own; the domain's own section is kept raw
     (:meth:`domain_section`) and validated by the domain adapter's ``Section``
@@ -227,6 +252,8 @@ class TaskFields(Strict):
     early_bird: EarlyBirdSection | None = None
     targeted_dropout: TargetedDropoutSection | None = None
     transfer: TransferSection | None = None
+    tracking: NotHashed[TrackingSection | None] = Field(
+        None, description="log each finished unit to MLflow and/or Weights & Biases (never renames a run)")
     _sections: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("domain")

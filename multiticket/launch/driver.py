@@ -4,6 +4,11 @@ Every task is validated in the driver first (building its adapter resolves the p
 so bad input fails before any work starts. The driver holds each run directory's lock for the
 whole run, writes ``config.yaml``, then either trains in this process (``--backend local
 --workers 1``: today's behaviour, with per-step progress) or hands jobs to a backend.
+
+Runs of one call whose dense unit is the same (a criterion, rate or allocator sweep:
+:func:`~multiticket.launch.sweep.dense_key`) train it once; the others get a verified copy
+(:func:`train_all`). A task's ``tracking:`` trackers log each unit as the driver learns it is
+finished (:mod:`multiticket.launch.tracking`), whichever backend trained it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import dataclasses
 import math
 import secrets
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +28,7 @@ import yaml
 
 from multiticket.core.imp import IMPRunner, NullReporter
 from multiticket.core.legacy import trusted
-from multiticket.core.store import RunStore, write_text_if_changed
+from multiticket.core.store import RunStore, Unit, write_text_if_changed
 from multiticket.core.units import unit_finished
 from multiticket.errors import RunFailure, UserError
 from multiticket.launch.backends import LaunchOptions, run_local, run_ray, run_slurm, warm_up_workers
@@ -38,6 +44,8 @@ from multiticket.launch.resources import (
     memory_cap,
     worker_memory,
 )
+from multiticket.launch.sweep import dense_key, share_dense
+from multiticket.launch.tracking import check_trackers, tracked
 from multiticket.provenance import PROVENANCE, adapter_facts, provenance_record, read_provenance
 from multiticket.runtime import library_versions, resolve_device
 
@@ -130,8 +138,10 @@ def recorded_config(run_dir: Path, task: Any) -> dict[str, Any]:
     return resolved
 
 
-def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None) -> list[Path]:
-    """Run (or resume) every task; returns the run directories. ``reporter`` shows progress."""
+def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = None, share: bool = True) -> list[Path]:
+    """Run (or resume) every task; returns the run directories. ``reporter`` shows progress.
+    ``share``: runs whose dense unit is the same (:func:`~multiticket.launch.sweep.dense_key`)
+    train it once (:func:`train_all`)."""
     if opts.backend not in ("local", "ray", "slurm"):
         raise UserError(f"--backend: expected local, ray or slurm, got '{opts.backend}'")
     auto = opts.workers == AUTO
@@ -140,6 +150,8 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         raise UserError("--workers: must be >= 1 or 'auto'")
     if Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"--out: {out} is a file, not a directory")
+    for task in tasks:
+        check_trackers(task)
     reporter = reporter or NullReporter()
     configs = [recorded_config(out / t.run_name, t) for t in tasks]  # a resumed run's files are checked first
     records = [read_provenance(out / t.run_name) for t in tasks]
@@ -157,6 +169,7 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
         opts = fit_memory(opts, runs)
     # built, before a pool run closes them; the domain's facts over the masked layers (the report reads them)
     facts = [adapter_facts(run.runner.adapter, run.runner.inputs.scope.names) for run in runs]
+    groups = dense_groups(runs) if share else []
     with contextlib.ExitStack() as stack:
         lock_all(stack, runs)  # before the first write: a second driver writes nothing
         for run, measured in zip(runs, baselines):
@@ -171,19 +184,94 @@ def run_tasks(tasks: list[Any], out: Path, opts: LaunchOptions, reporter: Any = 
             config = {**resolved, "versions": library_versions()}
             write_text_if_changed(run.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
             write_text_if_changed(run.run_dir / PROVENANCE, provenance_record(record, fact, opts.command))
-        if opts.in_process:
-            if opts.in_process_threads:
-                import torch
-
-                torch.set_num_threads(opts.in_process_threads)
-            for run in runs:
-                stack.callback(run.runner.adapter.close)
-            for run in runs:
-                run.runner.reporter = reporter
-                run.runner.run()
-        else:
-            dispatch(runs, opts, reporter)
+        train_all(runs, opts, {r.run_dir: tracked(reporter, r.task, r.run_dir) for r in runs}, groups, stack)
     return [r.run_dir for r in runs]
+
+
+def train_all(runs: list[PreparedRun], opts: LaunchOptions, reporters: dict[Path, Any],
+              groups: list[list[PreparedRun]], stack: contextlib.ExitStack) -> None:
+    """Train every unit: in this process run by run, each run first taking the dense units a run of
+    its group finished (so the first run of a group trains them); or on a backend
+    (:func:`train_on_backend`). One line says what sharing saved."""
+    shared: list[float] = []
+    for run in runs:
+        run.runner.reporter = reporters[run.run_dir]
+    if opts.in_process:
+        if opts.in_process_threads:
+            import torch
+
+            torch.set_num_threads(opts.in_process_threads)
+        for run in runs:
+            stack.callback(run.runner.adapter.close)
+        for run in runs:
+            shared += share_into(run, groups)
+            run.runner.run()
+    else:
+        shared = train_on_backend(runs, opts, reporters, groups)
+    if shared:
+        print(f"multiticket: note: {len(shared)} dense unit(s) copied from a run with the same dense training "
+              f"instead of trained again ({sum(shared):.1f}s of training saved; shared_from.json in each)",
+              file=sys.stderr)
+
+
+def train_on_backend(runs: list[PreparedRun], opts: LaunchOptions, reporters: dict[Path, Any],
+                     groups: list[list[PreparedRun]]) -> list[float]:
+    """Dispatch every unit; when runs share, first the dense units no run of their group has
+    finished, then, once every run has copied what it can, the rest. The seconds each copy saved."""
+    reported: set[tuple[str, Unit]] = set()
+    first = dense_to_train(groups)
+    if first:
+        with contextlib.suppress(RunFailure):  # a failed dense unit is retried, and reported, below
+            dispatch(runs, opts, reporters, reported=reported, only=first)
+    shared = [seconds for run in runs for seconds in share_into(run, groups)]
+    if first:
+        dispatch(runs, opts, reporters, reported=reported)
+    else:
+        dispatch(runs, opts, reporters)
+    return shared
+
+
+def dense_groups(runs: list[PreparedRun]) -> list[list[PreparedRun]]:
+    """The runs grouped by their dense unit (:func:`dense_key`): only groups of two runs or more."""
+    by_key: dict[str, list[PreparedRun]] = {}
+    for run in runs:
+        key = dense_key(run.task, run.runner.adapter.eval_method)
+        if key is not None:
+            by_key.setdefault(key, []).append(run)
+    return [group for group in by_key.values() if len(group) > 1]
+
+
+def share_into(run: PreparedRun, groups: list[list[PreparedRun]]) -> list[float]:
+    """Copy into ``run`` each seed's dense unit that another run of its group has finished (and
+    ``run`` has not); the seconds each copy saved. A copy that fails is reported and left to training."""
+    saved: list[float] = []
+    donors = [o for group in groups if any(r is run for r in group) for o in group if o is not run]
+    for seed in run.runner.cfg.seeds:
+        for donor in donors:
+            if seed not in donor.runner.cfg.seeds:
+                continue
+            try:
+                seconds = share_dense(donor.runner.store, run.runner.store, seed, run.runner.k)
+            except RunFailure as exc:
+                run.runner.reporter.warn(f"{exc}; training the dense unit instead")
+                continue
+            if seconds is not None:
+                saved.append(seconds)
+                break
+    return saved
+
+
+def dense_to_train(groups: list[list[PreparedRun]]) -> set[tuple[Path, Unit]]:
+    """The dense units to train before the rest when runs share: one per group and seed that two
+    runs or more need (the first such run trains it), none where one of them has it finished."""
+    out: set[tuple[Path, Unit]] = set()
+    for group in groups:
+        for seed in sorted({s for run in group for s in run.runner.cfg.seeds}):
+            holders = [run for run in group if seed in run.runner.cfg.seeds]
+            unit = Unit(seed, "ticket", 0)
+            if len(holders) > 1 and not any(unit_finished(r.runner.store, unit, r.runner.k) for r in holders):
+                out.add((holders[0].run_dir, unit))
+    return out
 
 
 def lock_all(stack: contextlib.ExitStack, runs: list[PreparedRun]) -> None:
@@ -226,21 +314,27 @@ def worker_need(run: PreparedRun) -> WorkerNeed:
     return worker_memory(type(run.runner.adapter).worker_base_bytes, sum(p.numel() for p in params), on_gpu)
 
 
-def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> None:
-    """Send every unfinished unit to the backend; check each result is visible here."""
+def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporters: dict[Path, Any],
+             reported: set[tuple[str, Unit]] | None = None, only: set[tuple[Path, Unit]] | None = None) -> None:
+    """Send every unfinished unit (of ``only``, when given) to the backend; check each result is
+    visible here. Finished units are reported as done before, except those in ``reported`` (the
+    units an earlier round reported), which collects every unit reported here."""
+    reported = set() if reported is None else reported
     jobs: list[Job] = []
     for run in runs:
         spec = RunSpec(str(run.run_dir.resolve()), run.task.resolved, str(run.task.source), opts.device,
                        user_modules(run.task), trusted())
         store, k = run.runner.store, run.runner.k
         plan = [p for p in _plan(run) if not unit_finished(store, p.unit, k)]
-        for p in _plan(run):
-            if unit_finished(store, p.unit, k):
-                reporter.unit_finished(p.unit, store.metrics(p.unit), skipped=True)
+        if only is not None:
+            plan = [p for p in plan if (run.run_dir, p.unit) in only]
+        for p in _plan(run) if only is None else []:
+            if (spec.run_dir, p.unit) not in reported and unit_finished(store, p.unit, k):
+                reporters[run.run_dir].unit_finished(p.unit, store.metrics(p.unit), skipped=True)
         jobs += make_jobs(spec, plan, opts.resolved_granularity)
     if not jobs:
         return
-    stores = {str(r.run_dir.resolve()): r.runner for r in runs}
+    stores = {str(r.run_dir.resolve()): r for r in runs}
     probe = secrets.token_hex(8)
     for run_dir in stores:
         probe_file = Path(run_dir) / PROBE_DIR / probe
@@ -248,31 +342,37 @@ def dispatch(runs: list[PreparedRun], opts: LaunchOptions, reporter: Any) -> Non
         probe_file.write_text("written by the multiticket driver; workers check they can see it\n")
 
     def on_results(job: Job, results: list[dict[str, Any]]) -> None:
-        runner = stores[job.spec.run_dir]
+        run = stores[job.spec.run_dir]
         for r in results:
             unit = r["unit"]
-            if not unit_finished(runner.store, unit, runner.k):
+            if not unit_finished(run.runner.store, unit, run.runner.k):
                 raise RunFailure(
                     f"{job.name()}: unit {unit.relpath()} finished on host {r['host']} but is not "
                     f"finished in {job.spec.run_dir} here: {SHARED_STORAGE_HINT}"
                 )
             if r["phases"]:
-                runner.unit_phases[unit] = r["phases"]
-            reporter.unit_finished(unit, r["record"], skipped=r["skipped"])
+                run.runner.unit_phases[unit] = r["phases"]
+            reported.add((job.spec.run_dir, unit))
+            reporters[run.run_dir].unit_finished(unit, r["record"], skipped=r["skipped"])
 
     try:
-        if opts.backend == "local":
-            run_local(jobs, opts, probe, on_results)
-        elif opts.backend == "ray":
-            run_ray(jobs, opts, probe, on_results)
-        else:
-            folder = Path(opts.slurm_folder) if opts.slurm_folder else runs[0].run_dir.parent / ".submitit"
-            run_slurm(jobs, opts, probe, on_results, folder)
+        _backend(jobs, opts, probe, on_results, runs)
     finally:
         for run_dir in stores:
             (Path(run_dir) / PROBE_DIR / probe).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 (Path(run_dir) / PROBE_DIR).rmdir()  # only when empty: another driver may probe too
+
+
+def _backend(jobs: list[Job], opts: LaunchOptions, probe: str, on_results: Any, runs: list[PreparedRun]) -> None:
+    """Run ``jobs`` on the backend ``opts`` names."""
+    if opts.backend == "local":
+        run_local(jobs, opts, probe, on_results)
+    elif opts.backend == "ray":
+        run_ray(jobs, opts, probe, on_results)
+    else:
+        folder = Path(opts.slurm_folder) if opts.slurm_folder else runs[0].run_dir.parent / ".submitit"
+        run_slurm(jobs, opts, probe, on_results, folder)
 
 
 def _plan(run: PreparedRun) -> list[Any]:
