@@ -47,7 +47,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from multiticket.core.imp import IMPRunner
 from multiticket.core.mask import Mask
@@ -56,6 +55,7 @@ from multiticket.core.rewind import copy_state_dict
 from multiticket.core.seeding import derive_seed
 from multiticket.core.statefile import load_tree, save_tree, saved_files
 from multiticket.core.store import Unit
+from multiticket.core.tensorfile import load_tensors
 from multiticket.core.train import Phases, TrainJob
 from multiticket.core.writer import json_file, tensors_file
 from multiticket.errors import RunFailure, UserError
@@ -222,7 +222,7 @@ class InstabilityRunner:
     def _reevaluate(self, unit: Unit, record: dict[str, Any], points: int) -> dict[str, Any]:
         """Another number of points: evaluate the path again from the stored endpoints."""
         d = self.store.root / instability_dir(unit)
-        endpoints = [load_file(str(d / name)) for name in ENDPOINTS]
+        endpoints = [load_tensors(d / name) for name in ENDPOINTS]
         extra = load_tree(d, "state")
         record = {**record, **self._evaluate_path(unit, endpoints, extra, points)}
         self.store.write_file(d, RESULT, json_file(record))
@@ -241,7 +241,7 @@ def replays_unit(unit: Unit, copy: int) -> bool:
 
 def _equal_weights(weights: dict[str, torch.Tensor], path: Any) -> bool:
     """``weights`` equal the tensors stored at ``path`` bit for bit (same names, dtypes, values)."""
-    stored = load_file(str(path))
+    stored = load_tensors(path)
     return stored.keys() == weights.keys() and all(
         stored[n].dtype == w.dtype and torch.equal(stored[n], w.cpu()) for n, w in weights.items()
     )
