@@ -81,7 +81,8 @@ def extend_task(
     like a task file, then ``overrides`` / ``seeds`` / ``levels`` on top. While nothing hashed
     changes it names the same directory (resumed or extended in place); else a new one. User code
     the config names (a torch module, ``rl.imports``) is imported only with ``trust_code``, and
-    never from inside the run directory: its folders leave ``sys.path`` first."""
+    never from inside the run directory: its folders leave ``sys.path`` first. The run's own
+    ``tracking:`` (a tracker URI) is kept only with ``trust_code``; ``--set tracking...`` sets one."""
     from multiticket.launch.jobs import refuse_user_code
     from multiticket.rundir import read_run_config
 
@@ -94,6 +95,8 @@ def extend_task(
                         "(renamed, edited, or made by another multiticket version?)")
     refuse_user_code(as_run, root, trust_code)
     leave_path(root)
+    if not trust_code:  # where results (and MLflow's token) would be sent: the user's to say, not the run's
+        data.pop("tracking", None)
     return task_from_data(dict(data), recorded.path, overrides, list(seeds) if seeds is not None else None, levels,
                           run_dir=root)
 

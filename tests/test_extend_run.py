@@ -218,3 +218,16 @@ def test_trust_code_never_imports_from_inside_the_run_directory(tmp_path: Path):
     trusted = _cli(run_dir, "run", ".", "--quiet", "--workers", "1", "--trust-code")
     assert trusted.returncode == 2 and "ext_evil_mod" in trusted.stderr, trusted.stderr
     assert len(trusted.stderr.strip().splitlines()) == 1 and not (run_dir / "MARKER").exists()
+
+
+def test_a_run_directorys_tracker_is_used_only_with_trust_code(tmp_path: Path):
+    """A colleague's run directory names its own tracker (a URI, maybe one that gets a token):
+    extending it sends nothing there unless the user trusts it or sets a tracker of their own."""
+    from multiticket.api import extend_task
+
+    out = tmp_path / "runs"
+    run = multiticket.run({**TASK, "tracking": {"mlflow": str(tmp_path / "theirs")}}, out=out)
+    assert extend_task(run.path, levels=2).config.tracking is None
+    assert extend_task(run.path, levels=2, trust_code=True).config.tracking is not None
+    mine = extend_task(run.path, [f"tracking.mlflow={tmp_path / 'mine'}"], levels=2).config.tracking
+    assert mine is not None and str(tmp_path / "mine") in str(mine)
