@@ -218,18 +218,27 @@ def match_rule(run: RunData, tol: float, source: str) -> str:
             f"mean within {tol:g} × |dense| = {fmt(tol * abs(dense))} of dense ({source})")
 
 
+def _matching_evidence(run: RunData, tol: float, r: ClaimResult) -> dict[int, bool] | None:
+    """Which finished levels match dense, recorded as the claim's evidence; None (with the reason
+    in ``r.detail``) when there is no finished dense run or ticket level."""
+    match = matching_levels(run, tol)
+    if not stat(run, "ticket", 0)[2] or not match:
+        r.detail = "no finished dense run or ticket level"
+        return None
+    r.evidence = [{"level": lv, "sparsity": run.sparsity[lv], "ticket": stat(run, "ticket", lv)[0], "matches": ok}
+                  for lv, ok in match.items()]
+    return match
+
+
 def matches_dense_at(spec: S.MatchesDenseAt, run: RunData, sub: Subject, r: ClaimResult) -> None:
     """The ticket matches dense at the finished level nearest ``sparsity``."""
     tol, source = tolerance(spec, run)
     r.tables = [(sub.task, ["ticket", *run.random_controls])]
     r.test = (f"{run.metric}: the ticket's mean at the level nearest {pct(spec.sparsity)} (within "
               f"{pct(spec.window)}) within {tol:g} × |dense| of the dense mean ({source})")
-    match = matching_levels(run, tol)
-    if not stat(run, "ticket", 0)[2] or not match:
-        r.detail = "no finished dense run or ticket level"
+    match = _matching_evidence(run, tol, r)
+    if match is None:
         return
-    r.evidence = [{"level": lv, "sparsity": run.sparsity[lv], "ticket": stat(run, "ticket", lv)[0], "matches": ok}
-                  for lv, ok in match.items()]
     found = [lv for lv, ok in match.items() if ok]
     summary = (f"largest matching sparsity {pct(max(run.sparsity[lv] for lv in found)) if found else 'none'}; "
                f"{match_rule(run, tol, source)}")
@@ -250,12 +259,9 @@ def matching_range(spec: S.MatchingRange, run: RunData, sub: Subject, r: ClaimRe
     r.tables = [(sub.task, ["ticket"])]
     r.test = (f"{run.metric}: the largest sparsity at which the ticket matches dense, at least "
               f"{pct(spec.from_sparsity)} (matching: within {tol:g} × |dense|, {source})")
-    match = matching_levels(run, tol)
-    if not stat(run, "ticket", 0)[2] or not match:
-        r.detail = "no finished dense run and ticket level"
+    match = _matching_evidence(run, tol, r)
+    if match is None:
         return
-    r.evidence = [{"level": lv, "sparsity": run.sparsity[lv], "ticket": stat(run, "ticket", lv)[0], "matches": ok}
-                  for lv, ok in match.items()]
     found = [run.sparsity[lv] for lv, ok in match.items() if ok]
     largest, deepest, reach = max(found, default=None), max(run.sparsity[lv] for lv in match), spec.from_sparsity - EPS
     if largest is not None:
