@@ -10,6 +10,7 @@ task holding the object refs of the tasks it depends on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import math
 import multiprocessing as mp
@@ -225,6 +226,10 @@ def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: 
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
             proc.terminate()
+        # then join the pool's management thread: left running, it races the interpreter's exit
+        # hook on its wake-up pipe (EBADF and a traceback after the one-line error)
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=True)
         raise
     pool.shutdown()
 
