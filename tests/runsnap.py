@@ -8,6 +8,9 @@ from typing import Any
 
 from safetensors.torch import load_file
 
+from multiticket.core.mask import Mask
+from multiticket.core.prune import PruneSpec, planned_alive
+
 
 def only_run(out: Path) -> Path:
     """The single run directory under an ``--out`` directory."""
@@ -39,3 +42,13 @@ def clean_run(out: Path, args: list[str]) -> Path:
 
     assert main([*args, "--out", str(out)]) == 0
     return only_run(out)
+
+
+def unit_mask(run: Path, control: str, level: int, seed: int = 0) -> Mask:
+    """The saved mask of one unit of ``run``."""
+    return Mask.load(run / f"seed_{seed}" / control / f"level_{level}" / "mask.safetensors")
+
+
+def planned_count(mask: Mask, level: int, rate: float = 0.2) -> int:
+    """The counting rule's live count at ``level`` over ``mask``'s tensors (global, ``rate`` of the remaining)."""
+    return planned_alive({n: m.numel() for n, m in mask.items()}, PruneSpec(rate=rate), level)

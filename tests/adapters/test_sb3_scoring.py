@@ -19,8 +19,7 @@ pytest.importorskip("stable_baselines3")
 
 from multiticket.adapters.sb3 import SB3Adapter, Section  # noqa: E402
 from multiticket.cli import main  # noqa: E402
-from multiticket.core.mask import Mask  # noqa: E402
-from multiticket.core.prune import PruneSpec, planned_alive  # noqa: E402
+from tests.runsnap import planned_count, unit_mask
 
 NET = "policy_kwargs: {net_arch: [16, 16]}"
 TINY = {
@@ -46,13 +45,6 @@ def _run(tmp_path: Path, task: str, levels: int, *sets: str) -> Path:
     return run
 
 
-def _mask(run: Path, control: str, level: int) -> Mask:
-    return Mask.load(run / "seed_0" / control / f"level_{level}" / "mask.safetensors")
-
-
-def _planned(mask: Mask, level: int) -> int:
-    """The counting rule's count at ``level`` for the task's spec (global, 20 % of the remaining)."""
-    return planned_alive({n: m.numel() for n, m in mask.items()}, PruneSpec(rate=0.2), level)
 
 
 @pytest.mark.parametrize("task", ["cartpole-ppo", "cartpole-dqn"])
@@ -60,18 +52,18 @@ def _planned(mask: Mask, level: int) -> int:
 def test_each_data_criterion_prunes_an_rl_ticket_to_the_planned_count(tmp_path, task, criterion):
     run = _run(tmp_path, task, 2, f"prune.criterion={criterion}", "controls=[]")
     for level in (1, 2):
-        mask = _mask(run, "ticket", level)
-        assert mask.num_alive == _planned(mask, level) < mask.numel, level
+        mask = unit_mask(run, "ticket", level)
+        assert mask.num_alive == planned_count(mask, level) < mask.numel, level
 
 
 @pytest.mark.parametrize(("task", "levels"), [("cartpole-ppo", 2), ("cartpole-dqn", 1)])
 def test_the_pai_baselines_run_in_the_rl_domain_at_the_tickets_count(tmp_path, task, levels):
     run = _run(tmp_path, task, levels, "controls=[snip_init,grasp_init,synflow_init]")
     for level in range(1, levels + 1):
-        ticket = _mask(run, "ticket", level)
+        ticket = unit_mask(run, "ticket", level)
         for control in ("snip_init", "grasp_init", "synflow_init"):
-            mask = _mask(run, control, level)
-            assert mask.num_alive == ticket.num_alive == _planned(ticket, level), (control, level)
+            mask = unit_mask(run, control, level)
+            assert mask.num_alive == ticket.num_alive == planned_count(ticket, level), (control, level)
             assert mask != ticket, control
             record = json.loads((run / "seed_0" / control / f"level_{level}" / "metrics.json").read_text())
             assert record["role"] == "baseline" and record["start_step"] == 128, control

@@ -17,8 +17,7 @@ import torch
 from hf_testlib import COMMON, TINY, make_adapter
 
 from multiticket.cli import main
-from multiticket.core.mask import Mask
-from multiticket.core.prune import PruneSpec, planned_alive
+from tests.runsnap import planned_count, unit_mask
 
 SETS = ["train.steps=8", "rewind.step=2", "nlp.model_args={hidden_size: 32, num_hidden_layers: 1, "
         "num_attention_heads: 2, intermediate_size: 64}",
@@ -35,28 +34,22 @@ def _run(tmp_path: Path, levels: int, *sets: str) -> Path:
     return run
 
 
-def _mask(run: Path, control: str, level: int) -> Mask:
-    return Mask.load(run / "seed_0" / control / f"level_{level}" / "mask.safetensors")
-
-
-def _planned(mask: Mask, level: int) -> int:
-    return planned_alive({n: m.numel() for n, m in mask.items()}, PruneSpec(rate=0.2), level)
 
 
 @pytest.mark.parametrize("criterion", ["snip", "grasp", "synflow"])
 def test_each_data_criterion_prunes_a_bert_ticket_to_the_planned_count(tmp_path, criterion):
     run = _run(tmp_path, 2, f"prune.criterion={criterion}", "controls=[]")
     for level in (1, 2):
-        mask = _mask(run, "ticket", level)
-        assert mask.num_alive == _planned(mask, level) < mask.numel, level
+        mask = unit_mask(run, "ticket", level)
+        assert mask.num_alive == planned_count(mask, level) < mask.numel, level
 
 
 def test_the_pai_baselines_run_in_the_nlp_domain_at_the_tickets_count(tmp_path):
     run = _run(tmp_path, 1, "controls=[snip_init,grasp_init,synflow_init]")
-    ticket = _mask(run, "ticket", 1)
-    masks = {c: _mask(run, c, 1) for c in ("snip_init", "grasp_init", "synflow_init")}
+    ticket = unit_mask(run, "ticket", 1)
+    masks = {c: unit_mask(run, c, 1) for c in ("snip_init", "grasp_init", "synflow_init")}
     for control, mask in masks.items():
-        assert mask.num_alive == ticket.num_alive == _planned(ticket, 1) and mask != ticket, control
+        assert mask.num_alive == ticket.num_alive == planned_count(ticket, 1) and mask != ticket, control
         record = json.loads((run / "seed_0" / control / "level_1" / "metrics.json").read_text())
         assert record["role"] == "baseline" and record["start_step"] == 2, control
     assert masks["snip_init"] != masks["synflow_init"]
