@@ -9,11 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+from tests.plugin_pkg import write_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,17 +112,11 @@ vision: {width: 6}
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory) -> Path:
     """A directory holding the plugin module and its dist-info (entry points), as pip would install it."""
-    root = tmp_path_factory.mktemp("plugin")
-    (root / "mt_vision.py").write_text(textwrap.dedent(PLUGIN))
-    info = root / "mt_vision-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mt-vision\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[multiticket.adapters]\nvision = mt_vision:VisionAdapter\n\n"
-        "[multiticket.criteria]\nfirst_entries = mt_vision:CRITERION\n\n"
-        "[multiticket.controls]\nscattered_rewound = mt_vision:SPEC\n"
-    )
-    return root
+    return write_plugin(tmp_path_factory.mktemp("plugin"), "mt_vision", PLUGIN, {
+        "multiticket.adapters": {"vision": "VisionAdapter"},
+        "multiticket.criteria": {"first_entries": "CRITERION"},
+        "multiticket.controls": {"scattered_rewound": "SPEC"},
+    })
 
 
 def _run(plugin: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

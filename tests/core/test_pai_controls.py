@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from multiticket.core.registry import criteria
 from multiticket.core.rewind import RewindPoint
 from multiticket.errors import UserError
 from multiticket.paths import TASKS_DIR
+from tests.plugin_pkg import write_plugin
 
 TOY = TASKS_DIR / "toy-mlp.yaml"
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,16 +221,10 @@ line: {}
 
 
 def test_a_plugin_domain_criterion_allocator_and_baseline_run_end_to_end(tmp_path):
-    root = tmp_path / "plugin"
-    root.mkdir()
-    (root / "mt_line.py").write_text(textwrap.dedent(PLUGIN))
-    info = root / "mt_line-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mt-line\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[multiticket.adapters]\nline = mt_line:LineAdapter\n\n[multiticket.criteria]\nabs_grad = mt_line:CRITERION\n\n"
-        "[multiticket.allocators]\nlast_first = mt_line:ALLOCATOR\n\n"
-        "[multiticket.controls]\nabs_grad_init = mt_line:SPEC\n")
+    root = write_plugin(tmp_path / "plugin", "mt_line", PLUGIN, {
+        "multiticket.adapters": {"line": "LineAdapter"}, "multiticket.criteria": {"abs_grad": "CRITERION"},
+        "multiticket.allocators": {"last_first": "ALLOCATOR"}, "multiticket.controls": {"abs_grad_init": "SPEC"},
+    })
     (tmp_path / "line.yaml").write_text(TASK)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(root)]), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "multiticket", "run", str(tmp_path / "line.yaml"), "--out",
