@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import yaml
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from stable_baselines3.common.atari_wrappers import AtariWrapper
 from stable_baselines3.common.policies import BasePolicy
@@ -26,7 +26,16 @@ from stable_baselines3.common.utils import LinearSchedule
 from torch import nn, optim
 
 from multiticket.adapters.sb3_algos import ALGOS, ROLES
-from multiticket.adapters.user_code import check_module_name, import_module, import_object, user_code_allowed
+from multiticket.adapters.user_code import (
+    check_module_name,
+    import_module,
+    import_object,
+    imported_from,
+    recorded_module_dir,
+    search_folder,
+    task_folder,
+    user_code_allowed,
+)
 from multiticket.paths import AGENTS_DIR
 from multiticket.schema import AlwaysHashed, NotHashed, Strict
 
@@ -102,6 +111,51 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise ValueError(f"unknown Gymnasium environment '{name}'{hint}{detail}") from None
 
 
+def env_creator(env_id: str) -> Any:
+    """What ``gymnasium.make`` calls for ``env_id`` (its class or function), loaded as Gymnasium
+    loads it; ``ValueError`` when it cannot be found."""
+    spec = env_spec(env_id)
+    if callable(spec.entry_point):
+        return spec.entry_point
+    try:
+        return gym.envs.registration.load_env_creator(str(spec.entry_point))
+    except Exception as exc:  # noqa: BLE001 - the module of a user's entry point may raise anything
+        raise ValueError(f"cannot load the entry point of '{env_id}': {type(exc).__name__}: {exc}") from None
+
+
+#: keywords ``gymnasium.make`` takes itself, besides those it passes to the environment
+MAKE_KEYWORDS = tuple(p for p in inspect.signature(gym.make).parameters if p not in ("id", "kwargs"))
+
+
+def accepted_env_kwargs(env_id: str) -> tuple[str, ...] | None:
+    """The ``env_kwargs`` keywords ``gymnasium.make(env_id, ...)`` accepts: the constructor's
+    parameters, the registered kwargs and ``make``'s own (``max_episode_steps``); None when the
+    constructor takes ``**kwargs`` or cannot be inspected (then the environment itself decides)."""
+    try:
+        params = list(inspect.signature(env_creator(env_id)).parameters.values())
+        registered = list(env_spec(env_id).kwargs)
+    except (ValueError, TypeError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return tuple(dict.fromkeys([*named, *registered, *MAKE_KEYWORDS]))
+
+
+def env_kwargs_problem(env_id: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, why) for the first ``env_kwargs`` key ``env_id`` does not take, with the closest one
+    it does: a misspelling fails when the task loads, naming the key (and its ``--set``)."""
+    accepted = accepted_env_kwargs(env_id)
+    if accepted is None:
+        return None
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return str(key), f"{env_id} takes no keyword '{key}' ({hint}it takes: {', '.join(accepted)})"
+    return None
+
+
 def is_atari(env_id: str) -> bool:
     return "ale_py" in str(env_spec(env_id).entry_point)
 
@@ -165,6 +219,12 @@ def check_keys(algo: str, keys: list[str]) -> None:
 class Section(Strict):
     """The ``rl:`` section of a task file (see docs/rl.md)."""
 
+    module_dir: NotHashed[str | None] = Field(
+        None,
+        description="folder searched first for your modules (rl.imports, module:EnvId, classes by import path); "
+        "default: the task file's folder. config.yaml records the folder they were imported from (absolute), "
+        "when the section names any; not hashed, so a moved project keeps its run names",
+    )
     imports: list[str] = Field(
         default_factory=list,
         description="modules imported before anything else, in the driver and in every worker (they "
@@ -224,6 +284,25 @@ class Section(Strict):
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
+    @field_validator("module_dir")
+    @classmethod
+    def _module_folder(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Relative to the task file's folder (torch.module_dir's rule); in a run directory's
+        ``config.yaml`` (context ``run_dir``) only an absolute folder outside that run directory,
+        and nothing when it records none, so reading someone else's run directory never imports
+        code it carries."""
+        context = info.context if isinstance(info.context, dict) else {}
+        try:
+            if context.get("run_dir") is not None:
+                folder = recorded_module_dir(v, Path(context["run_dir"]))
+            else:
+                folder = task_folder(v, context.get("task_dir"))
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        if v is not None and folder is not None and user_code_allowed(info) and not Path(folder).is_dir():
+            raise _error(f"no such folder '{folder}'")
+        return folder
+
     @field_validator("imports")
     @classmethod
     def _import(cls, v: list[str], info: ValidationInfo) -> list[str]:
@@ -231,6 +310,7 @@ class Section(Strict):
             for name in v:
                 check_module_name(name)
             if user_code_allowed(info):
+                _search(info, v)
                 for name in v:
                     import_module(name)
         except ValueError as exc:
@@ -248,6 +328,7 @@ class Section(Strict):
                 return v
             if "imports" not in info.data:  # they failed (reported): the env may be one they register
                 return v
+            _search(info, [v.rpartition(":")[0]] if ":" in v else [])
             env_spec(v)
         except ValueError as exc:
             raise _error(str(exc)) from None
@@ -274,10 +355,37 @@ class Section(Strict):
             try:
                 check_keys(algo, list(v))
                 if env is not None and {"hyperparams", "imports"} <= info.data.keys() and user_code_allowed(info):
+                    _search(info, [p.replace(":", ".").rpartition(".")[0] for p in override_import_paths(v)])
                     resolve_hyper(algo, env, info.data["hyperparams"], v)  # conversions fail here, not later
             except ValueError as exc:
                 raise _error(str(exc)) from None
         return v
+
+    @model_validator(mode="after")
+    def _record_module_dir(self, info: ValidationInfo) -> Section:
+        """``module_dir`` as ``config.yaml`` records it: where the section's modules were imported
+        from (:func:`_imported_folder`) when it names any and they were imported; else only a folder
+        the task wrote itself. A run directory's record stays as it is."""
+        context = info.context if isinstance(info.context, dict) else {}
+        if context.get("run_dir") is not None:
+            return self
+        written = "module_dir" in self.model_fields_set
+        modules = self.user_modules()
+        if modules and user_code_allowed(info):
+            self.module_dir = _imported_folder(modules, self.module_dir)
+        elif not written:
+            self.module_dir = None
+        return self
+
+    @model_validator(mode="after")
+    def _known_env_kwargs(self, info: ValidationInfo) -> Section:
+        """A keyword the environment does not take fails here, naming ``rl.env_kwargs.<key>`` (so
+        the ``--set`` that gave it) with the closest keyword it takes, not minutes into a run."""
+        if self.env_kwargs and user_code_allowed(info):
+            problem = env_kwargs_problem(self.env, self.env_kwargs)
+            if problem is not None:
+                raise ValueError(f"env_kwargs.{problem[0]}: {problem[1]}")
+        return self
 
     @classmethod
     def whole_section_problems(cls, data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
@@ -307,6 +415,25 @@ class Section(Strict):
         if algo is not None and not set(v) & set(ALGOS[algo].roles):
             raise _error(f"{ALGOS[algo].name} has only the roles {list(ALGOS[algo].roles)}")
         return v
+
+
+def _search(info: ValidationInfo, modules: list[str]) -> None:
+    """Before the section imports ``modules`` (the user's: libraries aside), put ``rl.module_dir``
+    first on ``sys.path``, as the torch domain does with ``torch.module_dir``: the modules resolve
+    next to the task file (or where ``config.yaml`` recorded), not only from ``PYTHONPATH``."""
+    folder = info.data.get("module_dir")
+    own = [m for m in modules if m and m.split(".")[0] not in LIBRARIES]
+    if folder is not None and own and Path(folder).is_dir():
+        search_folder(folder, own)
+
+
+def _imported_folder(modules: list[str], folder: str | None) -> str | None:
+    """The folder the section's modules were imported from: ``folder`` (the task file's, or the
+    one the task wrote) when it holds any of them, else the first one's own folder on ``sys.path``."""
+    found = [imported_from(m, folder) for m in modules]
+    if folder is not None and folder in found:
+        return folder
+    return next((f for f in found if f is not None), folder)
 
 
 def action_space_problem(algo: str, space: gym.Space, env_id: str) -> str | None:

@@ -7,21 +7,29 @@ own, before any reward-shaping wrapper; Atari games get SB3's ``AtariWrapper`` f
 ``make_atari_env`` applies it, then ``VecFrameStack``; ``normalize`` adds ``VecNormalize``. ``rl.env_attrs``
 changes an environment's physics after ``gymnasium.make`` (most classic-control environments take
 no physics arguments), on training and evaluation environments alike.
+
+Creating environments repeats itself (two per unit, in every worker), and so would Gymnasium's
+warnings about them (a custom environment's ``render_mode``, its metadata): each is shown once per
+process (:func:`warnings_once`), and an environment whose metadata does not list ``rgb_array`` is
+not asked for it (:func:`make_one`), so it gets no ``render_mode`` warning at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib.util
-from collections.abc import Callable
-from typing import Any
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
-from multiticket.adapters.sb3_config import Hyper, is_atari, register_atari
+from multiticket.adapters.sb3_config import Hyper, env_creator, env_kwargs_problem, is_atari, register_atari
 from multiticket.errors import UserError
 
 
@@ -77,6 +85,66 @@ def apply_wrappers(env: gym.Env, wrappers: list[tuple[type[gym.Wrapper], dict[st
     return env
 
 
+#: warnings creating environments has shown in this process: (text, category)
+_SHOWN: set[tuple[str, type[Warning]]] = set()
+
+
+@contextlib.contextmanager
+def warnings_once() -> Iterator[None]:
+    """Show each warning raised inside at most once per process. The filters stay as they are (an
+    ignored warning stays ignored, an error one raises); only a repeat that reaches the display is
+    dropped, which Python's own once-per-location rule misses whenever any code resets the warning
+    filters (``catch_warnings``), as libraries do between units."""
+    show = warnings.showwarning
+
+    def once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        key = (str(message), category)
+        if key not in _SHOWN:
+            _SHOWN.add(key)
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = once
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
+def lists_rgb_array(env_id: str) -> bool:
+    """Whether the environment's metadata lists ``rgb_array`` among its ``render_modes`` (True when
+    it has no metadata to read: SB3's default then applies)."""
+    try:
+        metadata = getattr(env_creator(env_id), "metadata", None)
+    except ValueError:
+        return True
+    if not isinstance(metadata, dict):
+        return True
+    return "rgb_array" in (metadata.get("render_modes") or ())
+
+
+def make_one(env_id: str, rgb_array: bool, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` as SB3's ``make_vec_env`` calls it (``render_mode='rgb_array'`` unless the
+    task sets one, retried without it when the constructor takes none), but asking for
+    ``rgb_array`` only where the environment lists it: a custom environment that does not would
+    get Gymnasium's "not in the possible render_modes" warning on every make."""
+    if rgb_array and "render_mode" not in kwargs:
+        try:
+            return gym.make(env_id, render_mode="rgb_array", **kwargs)
+        except TypeError:
+            pass
+    return gym.make(env_id, **kwargs)
+
+
+def _rejected(env_id: str, kwargs: dict[str, Any], exc: TypeError) -> UserError:
+    """``env_kwargs`` the environment refused: the key it does not take, with the closest one it
+    does (``rl.env_kwargs.<key>``, so the ``--set`` that gave it is named), else Gymnasium's words."""
+    problem = env_kwargs_problem(env_id, kwargs) if re.search(r"unexpected keyword", str(exc)) else None
+    if problem is not None:
+        return UserError(f"rl.env_kwargs.{problem[0]}: {problem[1]}")
+    return UserError(f"rl.env_kwargs: {env_id} rejected them: {exc}")
+
+
 def make_env(
     env_id: str, hyper: Hyper, seed: int, n_envs: int, training: bool, env_attrs: dict[str, Any] | None = None
 ) -> VecEnv:
@@ -91,11 +159,13 @@ def make_env(
     try:
         if is_atari(env_id):
             register_atari()
-        venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs, wrapper_class=wrap)
+        make = functools.partial(make_one, env_id, lists_rgb_array(env_id))
+        with warnings_once():
+            venv: VecEnv = make_vec_env(make, n_envs=n_envs, seed=seed, env_kwargs=kwargs, wrapper_class=wrap)
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         raise _missing_dependency(env_id, exc) from None
     except TypeError as exc:
-        raise UserError(f"rl.env_kwargs: {env_id} rejected them: {exc}") from None
+        raise _rejected(env_id, kwargs, exc) from None
     if env_attrs:
         assert isinstance(venv, DummyVecEnv), "env_attrs need the envs in this process"
         try:

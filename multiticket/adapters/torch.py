@@ -29,9 +29,7 @@ The toy adapter shares this module's loop, optimizers and schedules.
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import math
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +39,7 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
+from multiticket.adapters.user_code import imported_from, recorded_module_dir, search_folder, task_folder
 from multiticket.core.adapter import DomainAdapter, TrainHooks
 from multiticket.core.scope import weights_of_types
 from multiticket.errors import UserError
@@ -140,55 +139,12 @@ class TorchSection(Strict):
         context = info.context or {}
         run_dir = context.get("run_dir")
         if run_dir is not None:
-            return _recorded_module_dir(v, Path(run_dir))
-        base = context.get("task_dir")
-        if v is None:
-            folder = str(Path(base).resolve()) if base is not None else None
-        else:
-            path = Path(v).expanduser()
-            folder = str((Path(base) / path).resolve() if base is not None and not path.is_absolute() else path)
+            return recorded_module_dir(v, Path(run_dir))
+        folder = task_folder(v, context.get("task_dir"))
         module = info.data.get("module")
         if context.get("user_code") and isinstance(module, str):  # a task being loaded to run, not a bare model
             return imported_from(module, folder) or folder
         return folder
-
-
-def imported_from(module: str, folder: str | None) -> str | None:
-    """The folder :func:`import_user_module` will import ``module`` from, found without running it:
-    ``folder`` when it holds the module, else the folder of a copy imported earlier in this process
-    (a notebook's), else the first ``sys.path`` entry that holds it; None when none does (importing
-    then says so). Recorded as ``module_dir``, so pool workers and a run extended from its own
-    ``config.yaml`` import the module from where it really came from."""
-    top = module.split(".")[0]
-    if folder is not None and ((Path(folder) / f"{top}.py").is_file() or (Path(folder) / top).is_dir()):
-        return folder
-    loaded = getattr(sys.modules.get(top), "__file__", None)
-    if loaded is not None:
-        return _folder_of(Path(loaded), top)
-    spec = importlib.machinery.PathFinder.find_spec(top, sys.path)  # finds, runs nothing
-    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
-        return None
-    return _folder_of(Path(spec.origin), top)
-
-
-def _folder_of(origin: Path, top: str) -> str:
-    """The ``sys.path`` folder of a top-level module's file (``pkg/__init__.py`` or ``mod.py``)."""
-    path = origin.resolve()
-    return str(path.parent.parent if path.name == "__init__.py" and path.parent.name == top else path.parent)
-
-
-def _recorded_module_dir(v: str | None, run_dir: Path) -> str | None:
-    """A run directory's recorded ``module_dir``: absolute (as recorded at run time) and outside it."""
-    if v is None:
-        return None
-    path = Path(v)
-    if not path.is_absolute():
-        raise ValueError(f"'{v}' is relative; a run directory records module_dir as an absolute path (a relative "
-                         "one would resolve inside the run directory)")
-    root = run_dir.resolve()
-    if path.resolve() == root or root in path.resolve().parents:
-        raise ValueError(f"'{v}' is inside the run directory; multiticket never imports code a run directory carries")
-    return str(path)
 
 
 def import_user_module(section: TorchSection) -> ModuleType:
@@ -197,10 +153,7 @@ def import_user_module(section: TorchSection) -> ModuleType:
     if section.module_dir is not None:
         if not Path(section.module_dir).is_dir():
             raise UserError(f"torch.module_dir: no such folder '{section.module_dir}'")
-        if section.module_dir in sys.path:
-            sys.path.remove(section.module_dir)
-        sys.path.insert(0, section.module_dir)
-        _forget_if_elsewhere(section.module, Path(section.module_dir))
+        search_folder(section.module_dir, [section.module])
     try:
         module = importlib.import_module(section.module)
     except ModuleNotFoundError as exc:
@@ -216,18 +169,6 @@ def import_user_module(section: TorchSection) -> ModuleType:
             f"torch.module: '{section.module}' has no function {', '.join(missing)} (it needs {', '.join(REQUIRED)})"
         )
     return module
-
-
-def _forget_if_elsewhere(name: str, folder: Path) -> None:
-    """A module of this name imported earlier from another folder (another task's module of the
-    same name, in one process) is dropped from ``sys.modules`` when ``folder`` has its own."""
-    top = name.split(".")[0]
-    if not ((folder / f"{top}.py").is_file() or (folder / top).is_dir()) or top not in sys.modules:
-        return
-    where = getattr(sys.modules[top], "__file__", None)
-    if where is None or not Path(where).resolve().is_relative_to(folder.resolve()):
-        for cached in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
-            del sys.modules[cached]
 
 
 def to_device(batch: Any, device: str) -> Any:
