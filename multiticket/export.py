@@ -5,7 +5,8 @@ it), its final weights (safetensors) are loaded and its mask applied, and the do
 writes it: for SB3 one zip that plain ``ALGO.load`` reads; ``compact``, its dead neurons removed
 from the producing and the consuming layers (a narrower ``net_arch``:
 :mod:`multiticket.adapters.sb3_export`), which is what ``prune.structure: neurons`` tickets are
-for. An adapter offers this through an ``export_model(path, mask, compact, unit_dir)`` method;
+for. For transformers a folder plain ``from_pretrained`` reads; ``compact``, the pruned FFN neurons
+of a ``prune.structure: heads`` ticket removed (:mod:`multiticket.adapters.hf.compact`). An adapter offers this through an ``export_model(path, mask, compact, unit_dir)`` method;
 a domain without one is refused in one line. Nothing is written until every input is checked,
 and the file appears atomically.
 """
@@ -90,7 +91,7 @@ def export_unit(run_dir: Path | str, seed: int, level: int, control: str = "tick
     path = _out_path(out, run_dir, seed, level, control, compact)
     cls = adapter_class(task.config.domain)
     if not callable(getattr(cls, "export_model", None)):
-        raise UserError(f"export: the '{task.config.domain}' domain has no export yet (issue #34: SB3 only)")
+        raise UserError(f"export: the '{task.config.domain}' domain has no export yet (issue #34: SB3 and nlp only)")
     mask = Mask.load(unit_dir / "mask.safetensors")
     weights = load_tensors(unit_dir / "final.safetensors")
     with tempfile.TemporaryDirectory(prefix="multiticket-export-") as work:

@@ -37,7 +37,7 @@ from multiticket.core.prune import PruneSpec
 from multiticket.core.recipe import Recipe, RunShape, resolve
 from multiticket.core.registry import criteria
 from multiticket.core.store import RunStore, Unit
-from multiticket.core.structure import kept_whole
+from multiticket.core.structure import resolve as resolve_structure
 from multiticket.core.td_units import dropout_monitor, evaluate_pruned
 from multiticket.core.train import Phases, TrainJob, TrainResult
 from multiticket.core.transfer import TransferStarts
@@ -83,9 +83,9 @@ class IMPRunner:
         names = scope_mod.select(module, self.adapter.default_prunable(), p.include, p.exclude, p.biases)
         params = dict(module.named_parameters())
         shapes = {n: tuple(params[n].shape) for n in names}
-        keep = kept_whole(names, shapes, self.adapter.io_layers()[1], p.structure) if p.structure != "weights" else ()
+        keep, units = resolve_structure(p.structure, self.adapter, names, shapes)
         spec = PruneSpec(p.strategy, p.rate, p.rate_of, scope_mod.rate_overrides(names, p.rates), p.criterion,
-                         p.allocator, p.structure, keep)
+                         p.allocator, p.structure, keep, units)
         self._check_scoring(spec)
         scope = Scope(names, shapes, spec)
         if self.cfg.checkpoint is not None:

@@ -16,7 +16,6 @@ from typing import Protocol
 import torch
 from safetensors.torch import load_file
 
-from multiticket.core import structure
 from multiticket.core.adapter import DomainAdapter
 from multiticket.core.criteria.base import Probe
 from multiticket.core.criteria.probe import adapter_probe
@@ -81,13 +80,13 @@ class UnitInputs:
 
     def planned_alive(self, level: int) -> int:
         """Weights alive at ``level`` by the counting rule (a transfer run: the transferred mask's);
-        under ``prune.structure``, neurons of the structured weights (:meth:`alive`)."""
+        under ``prune.structure``, its units (neurons, heads: :meth:`alive`)."""
         if self.provider is not None:
             return self.provider.planned_alive(level)
         return planned_alive(unit_sizes(self.scope.shapes, self.scope.spec), self.scope.spec, level)
 
     def alive(self, mask: Mask) -> int:
-        """What :meth:`planned_alive` counts of ``mask``: its live weights, or its live neurons."""
+        """What :meth:`planned_alive` counts of ``mask``: its live weights, or its live units."""
         if self.provider is not None or self.scope.spec.structure == "weights":
             return mask.num_alive
         return sum(counted(mask, self.scope.spec)[0].values())
@@ -158,12 +157,13 @@ class UnitInputs:
         if not recipe.check_planned:
             return
         planned, alive = self.planned_alive(recipe.unit.level), self.alive(mask)
-        what = "weights" if self.provider is not None or self.scope.spec.structure == "weights" else "neurons"
+        engine = self.scope.spec.engine if self.provider is None else None
+        what = "weights" if engine is None else engine.unit
         if alive != planned:
             raise RunFailure(f"{recipe.unit.relpath()}: {alive} {what} alive, {planned} planned")
-        partial = structure.partial_rows(mask, self.scope.spec.keep) if what == "neurons" else None
+        partial = engine.partial(mask) if engine is not None else None
         if partial is not None:
-            raise RunFailure(f"{recipe.unit.relpath()}: '{partial}' has a neuron neither kept nor pruned whole")
+            raise RunFailure(f"{recipe.unit.relpath()}: '{partial}' has a unit ({what}) neither kept nor pruned whole")
 
     def _mask(self, recipe: Recipe, phases: Phases,
               searched: tuple[Mask, Mapping[str, torch.Tensor]] | None) -> Inputs:
@@ -217,12 +217,12 @@ class UnitInputs:
         return out
 
     def _random_mask(self, ticket: Mask, gen: torch.Generator, per_layer: bool) -> Mask:
-        """Random positions at the ticket's counts; under a structure, random neurons
-        (:func:`multiticket.core.structure.random_like`)."""
-        spec = self.scope.spec
-        if spec.structure == "weights":
+        """Random positions at the ticket's counts; under a structure, random units (neurons,
+        heads: the engine's ``random_like``, :mod:`multiticket.core.structure`)."""
+        engine = self.scope.spec.engine
+        if engine is None:
             return random_mask_like(ticket, gen, per_layer=per_layer)
-        return Mask(structure.random_like(ticket, gen, per_layer, spec.keep))
+        return Mask(engine.random_like(ticket, gen, per_layer))
 
     def _one_shot(self, recipe: Recipe, phases: Phases) -> Inputs:
         """``source``'s final weights pruned straight to this level's count (each of the level's

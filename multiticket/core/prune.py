@@ -19,6 +19,8 @@ criterion's number of rounds (SynFlow: 100, on an exponential schedule).
 
 Under ``structure: neurons`` (:mod:`multiticket.core.structure`) the same rule counts neurons (rows
 of the structured weights) instead of entries: groups, counts and ties as above, one row at a time.
+Under ``structure: heads`` (:mod:`multiticket.core.structure_units`) it counts attention heads and
+feed-forward neurons, each kind in budget groups of its own (the allocator's groups within a kind).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from multiticket.core.criteria.allocators import STRATEGY_ALLOCATOR, Allocator, 
 from multiticket.core.criteria.base import Criterion, Probe, ScoreContext
 from multiticket.core.mask import Mask
 from multiticket.core.registry import allocators, criteria
+from multiticket.core.structure_units import Layout
 from multiticket.errors import UserError
 
 STRATEGIES = tuple(STRATEGY_ALLOCATOR)
@@ -45,8 +48,9 @@ class PruneSpec:
     """How one IMP level prunes. ``overrides`` maps parameter name -> its own rate; ``criterion``
     names a registered mask criterion (unused by the ``random`` strategy); ``allocator`` a
     registered budget allocator (None: the strategy's); ``structure`` what one pruned unit is
-    (``weights``, or ``neurons``: :mod:`multiticket.core.structure`), and ``keep`` the parameters a
-    structure never prunes (the output layers)."""
+    (``weights``, ``neurons`` or ``heads``: :mod:`multiticket.core.structure`), ``keep`` the
+    parameters a structure never prunes (the output layers), and ``layout`` the adapter's unit
+    families of a structure that needs them (:class:`multiticket.core.structure_units.Layout`)."""
 
     strategy: str = "global_magnitude"
     rate: float = 0.2
@@ -56,6 +60,7 @@ class PruneSpec:
     allocator: str | None = None
     structure: str = "weights"
     keep: tuple[str, ...] = ()
+    layout: Layout | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -73,6 +78,13 @@ class PruneSpec:
         if self.structure != "weights" and allocators[self.allocator_name].split is not None:
             raise ValueError(f"allocator '{self.allocator_name}' splits a budget of weights by layer shape, not "
                              f"{self.structure}")
+        if structure_mod.STRUCTURES[self.structure].units and self.layout is None:
+            raise ValueError(f"structure '{self.structure}' needs the adapter's unit layout (structure.resolve)")
+
+    @property
+    def engine(self) -> structure_mod.Engine | None:
+        """What prunes under the structure (None: single weights)."""
+        return structure_mod.engine(self.structure, self.keep, self.layout)
 
     @property
     def allocator_name(self) -> str:
@@ -99,7 +111,9 @@ class PruneSpec:
         """Partition of ``names`` into budget groups, each with its rate (overrides first)."""
         own = [([n], self.overrides[n]) for n in names if n in self.overrides]
         rest = [n for n in names if n not in self.overrides]
-        return own + [(g, self.rate) for g in allocators[self.allocator_name].groups(rest)]
+        engine = self.engine
+        kinds = engine.kinds(rest) if engine is not None else [rest]
+        return own + [(g, self.rate) for kind in kinds for g in allocators[self.allocator_name].groups(kind)]
 
 
 def prune_count(alive: int, total: int, rate: float, rate_of: str = "remaining") -> int:
@@ -120,18 +134,21 @@ def alive_after(total: int, rate: float, rate_of: str, level: int) -> int:
 
 def counted(mask: Mapping[str, torch.Tensor], spec: PruneSpec) -> tuple[dict[str, int], dict[str, int]]:
     """(live, total) per rankable parameter in the spec's units: entries of every parameter, or
-    neurons of the structured weights (:mod:`multiticket.core.structure`)."""
-    if spec.structure == "weights":
+    the structure's units (neurons of the structured weights, heads of a layer:
+    :mod:`multiticket.core.structure`)."""
+    engine = spec.engine
+    if engine is None:
         return {n: int(m.sum()) for n, m in mask.items()}, {n: m.numel() for n, m in mask.items()}
-    shapes = {n: tuple(m.shape) for n, m in mask.items()}
-    return structure_mod.alive_rows(mask, spec.keep), structure_mod.row_sizes(shapes, spec.keep)
+    return engine.alive(mask), engine.sizes({n: tuple(m.shape) for n, m in mask.items()})
 
 
 def unit_sizes(shapes: Mapping[str, tuple[int, ...]], spec: PruneSpec) -> dict[str, int]:
-    """What the counting rule plans with: entries per parameter, or neurons per structured weight."""
-    if spec.structure == "weights":
+    """What the counting rule plans with: entries per parameter, or the structure's units per
+    structured weight (neurons) or family (heads)."""
+    engine = spec.engine
+    if engine is None:
         return {n: math.prod(s) for n, s in shapes.items()}
-    return structure_mod.row_sizes(shapes, spec.keep)
+    return engine.sizes(shapes)
 
 
 def planned_alive(sizes: Mapping[str, int], spec: PruneSpec, level: int) -> int:
@@ -179,8 +196,9 @@ def _apply(ctx: ScoreContext, spec: PruneSpec, plan: list[tuple[list[str], int]]
            generator: torch.Generator | None) -> Mask:
     """The mask after each budget group of ``plan`` lost its count (split by the allocator; under a
     structure, the group's lowest-ranked neurons)."""
-    if spec.structure != "weights":
-        return Mask(structure_mod.drop(ctx, spec.ranking, plan, spec.keep, generator))
+    engine = spec.engine
+    if engine is not None:
+        return Mask(engine.drop(ctx, spec.ranking, plan, generator))
     allocator: Allocator = allocators[spec.allocator_name]
     new = {n: ctx.mask[n].clone() for n in ctx.mask}
     for group, n_prune in plan:

@@ -33,23 +33,28 @@ random draws and the counts read rows.
   random rows over the structured scope (so their weight count may differ from the ticket's;
   the check compares neurons). Kept-whole parameters are copied.
 
-Not covered yet (issue #34): attention heads (HF ``prune_heads``: a head is the query/key/value
-rows and output columns of one head) and LSTM hidden units (four gate rows of ``weight_ih``,
-``weight_hh`` and the next layer's columns); recurrent weights are refused under ``neurons``.
+``heads`` (attention heads and feed-forward neurons of BERT-like encoders, units the adapter
+names: :mod:`multiticket.core.structure_units`) is the second structure. :data:`STRUCTURES` is the
+table ``prune.structure`` is looked up in: a structure says how a scope becomes the parameters it
+keeps whole and, for an adapter-described one, the unit layout its :class:`Engine` prunes with.
+
+Not covered yet (issue #34): LSTM hidden units (four gate rows of ``weight_ih``, ``weight_hh`` and
+the next layer's columns); recurrent weights are refused under ``neurons``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from multiticket.core.criteria.base import Criterion, ScoreContext
 from multiticket.core.scope import is_bias
+from multiticket.core.structure_units import Layout, UnitSource, layout, pick
 from multiticket.errors import UserError
 
-#: ``prune.structure`` values: ``weights`` (unstructured, the default) or ``neurons``
-STRUCTURES = ("weights", "neurons")
 Tensors = Mapping[str, torch.Tensor]
 
 
@@ -173,32 +178,13 @@ def drop(ctx: ScoreContext, ranking: Criterion | None, plan: Sequence[tuple[list
             continue
         order = torch.sort(scores, stable=True).indices
         ranked = live.nonzero().squeeze(1)[order]
-        _clear_rows(new, names, _pick(ranked, _owners(ctx.mask, names), n_prune))
+        _clear_rows(new, names, pick(ranked, _owners(ctx.mask, names), n_prune))
     return _with_biases(new, ctx.mask, keep)
 
 
 def _owners(mask: Tensors, names: Sequence[str]) -> list[int]:
     """The index (in ``names``) of the weight each row of the group's concatenated rows belongs to."""
     return [i for i, n in enumerate(names) for _ in range(mask[n].shape[0])]
-
-
-def _pick(ranked: torch.Tensor, owner: list[int], n: int) -> torch.Tensor:
-    """The ``n`` rows to prune, lowest-ranked first, skipping a layer's last live row while another
-    candidate is left (so no layer of a global group empties before the others must)."""
-    left: dict[int, int] = {}
-    for r in ranked.tolist():
-        left[owner[r]] = left.get(owner[r], 0) + 1
-    chosen: list[int] = []
-    spare: list[int] = []
-    for r in ranked.tolist():
-        if len(chosen) == n:
-            break
-        if left[owner[r]] > 1:
-            chosen.append(r)
-            left[owner[r]] -= 1
-        else:
-            spare.append(r)
-    return torch.tensor(chosen + spare[:n - len(chosen)], dtype=torch.long)
 
 
 def _with_biases(new: dict[str, torch.Tensor], old: Tensors, keep: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -228,3 +214,107 @@ def random_like(reference: Tensors, generator: torch.Generator, per_layer: bool,
             offset += size
     biases = {b: torch.ones_like(reference[b]) for b in followers(_shapes(reference), keep)}
     return _with_biases(new, {**reference, **biases}, keep)
+
+
+class Engine(Protocol):
+    """What a structure's pruning step, controls and checks read: units per counted name (a
+    structured weight, a family of heads), live units, budget kinds, pruning, random draws."""
+
+    @property
+    def unit(self) -> str:
+        """What it counts, for messages (``neurons``)."""
+
+    def sizes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]: ...
+    def alive(self, mask: Tensors) -> dict[str, int]: ...
+    def kinds(self, keys: Sequence[str]) -> list[list[str]]: ...
+    def partial(self, mask: Tensors) -> str | None: ...
+    def drop(self, ctx: ScoreContext, ranking: Criterion | None, plan: Sequence[tuple[list[str], int]],
+             generator: torch.Generator | None) -> dict[str, torch.Tensor]: ...
+    def random_like(self, reference: Tensors, generator: torch.Generator,
+                    per_layer: bool) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """The ``neurons`` engine: rows of the structured weights, ``keep`` the kept-whole parameters."""
+
+    keep: tuple[str, ...]
+    unit: str = "neurons"
+
+    def sizes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        return row_sizes(shapes, self.keep)
+
+    def alive(self, mask: Tensors) -> dict[str, int]:
+        return alive_rows(mask, self.keep)
+
+    def kinds(self, keys: Sequence[str]) -> list[list[str]]:
+        return [list(keys)] if keys else []
+
+    def partial(self, mask: Tensors) -> str | None:
+        return partial_rows(mask, self.keep)
+
+    def drop(self, ctx: ScoreContext, ranking: Criterion | None, plan: Sequence[tuple[list[str], int]],
+             generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        return drop(ctx, ranking, plan, self.keep, generator)
+
+    def random_like(self, reference: Tensors, generator: torch.Generator,
+                    per_layer: bool) -> dict[str, torch.Tensor]:
+        return random_like(reference, generator, per_layer, self.keep)
+
+
+#: ``(adapter, scope names, their shapes) -> (kept-whole parameters, unit layout or None)``
+Resolve = Callable[[Any, Sequence[str], Mapping[str, tuple[int, ...]]], tuple[tuple[str, ...], Layout | None]]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A ``prune.structure`` value: what one pruned unit is, and how a scope resolves to it."""
+
+    name: str
+    doc: str
+    resolve: Resolve
+    #: its units come from the adapter: a spec under it carries their :class:`Layout`
+    units: bool = False
+
+
+def _neurons(adapter: Any, names: Sequence[str], shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[str, ...], None]:
+    return kept_whole(names, shapes, adapter.io_layers()[1], "neurons"), None
+
+
+def from_adapter(name: str) -> Resolve:
+    """A structure whose units the adapter finds (:class:`UnitSource`); the scope's other
+    parameters (embeddings, pooler, classifier, output biases) are kept whole."""
+    def _resolve(adapter: Any, names: Sequence[str],
+                 shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[str, ...], Layout | None]:
+        families = adapter.structure_units(name) if isinstance(adapter, UnitSource) else ()
+        if not families:
+            raise UserError(f"prune.structure: {name} needs attention heads the domain's adapter can find "
+                            f"(BERT-like encoders of the nlp domain); '{getattr(adapter, 'domain', '?')}' finds none")
+        units = layout(families, names, shapes, name)
+        members = {m.name for f in units.families for m in f.members}
+        return tuple(n for n in names if n not in members), units
+    return _resolve
+
+
+#: ``prune.structure`` values, by name: ``weights`` (unstructured, the default), ``neurons``, ``heads``
+STRUCTURES: dict[str, Structure] = {
+    "weights": Structure("weights", "single weights", lambda adapter, names, shapes: ((), None)),
+    "neurons": Structure("neurons", "Linear rows and Conv output channels, output layers kept whole", _neurons),
+    "heads": Structure("heads", "attention heads and feed-forward neurons of a BERT-like encoder",
+                       from_adapter("heads"), units=True),
+}
+
+
+def resolve(structure: str, adapter: Any, names: Sequence[str],
+            shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[str, ...], Layout | None]:
+    """The kept-whole parameters and the unit layout of ``structure`` over the scope ``names``."""
+    if structure not in STRUCTURES:
+        raise UserError(f"prune.structure: unknown '{structure}' (known: {', '.join(STRUCTURES)})")
+    return STRUCTURES[structure].resolve(adapter, names, shapes)
+
+
+def engine(structure: str, keep: tuple[str, ...], units: Layout | None) -> Engine | None:
+    """What prunes under ``structure``: None (single weights), the unit layout, or rows."""
+    if structure == "weights":
+        return None
+    return units if units is not None else Neurons(keep)

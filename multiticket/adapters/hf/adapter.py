@@ -25,7 +25,7 @@ import contextlib
 import os
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -49,12 +49,13 @@ from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.callback import TicketCallback
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.export import export_folder
-from multiticket.adapters.hf.models import NewHead, build_model, default_prunable, resolve_pretrained
+from multiticket.adapters.hf.models import AUTO_CLASSES, NewHead, build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.name_roles import name_role
 from multiticket.core.seeding import derive_seed
+from multiticket.core.structure_units import Family
 from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
 
@@ -495,6 +496,20 @@ class HFAdapter(DomainAdapter):
         with ``from_pretrained`` with no missing keys; pruned entries are exact zeros. Its weights
         file shares the disk blocks of ``final.safetensors`` when identical (``hf.export``)."""
         export_folder(self.module, self.tokenizer, Path(level_dir))
+
+    def export_model(self, path: Path, mask: Mapping[str, torch.Tensor], compact: bool,
+                     unit_dir: Path | None = None) -> dict[str, Any]:
+        """``multiticket export``: a transformers folder (config, safetensors, tokenizer) that plain
+        ``from_pretrained`` reads; ``compact``: pruned FFN neurons removed (:mod:`.compact`)."""
+        from multiticket.adapters.hf.compact import export_folder as write_folder
+
+        return write_folder(self.module, self.tokenizer, mask, Path(path), compact, AUTO_CLASSES[self.section.task])
+
+    def structure_units(self, structure: str) -> list[Family]:
+        """``prune.structure: heads``: the attention heads and FFN neurons of a BERT-like encoder."""
+        from multiticket.adapters.hf.compact import units
+
+        return units(self.module) if structure == "heads" else []
 
     def close(self) -> None:
         self._model = None
