@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 import yaml
 from pydantic import Field, ValidationError
@@ -11,7 +13,7 @@ from multiticket.config import TaskConfig, config_hash, load_task
 from multiticket.errors import UserError
 from multiticket.launch.jobs import task_from_resolved
 from multiticket.paths import TASKS_DIR
-from multiticket.schema import AlwaysHashed, NotHashed, Strict, not_hashed_paths, recorded
+from multiticket.schema import AlwaysHashed, NotHashed, Since, Strict, not_hashed_paths, recorded, with_legacy
 
 TOY = TASKS_DIR / "toy-mlp.yaml"
 BASE = yaml.safe_load(TOY.read_text())
@@ -92,3 +94,26 @@ def test_a_key_added_later_never_renames_old_runs():
     assert config_hash({**before, "train": recorded(Train(steps=10))}) == config_hash(before)
     assert config_hash({**before, "train": recorded(Train(steps=10, warmup=2))}) != config_hash(before)
     assert config_hash({**before, "seeds": [3, 4]}) == config_hash(before)  # NotHashed
+
+
+class _Fused(Strict):
+    lr: AlwaysHashed[float] = 0.1
+    fused: Annotated[bool, Since(False)] = True  # new, and its default changes results
+
+
+def test_a_since_key_renames_new_runs_and_keeps_old_ones():
+    """Hashed unless at its legacy value: a run at the new default gets a new name; the legacy
+    value keeps the old one; an old recorded section (no key) reads as the legacy value."""
+    old = {"name": "x", "domain": "nlp", "nlp": {"lr": 0.1}}
+    assert recorded(_Fused()) == {"lr": 0.1, "fused": True}
+    new = {**old, "nlp": recorded(_Fused())}
+    assert config_hash(new, _Fused) != config_hash(old, _Fused)
+    assert config_hash({**old, "nlp": recorded(_Fused(fused=False))}, _Fused) == config_hash(old, _Fused)
+    assert _Fused.model_validate(with_legacy({"lr": 0.1}, _Fused)).fused is False
+    assert _Fused.model_validate(with_legacy({"lr": 0.1, "fused": True}, _Fused)).fused is True
+
+
+def test_nlp_runs_made_before_the_fused_kernel_keep_their_names():
+    """rotten-tomatoes-bert-e0af8d28 was the shipped task's run before ``nlp.adamw_fused``."""
+    assert load_task(TASKS_DIR / "rotten-tomatoes-bert.yaml", ["nlp.adamw_fused=false"]).run_name == "rotten-tomatoes-bert-e0af8d28"
+    assert load_task(TASKS_DIR / "rotten-tomatoes-bert.yaml").section.adamw_fused is True

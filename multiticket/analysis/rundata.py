@@ -21,6 +21,7 @@ from multiticket.analysis.metric_choice import choose, direction, direction_text
 from multiticket.analysis.stats import mean_std
 from multiticket.analysis.summary import write_summary
 from multiticket.config import TaskConfig, config_hash
+from multiticket.config.sections import section_model
 from multiticket.core.controls import CONTROLS as CONTROL_SPECS
 from multiticket.core.controls import Role, role_of
 from multiticket.core.facts import DomainFacts
@@ -84,8 +85,14 @@ class RunData:
 
     @cached_property
     def config_hash(self) -> str:
+        """The hash the run's name carries, recomputed from its config (the domain's section model
+        decides which of its keys count; without the domain's package, every recorded key does)."""
         resolved = {k: v for k, v in self.config.items() if k != "versions"}
-        return config_hash(resolved)
+        try:
+            section = section_model(self.task_config.domain)
+        except (UserError, ImportError):
+            section = None
+        return config_hash(resolved, section)
 
     @property
     def description(self) -> str:

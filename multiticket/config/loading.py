@@ -22,7 +22,7 @@ from multiticket.config.rules import TaskConfig
 from multiticket.config.sections import DEFAULTS_KEY, section_model
 from multiticket.core.textfile import read_yaml
 from multiticket.errors import UserError
-from multiticket.schema import recorded
+from multiticket.schema import recorded, with_legacy
 
 
 @dataclass
@@ -126,7 +126,10 @@ def resolve_task(config: TaskConfig, source: Path | str, user_code: bool = True,
     context: dict[str, Any] = {"task_dir": Path(source).parent}
     if run_dir is not None:
         context["run_dir"] = run_dir
-    section = validate_section(model, config.domain_section(), source, f"{config.domain}.", user_code, context)
+    data = config.domain_section()
+    if run_dir is not None and isinstance(data, dict):  # recorded before a Since key existed: its legacy value
+        data = with_legacy(data, model)
+    section = validate_section(model, data, source, f"{config.domain}.", user_code, context)
     return ResolvedTask(config=config, section=section, source=Path(source))
 
 

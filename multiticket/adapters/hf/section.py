@@ -6,11 +6,11 @@ settings a GPU user would pick. Unknown keys are errors (``Strict``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from multiticket.schema import AlwaysHashed, NotHashed, Strict
+from multiticket.schema import AlwaysHashed, NotHashed, Since, Strict
 
 TaskKind = Literal["classification", "causal_lm", "translation"]
 ModelType = Literal["bert", "gpt2", "marian", "t5", "bart", "lstm"]
@@ -86,6 +86,12 @@ class NLPSection(Strict):
     learning_rate: AlwaysHashed[float] = Field(5e-4, gt=0)
     weight_decay: AlwaysHashed[float] = Field(0.0, ge=0)
     optimizer: AlwaysHashed[Literal["adamw", "sgd"]] = "adamw"
+    adamw_fused: Annotated[bool, Since(False)] = Field(
+        True,
+        description="AdamW's fused kernel, the Trainer's own default (optim adamw_torch_fused), where torch has "
+        "one for the device; false: the per-parameter loop of the runs made before this key, whose names it "
+        "keeps (the two kernels round differently: a run is never extended with the other one)",
+    )
     momentum: AlwaysHashed[float] = Field(0.0, ge=0, lt=1, description="sgd only")
     lr_scheduler: AlwaysHashed[Literal["linear", "cosine", "constant", "constant_with_warmup"]] = "linear"
     warmup_steps: AlwaysHashed[int] = Field(0, ge=0)

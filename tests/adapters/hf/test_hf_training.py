@@ -143,3 +143,25 @@ class _Recorder:
 
     def on_resumable(self, step):
         self.inner.on_resumable(step)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adamw_kernel_follows_the_section_and_masks_stay_exact(workdir, fused):
+    """``nlp.adamw_fused`` (the Trainer's default kernel) or the per-parameter loop of older runs:
+    either way pruned entries are exactly 0 after every step, under weight decay."""
+    adapter = make_adapter(workdir, "bert", weight_decay=0.1, adamw_fused=fused)
+    adapter.build(0)
+    mask = random_mask(adapter, keep=0.2)
+    enforcer = MaskEnforcer(adapter.module, mask).attach()
+    zeros: list[bool] = []
+
+    class Checking(FakeHooks):
+        def on_step(self, step: int, logs: dict[str, float] | None = None) -> None:
+            super().on_step(step, logs)
+            zeros.append(pruned_are_zero(adapter.module, mask))
+
+    adapter.train(0, T, Checking(enforcer))
+    enforcer.detach()
+    (opt,) = adapter.optimizers()
+    assert opt.defaults["fused"] is fused
+    assert len(zeros) == T and all(zeros)
