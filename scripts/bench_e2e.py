@@ -101,7 +101,7 @@ def plain_rl(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
 
     startup = time.time() - launched
     from multiticket.adapters.sb3_algos import ALGOS  # untimed: the same hyperparameters
-    from multiticket.adapters.sb3_config import resolve_hyper
+    from multiticket.adapters.sb3_hyper import resolve_hyper
     from multiticket.api import resolve_task
 
     task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])

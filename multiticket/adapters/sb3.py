@@ -40,15 +40,10 @@ from multiticket.adapters import sb3_shim as shim
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_callback import TicketCallback
-from multiticket.adapters.sb3_config import (
-    Hyper,
-    Section,
-    action_space_problem,
-    agents_entry,
-    agents_key,
-    resolve_hyper,
-)
+from multiticket.adapters.sb3_config import Section
+from multiticket.adapters.sb3_env_spec import action_space_problem
 from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.adapters.sb3_hyper import Hyper, agents_entry, agents_key, resolve_hyper
 from multiticket.adapters.sb3_random import random_policy_returns
 from multiticket.adapters.sb3_scoring import ScoringBatch, batch_size, collect, gamma, ones_output, split
 from multiticket.adapters.sb3_scoring import scoring_loss as family_loss

@@ -29,7 +29,8 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
-from multiticket.adapters.sb3_config import Hyper, env_creator, env_kwargs_problem, is_atari, register_atari
+from multiticket.adapters.sb3_env_spec import env_creator, env_kwargs_problem, is_atari, register_atari
+from multiticket.adapters.sb3_hyper import Hyper
 from multiticket.errors import UserError
 
 

@@ -435,7 +435,7 @@ def test_atari_cnn_trunk_is_shared(tmp_path: Path) -> None:
 def test_shipped_tasks_and_agents_files_are_valid(tmp_path: Path) -> None:
     import yaml
 
-    from multiticket.adapters.sb3_config import agents_file, check_keys, resolve_hyper
+    from multiticket.adapters.sb3_hyper import agents_file, check_keys, resolve_hyper
     from multiticket.paths import shipped_tasks
 
     rl_tasks = {n: p for n, p in shipped_tasks().items() if yaml.safe_load(p.read_text())["domain"] == "rl"}

@@ -16,8 +16,9 @@ pytest.importorskip("stable_baselines3")
 
 import gymnasium as gym  # noqa: E402
 
-from multiticket.adapters.sb3_config import accepted_env_kwargs, env_kwargs_problem, resolve_hyper  # noqa: E402
+from multiticket.adapters.sb3_env_spec import accepted_env_kwargs, env_kwargs_problem  # noqa: E402
 from multiticket.adapters.sb3_envs import make_env  # noqa: E402
+from multiticket.adapters.sb3_hyper import resolve_hyper  # noqa: E402
 from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.config import load_task  # noqa: E402
 from multiticket.errors import UserError  # noqa: E402

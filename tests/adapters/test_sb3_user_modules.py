@@ -21,7 +21,7 @@ pytest.importorskip("stable_baselines3")
 import gymnasium as gym  # noqa: E402
 
 from multiticket.adapters import sb3_envs  # noqa: E402
-from multiticket.adapters.sb3_config import resolve_hyper  # noqa: E402
+from multiticket.adapters.sb3_hyper import resolve_hyper  # noqa: E402
 from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.config import load_task, task_from_data  # noqa: E402
 from multiticket.errors import UserError  # noqa: E402
