@@ -20,6 +20,10 @@ from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.runtime import resolve_device
 from multiticket.terminal import printable
 
+#: ``--min-sparsity``'s default, for its help only (the value is core.sparse's DEFAULT_MIN_SPARSITY,
+#: whose torch import the parser does not pay; tests/test_sparse_export.py keeps the two equal)
+MIN_SPARSITY_DEFAULT = 0.8
+
 if TYPE_CHECKING:
     from multiticket.launch.backends import LaunchOptions
 
@@ -89,14 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_export_parser(sub: Any) -> None:
     export = sub.add_parser("export", help="write a finished unit as a model its library loads (SB3: a zip; "
-                                           "--compact: the pruned neurons removed)")
+                                           "--compact: the pruned neurons removed; --sparse: CSR weights)")
     export.add_argument("run_dir")
     export.add_argument("--seed", type=int, required=True)
     export.add_argument("--level", type=int, required=True)
     export.add_argument("--control", default="ticket", help="default: ticket")
     export.add_argument("--compact", action="store_true",
                         help="remove the neurons the mask prunes whole (prune.structure: neurons) from the network")
-    export.add_argument("--out", help="the file to write (default: <run>-seed<S>-<control>-level<L>[-compact].zip here)")
+    export.add_argument("--sparse", action="store_true",
+                        help="the pruned Linear/LSTM weights as CSR (or BSR) safetensors, loaded with "
+                             "multiticket.core.sparse.load_sparse into the same architecture (any domain; "
+                             "pays only for large layers at high sparsity, docs/results.md)")
+    export.add_argument("--min-sparsity", type=float,  # default: core.sparse's, whose torch import waits
+                        help=f"with --sparse: a layer goes sparse from this fraction of zeros (default: "
+                             f"{MIN_SPARSITY_DEFAULT}, multiticket.core.sparse.DEFAULT_MIN_SPARSITY); "
+                             "less sparse layers stay dense")
+    export.add_argument("--out", help="the file to write (default: <run>-seed<S>-<control>-level<L>[-compact|-sparse]"
+                                      ".zip|.safetensors here)")
     export.add_argument("--trust-code", action="store_true",
                         help="import the user code the run directory's config names; refused without it")
 
@@ -404,11 +417,20 @@ def compare_label(text: str) -> tuple[str, Path]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from multiticket.core.sparse import DEFAULT_MIN_SPARSITY
     from multiticket.export import export_unit
 
-    done = export_unit(args.run_dir, args.seed, args.level, args.control, args.compact, args.out, args.trust_code)
+    if args.min_sparsity is not None and not args.sparse:
+        raise UserError("--min-sparsity: only with --sparse")
+    threshold = DEFAULT_MIN_SPARSITY if args.min_sparsity is None else args.min_sparsity
+    done = export_unit(args.run_dir, args.seed, args.level, args.control, args.compact, args.out, args.trust_code,
+                       sparse=args.sparse, min_sparsity=threshold)
     s = done.summary
     line = f"{s.get('parameters')} parameters (dense {s.get('dense_parameters')})"
+    if args.sparse:
+        layers = s.get("sparse_layers", {})
+        line = (f"{len(layers)} layers sparse ({', '.join(sorted(set(layers.values()))) or 'none'}) from "
+                f"{s.get('min_sparsity')} zeros, {s.get('stored_values')} stored values (dense {s.get('dense_values')})")
     if args.compact:
         line += (f", {s.get('neurons_removed')} neurons removed, net_arch {s.get('net_arch')}, outputs within "
                  f"{s.get('max_abs_diff', 0.0):.2g} of the ticket's")

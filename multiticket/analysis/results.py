@@ -202,14 +202,22 @@ class Run:
             raise UserError(f"{directory}: no finished rewind point")
         return _tensors(directory / "weights.safetensors")
 
-    def export(self, seed: int, level: int, control: str = "ticket", compact: bool = True,
-               path: Path | str | None = None, trust_code: bool = False) -> Path:
+    def export(self, seed: int, level: int, control: str = "ticket", compact: bool | None = None,
+               path: Path | str | None = None, trust_code: bool = False, sparse: bool = False,
+               min_sparsity: float | None = None) -> Path:
         """Write a finished unit as a model its library loads (SB3: one zip ``ALGO.load`` reads;
-        ``compact``: the neurons its mask prunes whole removed, a narrower ``net_arch``) and return
-        where (``multiticket export``, :mod:`multiticket.export`)."""
+        ``compact``, the default unless ``sparse``: the neurons its mask prunes whole removed, a
+        narrower ``net_arch``; ``sparse``: its pruned Linear / LSTM layers of at least
+        ``min_sparsity`` zeros as CSR safetensors that ``multiticket.core.sparse.load_sparse``
+        reads, for any domain) and return where (``multiticket export``, :mod:`multiticket.export`)."""
+        from multiticket.core.sparse import DEFAULT_MIN_SPARSITY
         from multiticket.export import export_unit
 
-        return export_unit(self.path, seed, level, control, compact, path, trust_code).path
+        if min_sparsity is not None and not sparse:
+            raise UserError("min_sparsity: only with sparse=True")
+        compact = not sparse if compact is None else compact
+        threshold = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
+        return export_unit(self.path, seed, level, control, compact, path, trust_code, sparse, threshold).path
 
     def ticket(self, seed: int, level: int, control: str = "ticket") -> Ticket:
         """A unit's mask with the weights its training started from (see :class:`Ticket`)."""
