@@ -11,8 +11,8 @@ alone and loads its weights strictly.
 The dependency bookkeeping (which input columns of which consumers go with a row: the next
 hidden layer, the action and value heads) is torch-pruning's (``DependencyGraph``,
 ``prune_linear_out_channels``): it traces the policy's forward and prunes each group in place.
-Written here: which rows are dead (from the mask), the bias folding (the constant each consumer
-receives is measured on a probe batch, and checked constant), and what SB3 needs to rebuild the
+The removal and the bias folding are shared with the torch domain
+(:mod:`multiticket.adapters.neuron_removal`); written here: what SB3 needs to rebuild the
 network (``net_arch``, fresh optimizers by ``_setup_model``, target networks copied from the
 online ones). SAC and TD3 describe all critics with one ``qf`` list, so a critic that lost fewer
 neurons at a depth keeps some dead ones there (exact, only less compact). Feature extractors
@@ -35,6 +35,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from multiticket.adapters import sb3_shim
+from multiticket.adapters.neuron_removal import dead_rows, linears, remove_neurons
 from multiticket.errors import UserError
 
 #: largest difference between the masked and the compact network's outputs that counts as equal
@@ -77,10 +78,6 @@ class _GaussianActor(nn.Module):
         return mean, log_std
 
 
-def linears(module: nn.Module) -> list[nn.Linear]:
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
-
-
 def probe_batch(model: BaseAlgorithm, n: int = 16) -> tuple[Any, torch.Tensor]:
     """Observations (as the policy reads them) and actions drawn from the spaces, seeded."""
     obs_space, act_space = model.observation_space, model.action_space
@@ -113,15 +110,6 @@ def nets_of(model: BaseAlgorithm) -> list[Net]:
     return [pi, Net(critic, (obs, actions), shared={"qf": qs})]
 
 
-def dead_rows(policy: nn.Module, mask: Mapping[str, torch.Tensor], layer: nn.Linear) -> list[int]:
-    """The rows of ``layer`` the mask prunes whole (none when its weight is not masked)."""
-    names = {id(m): n for n, m in policy.named_modules()}
-    weight = mask.get(f"{names[id(layer)]}.weight") if id(layer) in names else None
-    if weight is None:
-        return []
-    return [int(i) for i in (~weight.reshape(weight.shape[0], -1).any(1)).nonzero().squeeze(1)]
-
-
 def removals(policy: nn.Module, mask: Mapping[str, torch.Tensor], net: Net) -> dict[nn.Linear, list[int]]:
     """The rows each hidden layer loses; a layer left with no neuron is refused; critics sharing
     a width keep as many as the widest of them (their first dead rows stay)."""
@@ -137,54 +125,6 @@ def removals(policy: nn.Module, mask: Mapping[str, torch.Tensor], net: Net) -> d
             raise UserError("export: --compact: a hidden layer of the ticket keeps no neuron (the network's output "
                             "no longer depends on its input)")
     return out
-
-
-def _consumer_inputs(root: nn.Module, inputs: Sequence[torch.Tensor],
-                     layers: Sequence[nn.Linear]) -> dict[nn.Linear, torch.Tensor]:
-    """The input each of ``layers`` receives on the probe batch (forward pre-hooks)."""
-    seen: dict[nn.Linear, torch.Tensor] = {}
-    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.setdefault(m, args[0].detach().clone()))
-             for layer in layers]
-    try:
-        with torch.no_grad():
-            root(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
-def _consumers(group: Any, producer: nn.Linear) -> list[tuple[nn.Linear, list[int]]]:
-    """The Linear layers whose input columns a torch-pruning group removes, with those columns."""
-    out = []
-    for dep, idxs in group:
-        module = dep.target.module
-        if isinstance(module, nn.Linear) and module is not producer and dep.handler.__name__ == "prune_in_channels":
-            out.append((module, [int(i) for i in idxs]))
-    return out
-
-
-def remove_neurons(net: Net, rows: Mapping[nn.Linear, list[int]]) -> None:
-    """Remove the ``rows`` of each layer and their columns in every consumer (torch-pruning), first
-    folding each removed neuron's constant output into the consumers' biases."""
-    import torch_pruning as tp
-
-    graph = tp.DependencyGraph().build_dependency(net.root, example_inputs=net.inputs)
-    groups = [(layer, graph.get_pruning_group(layer, tp.prune_linear_out_channels, idxs=idxs))
-              for layer, idxs in rows.items() if idxs]
-    consumers = [(c, cols) for layer, group in groups for c, cols in _consumers(group, layer)]
-    seen = _consumer_inputs(net.root, net.inputs, [c for c, _ in consumers])
-    with torch.no_grad():
-        for consumer, cols in consumers:
-            constant = seen[consumer][..., cols].reshape(-1, len(cols))
-            if not torch.allclose(constant, constant[:1].expand_as(constant), atol=1e-6):
-                raise UserError("export: --compact: a removed neuron's output is not constant (a layer between it "
-                                "and its consumer is not element-wise)")
-            if consumer.bias is None:
-                raise UserError("export: --compact: a consumer of a removed neuron has no bias to take its output")
-            consumer.bias.add_(consumer.weight[:, cols] @ constant[0])
-    for _, group in groups:
-        group.prune()
 
 
 def _outputs(net: Net) -> list[torch.Tensor]:
@@ -243,7 +183,7 @@ def compact(model: BaseAlgorithm, mask: Mapping[str, torch.Tensor]) -> dict[str,
     for net in nets:
         rows = removals(policy, mask, net)
         removed += sum(len(r) for r in rows.values())
-        remove_neurons(net, rows)
+        remove_neurons(net.root, net.inputs, rows)
     diff = max((float((a - b).abs().max()) for net, old in zip(nets, before) for a, b in zip(old, _outputs(net))),
                default=0.0)
     if diff > TOLERANCE:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Literal
@@ -330,6 +330,14 @@ class TorchAdapter(DomainAdapter):
                                   "one (majority-class rate, trivial_<metric>) read 'not measured'; return e.g. "
                                   "{'majority_rate': ...} from it (docs/torch.md, Baselines)")
         return facts
+
+    def export_model(self, path: Path, mask: Mapping[str, torch.Tensor], compact: bool,
+                     unit_dir: Path | None = None) -> dict[str, Any]:
+        """``multiticket export``: a folder of safetensors and JSON that plain torch loads with the
+        user's ``build_model``; ``compact``: hidden Linear layers' dead neurons removed (:mod:`.torch_export`)."""
+        from multiticket.adapters.torch_export import export_folder
+
+        return export_folder(self, Path(path), mask, compact)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

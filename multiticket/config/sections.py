@@ -58,10 +58,10 @@ class PruneSection(Strict):
     allocator: str | None = Field(None, description="how a level's budget splits over the layers: global | layerwise "
                                   "| erk | a registered name (multiticket.core.criteria.allocators); default: the "
                                   "strategy's")
-    structure: Literal["weights", "neurons", "heads"] = Field(
+    structure: Literal["weights", "neurons", "heads", "units"] = Field(
         "weights", description="what a level prunes: single weights, whole neurons (Linear rows, Conv output "
-        "channels; output layers kept whole), or attention heads and feed-forward neurons of a BERT-like encoder "
-        "(multiticket.core.structure); not hashed while weights")
+        "channels; output layers kept whole), attention heads and feed-forward neurons of a BERT-like encoder, "
+        "or LSTM hidden units (multiticket.core.structure); not hashed while weights")
 
     @field_validator("rates")
     @classmethod

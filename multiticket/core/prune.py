@@ -20,7 +20,8 @@ criterion's number of rounds (SynFlow: 100, on an exponential schedule).
 Under ``structure: neurons`` (:mod:`multiticket.core.structure`) the same rule counts neurons (rows
 of the structured weights) instead of entries: groups, counts and ties as above, one row at a time.
 Under ``structure: heads`` (:mod:`multiticket.core.structure_units`) it counts attention heads and
-feed-forward neurons, each kind in budget groups of its own (the allocator's groups within a kind).
+feed-forward neurons, each kind in budget groups of its own (the allocator's groups within a kind);
+under ``structure: units`` LSTM hidden units, the same way.
 """
 
 from __future__ import annotations

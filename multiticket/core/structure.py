@@ -33,13 +33,15 @@ random draws and the counts read rows.
   random rows over the structured scope (so their weight count may differ from the ticket's;
   the check compares neurons). Kept-whole parameters are copied.
 
-``heads`` (attention heads and feed-forward neurons of BERT-like encoders, units the adapter
-names: :mod:`multiticket.core.structure_units`) is the second structure. :data:`STRUCTURES` is the
-table ``prune.structure`` is looked up in: a structure says how a scope becomes the parameters it
-keeps whole and, for an adapter-described one, the unit layout its :class:`Engine` prunes with.
-
-Not covered yet (issue #34): LSTM hidden units (four gate rows of ``weight_ih``, ``weight_hh`` and
-the next layer's columns); recurrent weights are refused under ``neurons``.
+``heads`` (attention heads and feed-forward neurons of BERT-like encoders) and ``units`` (LSTM
+hidden units: a unit's four gate rows of ``weight_ih`` and ``weight_hh`` and their biases, its
+recurrent column of ``weight_hh`` and its column of the next layer or the decoder) are units the
+adapter names (:mod:`multiticket.core.structure_units`), counted per unit like neurons: a family
+(one layer's heads, FFN neurons or LSTM units) with ``a`` live units loses ``floor(a × rate +
+0.5)``. :data:`STRUCTURES` is the table ``prune.structure`` is looked up in: a structure says how
+a scope becomes the parameters it keeps whole and, for an adapter-described one, the unit layout
+its :class:`Engine` prunes with. Recurrent weights are refused under ``neurons`` (a row of
+``weight_ih`` is one gate of a unit, not a unit): ``units`` prunes them.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def kept_whole(names: Sequence[str], shapes: Mapping[str, tuple[int, ...]], outp
     for n in names:
         if is_recurrent(n):
             raise UserError(f"prune.structure: {structure} covers Linear and Conv weights; '{n}' is a recurrent "
-                            "weight (LSTM hidden units are not implemented yet): exclude it with prune.exclude")
+                            "weight: prune LSTM hidden units with prune.structure: units, or exclude it with prune.exclude")
     keep = tuple(n for n in names if any(n == o or n.startswith(f"{o}.") for o in outputs))
     if not rows_of({n: shapes[n] for n in names}, keep):
         raise UserError(f"prune.structure: {structure} leaves nothing to prune: every prunable weight is in an "
@@ -281,27 +283,31 @@ def _neurons(adapter: Any, names: Sequence[str], shapes: Mapping[str, tuple[int,
     return kept_whole(names, shapes, adapter.io_layers()[1], "neurons"), None
 
 
-def from_adapter(name: str) -> Resolve:
+def from_adapter(name: str, needs: str, unit: str) -> Resolve:
     """A structure whose units the adapter finds (:class:`UnitSource`); the scope's other
-    parameters (embeddings, pooler, classifier, output biases) are kept whole."""
+    parameters (embeddings, pooler, classifier, output biases) are kept whole. ``needs`` says
+    which models have them, ``unit`` what is counted (both for messages)."""
     def _resolve(adapter: Any, names: Sequence[str],
                  shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[str, ...], Layout | None]:
         families = adapter.structure_units(name) if isinstance(adapter, UnitSource) else ()
         if not families:
-            raise UserError(f"prune.structure: {name} needs attention heads the domain's adapter can find "
-                            f"(BERT-like encoders of the nlp domain); '{getattr(adapter, 'domain', '?')}' finds none")
-        units = layout(families, names, shapes, name)
+            raise UserError(f"prune.structure: {name} needs {needs}; '{getattr(adapter, 'domain', '?')}' finds none")
+        units = layout(families, names, shapes, name, unit)
         members = {m.name for f in units.families for m in f.members}
         return tuple(n for n in names if n not in members), units
     return _resolve
 
 
-#: ``prune.structure`` values, by name: ``weights`` (unstructured, the default), ``neurons``, ``heads``
+#: ``prune.structure`` values, by name: ``weights`` (unstructured, the default), ``neurons``, ``heads``, ``units``
 STRUCTURES: dict[str, Structure] = {
     "weights": Structure("weights", "single weights", lambda adapter, names, shapes: ((), None)),
     "neurons": Structure("neurons", "Linear rows and Conv output channels, output layers kept whole", _neurons),
     "heads": Structure("heads", "attention heads and feed-forward neurons of a BERT-like encoder",
-                       from_adapter("heads"), units=True),
+                       from_adapter("heads", "attention heads the domain's adapter can find (BERT-like encoders of "
+                                    "the nlp domain)", "heads and FFN neurons"), units=True),
+    "units": Structure("units", "LSTM hidden units: four gate rows, the recurrent and the consumer's columns",
+                       from_adapter("units", "LSTM layers the domain's adapter can find (the nlp domain's lstm "
+                                    "model)", "LSTM units"), units=True),
 }
 
 

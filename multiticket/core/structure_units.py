@@ -15,6 +15,15 @@ False. The counting rule, the scores, the global ranking's last-unit guard and t
 those of :mod:`multiticket.core.structure`'s neurons, per family (a layer's heads) instead of per
 weight, and budget groups never mix kinds: heads are ranked with heads, FFN neurons with FFN
 neurons (the allocator's ``global``: one ranking per kind; ``layerwise``: each family alone).
+
+A member may hold its units in ``blocks`` equal chunks along ``dim`` (an LSTM's four gates: unit
+``j`` is rows ``j``, ``H+j``, ``2H+j``, ``3H+j`` of ``weight_ih``), and one parameter may be a
+member twice, along different dims (``weight_hh``: a unit's gate rows and its recurrent column;
+``weight_ih_l1``: layer 1's rows and layer 0's columns). An entry is then alive exactly when every
+unit holding it is, which the checks, the pruning and the random draws all read. A member marked
+``optional`` (the decoder an LSTM's last layer feeds) may lie outside the scope when every bias of
+the family is in it: the adapter vouches that a unit whose weights and biases are all zero outputs
+exactly 0 (an LSTM unit: c = σ(0)·tanh(0) = 0 at every step, h = σ(0)·tanh(c) = 0).
 """
 
 from __future__ import annotations
@@ -36,11 +45,18 @@ Shapes = Mapping[str, tuple[int, ...]]
 @dataclass(frozen=True)
 class Member:
     """One parameter of a family: unit ``i`` is its entries ``i*width .. (i+1)*width - 1`` along ``dim``
-    (0: rows, a producer and its bias; 1: input columns, the consumer)."""
+    (0: rows, a producer and its bias; 1: input columns, the consumer), in each of ``blocks``
+    consecutive chunks of ``count*width`` (an LSTM's gates); ``optional``: see the module doc."""
 
     name: str
     dim: int
     width: int
+    blocks: int = 1
+    optional: bool = False
+
+    def span(self, count: int) -> int:
+        """How many positions along ``dim`` the family's units cover."""
+        return self.blocks * count * self.width
 
 
 @dataclass(frozen=True)
@@ -64,52 +80,69 @@ class UnitSource(Protocol):
     def structure_units(self, structure: str) -> Sequence[Family]: ...
 
 
-def layout(families: Sequence[Family], names: Sequence[str], shapes: Shapes, structure: str) -> Layout:
+def layout(families: Sequence[Family], names: Sequence[str], shapes: Shapes, structure: str,
+           unit: str = "heads and FFN neurons") -> Layout:
     """The families the scope ``names`` covers, with only their in-scope members (biases follow
     when in the scope); a one-line UserError for a family the scope cuts or a model with none."""
     scope, kept, seen = set(names), [], set()
     for fam in families:
-        weights = [m.name for m in fam.members if not is_bias(m.name)]
-        inside = [w for w in weights if w in scope]
-        if not inside:
+        members = _in_scope(fam, scope, structure)
+        if not members:
             continue
-        if len(inside) != len(weights):
-            missing = next(w for w in weights if w not in scope)
-            raise UserError(f"prune.structure: {structure} prunes '{inside[0]}' together with '{missing}', which is "
-                            "not in the scope: include both or exclude both")
-        members = tuple(m for m in fam.members if m.name in scope)
         for m in members:
-            if m.name in seen or shapes[m.name][m.dim] < fam.count * m.width:
+            if (m.name, m.dim) in seen or shapes[m.name][m.dim] < m.span(fam.count):
                 raise ValueError(f"structure units: '{m.name}' is in two families or too small for {fam.count} units")
-            seen.add(m.name)
+            seen.add((m.name, m.dim))
         kept.append(Family(fam.kind, fam.count, members))
     if not kept:
-        raise UserError(f"prune.structure: {structure} finds no unit in the scope (attention heads and feed-forward "
-                        "neurons need their weights in prune.include)")
-    return Layout(tuple(kept))
+        raise UserError(f"prune.structure: {structure} finds no unit in the scope ({unit} need their weights in "
+                        "prune.include)")
+    return Layout(tuple(kept), unit)
+
+
+def _in_scope(fam: Family, scope: set[str], structure: str) -> tuple[Member, ...]:
+    """The members of ``fam`` in the scope (none when none of its required weights is); refuses a
+    family the scope cuts in two, or whose optional consumer is out while a bias is out too."""
+    weights = [m for m in fam.members if not is_bias(m.name)]
+    inside = [m.name for m in weights if m.name in scope and not m.optional]
+    if not inside:
+        return ()
+    missing = [m for m in weights if m.name not in scope]
+    required = [m.name for m in missing if not m.optional]
+    if required:
+        raise UserError(f"prune.structure: {structure} prunes '{inside[0]}' together with '{required[0]}', which is "
+                        "not in the scope: include both or exclude both")
+    if missing and any(is_bias(m.name) and m.name not in scope for m in fam.members):
+        raise UserError(f"prune.structure: {structure}: the units of '{inside[0]}' feed '{missing[0].name}', which is "
+                        "not in the scope: include it, or set prune.biases: true so a removed unit outputs exactly 0")
+    return tuple(m for m in fam.members if m.name in scope)
+
+
+def _blocks(t: torch.Tensor, m: Member, count: int) -> torch.Tensor:
+    """A view of ``t``'s unit entries for member ``m``: (count, blocks, width, the other dims)."""
+    span = t.movedim(m.dim, 0)[:m.span(count)]
+    return span.unflatten(0, (m.blocks, count, m.width)).transpose(0, 1)
 
 
 def _reduce(mask: torch.Tensor, m: Member, count: int, how: str) -> torch.Tensor:
     """Per unit: any (``how`` 'any') or all ('all') of the member's entries of that unit."""
-    flat = mask.detach().cpu().movedim(m.dim, 0).reshape(mask.shape[m.dim], -1)[:count * m.width]
-    blocks = flat.reshape(count, -1)
+    blocks = _blocks(mask.detach().cpu(), m, count).reshape(count, -1)
     return blocks.any(1) if how == "any" else blocks.all(1)
 
 
 def _write(t: torch.Tensor, m: Member, count: int, units: torch.Tensor, keep_live: bool) -> torch.Tensor:
     """``t`` with each unit's entries set to ``units`` (``keep_live``: and-ed with what they were)."""
     out = t.clone()
-    moved = out.movedim(m.dim, 0)  # a view: writing it writes ``out``
-    along = units.to(t.device).repeat_interleave(m.width).reshape((-1,) + (1,) * (t.dim() - 1))
-    span = moved[:count * m.width]
-    span.copy_((span & along) if keep_live else along.expand(span.shape))
+    view = _blocks(out, m, count)  # a view: writing it writes ``out``
+    along = units.to(t.device).reshape((count,) + (1,) * (view.dim() - 1))
+    view.copy_((view & along) if keep_live else along.expand(view.shape))
     return out
 
 
 def _ids(shape: tuple[int, ...], m: Member, count: int, offset: int) -> torch.Tensor:
     """For each entry of a member, ``offset`` + the unit it belongs to (-1: in none), flattened."""
     along = torch.full((shape[m.dim],), -1, dtype=torch.long)
-    along[:count * m.width] = offset + torch.arange(count).repeat_interleave(m.width)
+    along[:m.span(count)] = (offset + torch.arange(count).repeat_interleave(m.width)).repeat(m.blocks)
     view = [1] * len(shape)
     view[m.dim] = shape[m.dim]
     return along.reshape(view).expand(shape).reshape(-1)
@@ -167,14 +200,26 @@ class Layout:
             out.setdefault(kind.get(k, k), []).append(k)
         return list(out.values())
 
+    def expected(self, mask: Tensors) -> dict[str, torch.Tensor]:
+        """Each member's mask as whole units would make it: an entry alive exactly when every unit
+        holding it lives (entries in no unit: as they are)."""
+        live = {f.key: self.live_units(mask, f) for f in self.families}
+        out = {m.name: mask[m.name] for f in self.families for m in f.members}
+        for f in self.families:
+            for m in f.members:
+                out[m.name] = _write(out[m.name], m, f.count, torch.ones(f.count, dtype=torch.bool), keep_live=False)
+        for f in self.families:
+            for m in f.members:
+                out[m.name] = _write(out[m.name], m, f.count, live[f.key], keep_live=True)
+        return out
+
     def partial(self, mask: Tensors) -> str | None:
         """The first family (its key) with a unit neither all alive nor all pruned (None: all whole)."""
+        expected = self.expected(mask)
         for f in self.families:
-            every = torch.ones(f.count, dtype=torch.bool)
             for m in f.members:
-                every &= _reduce(mask[m.name], m, f.count, "all")
-            if bool((self.live_units(mask, f) & ~every).any()):
-                return f.key
+                if bool(_reduce(mask[m.name] != expected[m.name], m, f.count, "any").any()):
+                    return f.key
         return None
 
     def scores(self, ctx: ScoreContext, ranking: Criterion | None, fams: Sequence[Family],
@@ -232,17 +277,21 @@ class Layout:
     def random_like(self, reference: Tensors, generator: torch.Generator, per_layer: bool) -> dict[str, torch.Tensor]:
         """Random units at the reference's live unit counts: per family (``per_layer``) or per kind
         over all its families; parameters in no family are copied."""
-        new = {n: t.clone() for n, t in reference.items()}
         groups = [[f] for f in self.families] if per_layer else \
             [[self.by_key()[k] for k in keys] for keys in self.kinds([f.key for f in self.families])]
+        chosen: dict[str, torch.Tensor] = {}
         for fams in groups:
             total = sum(f.count for f in fams)
             alive = sum(int(self.live_units(reference, f).sum()) for f in fams)
-            chosen = torch.zeros(total, dtype=torch.bool)
-            chosen[torch.randperm(total, generator=generator)[:alive]] = True
-            offset = 0
-            for f in fams:
-                for m in f.members:
-                    new[m.name] = _write(new[m.name], m, f.count, chosen[offset:offset + f.count], keep_live=False)
-                offset += f.count
+            drawn = torch.zeros(total, dtype=torch.bool)
+            drawn[torch.randperm(total, generator=generator)[:alive]] = True
+            for f, part in zip(fams, drawn.split([f.count for f in fams])):
+                chosen[f.key] = part
+        new = {n: t.clone() for n, t in reference.items()}
+        for f in self.families:  # every unit entry alive first: a parameter in two families is and-ed
+            for m in f.members:
+                new[m.name] = _write(new[m.name], m, f.count, torch.ones(f.count, dtype=torch.bool), keep_live=False)
+        for f in self.families:
+            for m in f.members:
+                new[m.name] = _write(new[m.name], m, f.count, chosen[f.key], keep_live=True)
         return new

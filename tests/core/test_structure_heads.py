@@ -157,7 +157,7 @@ def test_a_model_without_heads_and_a_spec_without_layout_are_refused():
         structure.resolve("rows", Plain(), [], {})
     with pytest.raises(ValueError, match="needs the adapter's unit layout"):
         PruneSpec(structure="heads")
-    assert set(structure.STRUCTURES) == {"weights", "neurons", "heads"}
+    assert set(structure.STRUCTURES) == {"weights", "neurons", "heads", "units"}
 
 
 def test_the_layout_refuses_a_family_too_small_for_its_units():

@@ -509,15 +509,20 @@ class HFAdapter(DomainAdapter):
     def export_model(self, path: Path, mask: Mapping[str, torch.Tensor], compact: bool,
                      unit_dir: Path | None = None) -> dict[str, Any]:
         """``multiticket export``: a transformers folder (config, safetensors, tokenizer) that plain
-        ``from_pretrained`` reads; ``compact``: pruned FFN neurons removed (:mod:`.compact`)."""
+        ``from_pretrained`` reads; ``compact``: pruned FFN neurons (:mod:`.compact`) or the LSTM LM's
+        pruned hidden units (:mod:`.lstm_compact`) removed."""
         from multiticket.adapters.hf.compact import export_folder as write_folder
 
         return write_folder(self.module, self.tokenizer, mask, Path(path), compact, AUTO_CLASSES[self.section.task])
 
     def structure_units(self, structure: str) -> list[Family]:
-        """``prune.structure: heads``: the attention heads and FFN neurons of a BERT-like encoder."""
+        """``prune.structure: heads``: the attention heads and FFN neurons of a BERT-like encoder;
+        ``units``: the LSTM LM's hidden units."""
         from multiticket.adapters.hf.compact import units
+        from multiticket.adapters.hf.lstm_compact import units as lstm_units
 
+        if structure == "units":
+            return lstm_units(self.module)
         return units(self.module) if structure == "heads" else []
 
     def close(self) -> None:

@@ -9,9 +9,10 @@ the matching input columns of ``output.dense``), a layer with ``intermediate.den
 and its bias, a column of ``output.dense``). BERT, MiniLM, RoBERTa, ELECTRA have both; GPT-2
 (fused ``c_attn``), Marian and the LSTM have none (the structure is refused in one line).
 
-**Compact export** (:func:`compact`). A removed unit's consumer columns are pruned too, so it adds
-exactly nothing to the residual stream: cutting it out changes no output beyond float reassociation
-(no bias folding is needed, biases in the scope or not). What plain ``transformers`` (>= 5, which
+**Compact export** (:func:`export_folder`; the LSTM LM's hidden units: :mod:`.lstm_compact`). A
+removed unit's consumer columns are pruned too, so it adds exactly nothing to the residual stream:
+cutting it out changes no output beyond float reassociation (no bias folding is needed, biases in
+the scope or not). What plain ``transformers`` (>= 5, which
 this project needs) can rebuild from a config decides what goes:
 
 - *FFN neurons*: ``BertConfig`` has one ``intermediate_size`` for every layer. The export sets it to
@@ -182,8 +183,8 @@ def export_folder(model: PreTrainedModel, tokenizer: Any, mask: Mapping[str, tor
     if compact_it:
         inputs = probe_inputs(model)
         checked = (inputs, logits(model, inputs))
-        summary.update(narrow_ffn(model))
-        summary["dead_heads"] = dead_heads(model, mask)
+        model, narrowed = _compact_model(model, mask)
+        summary.update(narrowed)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -195,10 +196,21 @@ def export_folder(model: PreTrainedModel, tokenizer: Any, mask: Mapping[str, tor
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if compact_it:
-        summary["net_arch"] = {"intermediate_size": int(model.config.intermediate_size),
-                               "num_attention_heads": int(model.config.num_attention_heads)}
     return {"path": str(path), **summary}
+
+
+def _compact_model(model: PreTrainedModel, mask: Mapping[str, torch.Tensor]) -> tuple[PreTrainedModel, dict[str, Any]]:
+    """The compact model and its summary: the LSTM LM's removed hidden units cut out
+    (:mod:`.lstm_compact`), else a BERT-like encoder's FFN neurons (its dead heads counted)."""
+    from multiticket.adapters.hf.lstm_compact import narrow as narrow_lstm
+    from multiticket.adapters.hf.lstm_compact import units as lstm_units
+
+    if lstm_units(model):
+        return narrow_lstm(model, mask)  # type: ignore[arg-type]
+    summary = {**narrow_ffn(model), "dead_heads": dead_heads(model, mask)}
+    summary["net_arch"] = {"intermediate_size": int(model.config.intermediate_size),
+                           "num_attention_heads": int(model.config.num_attention_heads)}
+    return model, summary
 
 
 def _check(auto: Any, folder: Path, before: torch.Tensor, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
