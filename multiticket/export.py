@@ -6,8 +6,11 @@ writes it: for SB3 one zip that plain ``ALGO.load`` reads; ``compact``, its dead
 from the producing and the consuming layers (a narrower ``net_arch``:
 :mod:`multiticket.adapters.sb3_export`), which is what ``prune.structure: neurons`` tickets are
 for. For transformers a folder plain ``from_pretrained`` reads; ``compact``, the pruned FFN neurons
-of a ``prune.structure: heads`` ticket removed (:mod:`multiticket.adapters.hf.compact`). An adapter offers this through an ``export_model(path, mask, compact, unit_dir)`` method;
-a domain without one is refused in one line. ``sparse``, for any domain (it needs no
+of a ``prune.structure: heads`` ticket removed (:mod:`multiticket.adapters.hf.compact`), or the
+LSTM LM's dead hidden units of a ``units`` ticket (:mod:`multiticket.adapters.hf.lstm_compact`).
+For the torch domain safetensors plus ``export.json`` (:mod:`multiticket.adapters.torch_export`).
+An adapter offers this through an ``export_model(path, mask, compact, unit_dir)`` method; a domain
+without one (the toy domain) is refused in one line. ``sparse``, for any domain (it needs no
 ``export_model``): the masked network's pruned Linear / LSTM layers of at least ``min_sparsity``
 zeros as CSR (or BSR) tensors in one safetensors file (:mod:`multiticket.core.sparse`), which
 :func:`multiticket.core.sparse.load_sparse` reads into a freshly built network of the same
@@ -118,8 +121,8 @@ def export_unit(run_dir: Path | str, seed: int, level: int, control: str = "tick
     path = _out_path(out, run_dir, seed, level, control, compact, sparse)
     cls = adapter_class(task.config.domain)
     if not sparse and not callable(getattr(cls, "export_model", None)):
-        raise UserError(f"export: the '{task.config.domain}' domain has no export yet (issue #34: SB3 and nlp "
-                        "only; --sparse works for every domain)")
+        raise UserError(f"export: the '{task.config.domain}' domain's adapter has no export_model "
+                        "(docs/extending.md); --sparse works for every domain")
     mask = Mask.load(unit_dir / "mask.safetensors")
     weights = load_tensors(unit_dir / "final.safetensors")
     with tempfile.TemporaryDirectory(prefix="multiticket-export-") as work:

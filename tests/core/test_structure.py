@@ -154,7 +154,7 @@ def test_a_toy_run_prunes_neurons_with_every_control(tiny_toy_args, tmp_path, ca
     assert 0 < weights["sparsity"] < 1
     assert "structure" in (run_dir / "config.yaml").read_text()
     assert cli_main(["export", str(run_dir), "--seed", "0", "--level", "2", "--out", str(tmp_path / "x")]) == 2
-    assert "export: the 'toy' domain has no export yet" in capsys.readouterr().err
+    assert "export: the 'toy' domain's adapter has no export_model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
