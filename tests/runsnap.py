@@ -52,3 +52,16 @@ def unit_mask(run: Path, control: str, level: int, seed: int = 0) -> Mask:
 def planned_count(mask: Mask, level: int, rate: float = 0.2) -> int:
     """The counting rule's live count at ``level`` over ``mask``'s tensors (global, ``rate`` of the remaining)."""
     return planned_alive({n: m.numel() for n, m in mask.items()}, PruneSpec(rate=rate), level)
+
+
+def refusing(*packages: str) -> str:
+    """The first lines of a ``python -I -c`` script in which importing any of ``packages`` (top
+    level names) fails: what an exported model must load without (multiticket, at least)."""
+    names = repr(tuple(packages))
+    return f"""import importlib.abc, json, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {names}:
+            raise ImportError(name + " must not be imported here")
+sys.meta_path.insert(0, Refuse())
+"""

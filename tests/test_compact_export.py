@@ -19,19 +19,14 @@ pytest.importorskip("torch_pruning")
 from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.core import structure  # noqa: E402
 from multiticket.core.mask import Mask  # noqa: E402
+from tests.runsnap import refusing  # noqa: E402
 
 HIDDEN = ["mlp_extractor.policy_net.0.weight", "mlp_extractor.policy_net.2.weight",
           "mlp_extractor.value_net.0.weight", "mlp_extractor.value_net.2.weight"]
 HEADS = ("action_net.weight", "value_net.weight")
 
 #: runs with SB3 alone: any import of multiticket fails, and none may have happened at the end
-CHECK = r"""
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "multiticket" or name.startswith("multiticket."):
-            raise ImportError("multiticket must not be imported here")
-sys.meta_path.insert(0, Refuse())
+CHECK = refusing("multiticket") + r"""
 import numpy as np, torch
 from stable_baselines3 import PPO
 masked, compact = (PPO.load(p, device="cpu") for p in sys.argv[1:3])

@@ -24,7 +24,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.core.mask import Mask  # noqa: E402
-from tests.runsnap import only_run, unit_mask  # noqa: E402
+from tests.runsnap import only_run, refusing, unit_mask  # noqa: E402
 
 TINY = {"task": "classification", "dataset": "rotten_tomatoes", "model": "bert",
         "model_args": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
@@ -33,13 +33,7 @@ TINY = {"task": "classification", "dataset": "rotten_tomatoes", "model": "bert",
 LAYERS = ("bert.encoder.layer.0", "bert.encoder.layer.1")
 
 #: runs with transformers alone: any import of multiticket fails, and none may have happened at the end
-CHECK = r"""
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "multiticket" or name.startswith("multiticket."):
-            raise ImportError("multiticket must not be imported here")
-sys.meta_path.insert(0, Refuse())
+CHECK = refusing("multiticket") + r"""
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 texts = ["a gripping, funny and humane film", "dull.", "the plot never quite comes together , but the cast is fine",

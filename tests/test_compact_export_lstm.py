@@ -29,7 +29,7 @@ from multiticket.cli import main as cli_main  # noqa: E402
 from multiticket.core.mask import Mask  # noqa: E402
 from multiticket.core.prune import PruneSpec, prune  # noqa: E402
 from multiticket.core.structure import resolve  # noqa: E402
-from tests.runsnap import only_run, unit_mask  # noqa: E402
+from tests.runsnap import only_run, refusing, unit_mask  # noqa: E402
 
 H = 32
 NLP = {"task": "causal_lm", "dataset": "austen", "model": "lstm",
@@ -37,13 +37,7 @@ NLP = {"task": "causal_lm", "dataset": "austen", "model": "lstm",
        "max_eval_examples": 16, "max_length": 24, "vocab_size": 300, "batch_size": 8, "logging_steps": 4}
 
 #: plain torch and safetensors: builds the LM from config.json and prints its logits on argv[2]'s ids
-PLAIN = r"""
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("multiticket", "transformers"):
-            raise ImportError(name + " must not be imported here")
-sys.meta_path.insert(0, Refuse())
+PLAIN = refusing("multiticket", "transformers") + r"""
 import torch
 from safetensors.torch import load_file
 folder = sys.argv[1]

@@ -204,7 +204,13 @@ class Layout:
         """Each member's mask as whole units would make it: an entry alive exactly when every unit
         holding it lives (entries in no unit: as they are)."""
         live = {f.key: self.live_units(mask, f) for f in self.families}
-        out = {m.name: mask[m.name] for f in self.families for m in f.members}
+        return self.with_units({m.name: mask[m.name] for f in self.families for m in f.members}, live)
+
+    def with_units(self, masks: dict[str, torch.Tensor], live: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``masks`` with every family's units set to ``live`` (family key -> one bool per unit):
+        each unit entry made alive first, then the dead units cleared, so a parameter in two
+        families (an LSTM's ``weight_hh``: rows and columns) ends alive only where both live."""
+        out = dict(masks)
         for f in self.families:
             for m in f.members:
                 out[m.name] = _write(out[m.name], m, f.count, torch.ones(f.count, dtype=torch.bool), keep_live=False)
@@ -287,11 +293,4 @@ class Layout:
             drawn[torch.randperm(total, generator=generator)[:alive]] = True
             for f, part in zip(fams, drawn.split([f.count for f in fams])):
                 chosen[f.key] = part
-        new = {n: t.clone() for n, t in reference.items()}
-        for f in self.families:  # every unit entry alive first: a parameter in two families is and-ed
-            for m in f.members:
-                new[m.name] = _write(new[m.name], m, f.count, torch.ones(f.count, dtype=torch.bool), keep_live=False)
-        for f in self.families:
-            for m in f.members:
-                new[m.name] = _write(new[m.name], m, f.count, chosen[f.key], keep_live=True)
-        return new
+        return self.with_units({n: t.clone() for n, t in reference.items()}, chosen)

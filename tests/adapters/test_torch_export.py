@@ -18,7 +18,7 @@ import yaml
 pytest.importorskip("torch_pruning")
 
 from multiticket.cli import main as cli_main  # noqa: E402
-from tests.runsnap import only_run, unit_mask  # noqa: E402
+from tests.runsnap import only_run, refusing, unit_mask  # noqa: E402
 
 MODULE = '''
 import torch
@@ -46,13 +46,7 @@ def evaluate(model, args):
 '''
 
 #: plain torch: the user's module and the recipe of multiticket.adapters.torch_export's docstring
-PLAIN = r"""
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "multiticket":
-            raise ImportError(name + " must not be imported here")
-sys.meta_path.insert(0, Refuse())
+PLAIN = refusing("multiticket") + r"""
 import torch
 from safetensors.torch import load_file
 folder, masked, module_dir = sys.argv[1:4]
