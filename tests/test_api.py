@@ -109,15 +109,16 @@ def test_bad_input(tmp_path: Path) -> None:
 
 
 def test_an_error_found_building_the_adapter_names_the_override(tmp_path: Path, capsys) -> None:
-    """A misspelled ``env_kwargs`` key is found only when the environment is made: the error names
-    the ``--set`` (or the API's ``set=`` entry) that caused it, not the task file it overrode."""
+    """A misspelled ``env_kwargs`` key: the error names the ``--set`` (or the API's ``set=`` entry)
+    that caused it, not the task file it overrode, with the keyword the environment takes."""
     out = tmp_path / "out"
     assert cli_main(["run", "cartpole-ppo", "--set", "rl.env_kwargs.max_episode_stepz=100", "--out", str(out),
                      "--quiet", "--workers", "1"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("multiticket: error: --set rl.env_kwargs.max_episode_stepz=100: rl.env_kwargs: "
-                           "CartPole-v1 rejected them: "), line
+    assert line.startswith("multiticket: error: --set rl.env_kwargs.max_episode_stepz=100: "
+                           "rl.env_kwargs.max_episode_stepz: CartPole-v1 takes no keyword 'max_episode_stepz' "
+                           "(did you mean 'max_episode_steps'?"), line
     assert "max_episode_stepz" in line and not out.exists()
-    with pytest.raises(UserError, match=r"^set rl.env_kwargs.max_episode_stepz=100: rl.env_kwargs: CartPole-v1"):
+    with pytest.raises(UserError, match=r"^set rl.env_kwargs.max_episode_stepz=100: rl.env_kwargs.max_episode_stepz: CartPole-v1 takes no keyword"):
         multiticket.run("cartpole-ppo", out=out, set={"rl.env_kwargs.max_episode_stepz": 100})
     assert not out.exists()
