@@ -25,7 +25,7 @@ import contextlib
 import os
 import random
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -47,8 +47,10 @@ from transformers import (
 from multiticket.adapters.hf import baselines as B
 from multiticket.adapters.hf import metrics as M
 from multiticket.adapters.hf.callback import TicketCallback
+from multiticket.adapters.hf.compact import units as encoder_units
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.export import export_folder
+from multiticket.adapters.hf.lstm_compact import units as lstm_units
 from multiticket.adapters.hf.models import AUTO_CLASSES, NewHead, build_model, default_prunable, resolve_pretrained
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
@@ -164,6 +166,11 @@ class HooksCallback(TrainerCallback):
         if self.pending is not None:
             self._step_done(self.pending, None)
             self.pending = None
+
+
+#: ``prune.structure`` -> the function finding its units in a model: ``heads``, the attention heads
+#: and FFN neurons of a BERT-like encoder; ``units``, the LSTM LM's hidden units
+UNIT_FINDERS: dict[str, Callable[[torch.nn.Module], list[Family]]] = {"heads": encoder_units, "units": lstm_units}
 
 
 def fused_kernel_for(device: str) -> bool:
@@ -516,14 +523,9 @@ class HFAdapter(DomainAdapter):
         return write_folder(self.module, self.tokenizer, mask, Path(path), compact, AUTO_CLASSES[self.section.task])
 
     def structure_units(self, structure: str) -> list[Family]:
-        """``prune.structure: heads``: the attention heads and FFN neurons of a BERT-like encoder;
-        ``units``: the LSTM LM's hidden units."""
-        from multiticket.adapters.hf.compact import units
-        from multiticket.adapters.hf.lstm_compact import units as lstm_units
-
-        if structure == "units":
-            return lstm_units(self.module)
-        return units(self.module) if structure == "heads" else []
+        """The units a structure of :data:`UNIT_FINDERS` names in this model ([] for another)."""
+        find = UNIT_FINDERS.get(structure)
+        return find(self.module) if find is not None else []
 
     def close(self) -> None:
         self._model = None
