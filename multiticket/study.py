@@ -269,8 +269,9 @@ def part_seeds(study: Study, key: str, budget: str, seeds: Sequence[int] | None)
 
 
 def build_tasks(study: Study, key: str, budget: str, out: Path, seeds: Sequence[int] | None, levels: int | None,
-                device: str) -> PartTasks:
-    """Write a part's task files to ``OUT/tasks/`` (only when changed) and load them, validating every key."""
+                device: str, overrides: Sequence[str] = ()) -> PartTasks:
+    """Write a part's task files to ``OUT/tasks/`` (only when changed) and load them, validating every key;
+    ``overrides`` (``--set KEY=VALUE``) apply to every task as ``multiticket run --set`` does."""
     task_dir = out / "tasks"
     task_dir.mkdir(parents=True, exist_ok=True)
     chosen = part_seeds(study, key, budget, seeds)
@@ -284,7 +285,7 @@ def build_tasks(study: Study, key: str, budget: str, out: Path, seeds: Sequence[
         text = yaml.safe_dump(data, sort_keys=False)
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
-        tasks.append(load_task(path, seeds=chosen, levels=levels))
+        tasks.append(load_task(path, list(overrides), seeds=chosen, levels=levels))
         files.append(path)
     return PartTasks(key, list(specs), tasks, files, [out / t.run_name for t in tasks])
 
@@ -440,6 +441,9 @@ def study_parser(study: Study, prog: str, doc: str, seeds: Callable[[str], list[
     p.add_argument("--workers", type=int, help="units at once (default: the budget's, see the study file)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--levels", type=int, help="override the budget's number of pruning levels (every part)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a task setting in every part, as `multiticket run --set` (repeatable; e.g. "
+                        "nlp.adamw_fused=false to extend or report a run made before that default)")
     p.add_argument("--results-only", action="store_true", help="train nothing; rewrite reports and results")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
@@ -465,7 +469,8 @@ def run_study(study: Study, args: argparse.Namespace, command: str, prog: str,
     selected = getattr(args, "parts", None) or study.default_parts
     try:
         machine = machine_info(args.device)
-        part_tasks = {k: build_tasks(study, k, args.budget, out, args.seeds, args.levels, args.device)
+        part_tasks = {k: build_tasks(study, k, args.budget, out, args.seeds, args.levels, args.device,
+                                     getattr(args, "set", []))
                       for k in study.spec.parts}
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -101,6 +101,24 @@ def test_the_command_lines_the_docs_use() -> None:
         chen.parse_args(["--parts", "minilm"])
 
 
+def test_set_overrides_every_task_as_run_does(tmp_path: Path) -> None:
+    """`--set` reaches the task a study runs (and so its run directory's name, for a hashed key:
+    `nlp.adamw_fused=false` names the run a study made before the fused default); a bad key is
+    one line naming it."""
+    from multiticket.cli import _seeds
+
+    study = load_study(CHEN)
+    args = study_parser(study, "reproduce_chen2020.py", "doc", _seeds).parse_args(
+        ["--set", "nlp.adamw_fused=false", "--set", "train.steps=7"])
+    assert args.set == ["nlp.adamw_fused=false", "train.steps=7"]
+    plain = build_tasks(study, "minilm", "tiny", tmp_path, None, None, "cpu")
+    legacy = build_tasks(study, "minilm", "tiny", tmp_path, None, None, "cpu", args.set)
+    task = legacy.tasks[0]
+    assert (task.config.train.steps, task.section.adamw_fused) == (7, False)  # type: ignore[attr-defined]
+    assert legacy.run_dirs[0] != plain.run_dirs[0] and legacy.files == plain.files  # the file stays the study's
+    with pytest.raises(UserError, match="nlp.adamw_fusd"):
+        build_tasks(study, "minilm", "tiny", tmp_path, None, None, "cpu", ["nlp.adamw_fusd=false"])
+
 def write_study(tmp_path: Path, edit: Any) -> Path:
     data = yaml.safe_load(CHEN.read_text())
     edit(data)
