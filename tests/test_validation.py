@@ -25,6 +25,18 @@ def test_a_set_error_names_the_override_not_the_shipped_file(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+
+def test_a_cross_field_error_names_the_override_of_the_other_key(tmp_path, capsys):
+    """The rule is about rewind.step, but the --set that broke it changed train.steps."""
+    pytest.importorskip("stable_baselines3")
+    assert resolve_task("cartpole-ppo").config.rewind.step == 2048  # an absolute step, not a share of training
+    assert main(["run", "cartpole-ppo", "--out", str(tmp_path / "runs"), "--set", "train.steps=100"]) == 2
+    assert _errors(capsys) == ["multiticket: error: --set train.steps=100: rewind.step: must be below train.steps (100)"]
+    assert not (tmp_path / "runs").exists()
+    # a key merely sharing a prefix is not named
+    assert line("t.yaml", ("rewind.step", "must be below train.steps (5)"), [("train.step", "--set train.step=5")]) == (
+        "t.yaml: rewind.step: must be below train.steps (5)")
+
 def test_an_error_of_the_file_itself_still_names_the_file():
     with pytest.raises(UserError) as err:
         resolve_task({**resolve_task("toy-mlp").resolved, "rewind": {"step": 10**6}})

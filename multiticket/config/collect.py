@@ -15,6 +15,7 @@ overrode. The happy path never comes here, so a valid task costs nothing more.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,17 @@ def override_labels(
 
 
 def line(source: Path | str, problem: Problem, labels: list[tuple[str, str]]) -> str:
-    """One error line: the override that set ``field`` (or a section or key around it), else the
-    file; then the field, as always (``--set rewind.step=999999: rewind.step: must be below ...``)."""
+    """One error line: the override that set ``field`` (or a section or key around it), else one
+    whose key the reason names (a cross-field rule: ``--set train.steps=100: rewind.step: must be
+    below train.steps (100)``), else the file; then the field, as always."""
     field, why = problem
     if field is None:
         return why
     for key, label in labels:
         if field == key or field.startswith(f"{key}.") or key.startswith(f"{field}."):
+            return f"{label}: {field}: {why}"
+    for key, label in labels:  # a cross-field rule names the other key it checks against
+        if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", why):
             return f"{label}: {field}: {why}"
     return f"{source}: {field}: {why}"
 
