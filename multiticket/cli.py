@@ -432,8 +432,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         line = (f"{len(layers)} layers sparse ({', '.join(sorted(set(layers.values()))) or 'none'}) from "
                 f"{s.get('min_sparsity')} zeros, {s.get('stored_values')} stored values (dense {s.get('dense_values')})")
     if args.compact:
-        line += (f", {s.get('neurons_removed')} neurons removed, net_arch {s.get('net_arch')}, outputs within "
-                 f"{s.get('max_abs_diff', 0.0):.2g} of the ticket's")
+        channels = f" (of them {s['channels_removed']} Conv channels)" if s.get("channels_removed") else ""
+        kept = sum(k.get("channels", 0) for k in s.get("dead_kept") or [] if isinstance(k, dict))
+        line += (f", {s.get('neurons_removed')} neurons removed{channels}, net_arch {s.get('net_arch')}, outputs "
+                 f"within {s.get('max_abs_diff', 0.0):.2g} of the ticket's"
+                 + (f"; {kept} dead kept where removal is not exact (export.json: dead_kept)" if kept else ""))
     print(printable(line), file=sys.stderr)
     print(done.path)
     return 0

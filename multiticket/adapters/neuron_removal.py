@@ -8,18 +8,22 @@ layer's bias leaves every output unchanged (up to float reassociation). torch-pr
 (``DependencyGraph``, ``prune_linear_out_channels``) traces the network's forward and finds which
 input columns of which consumers go with a row; written here: which rows are dead (from the mask)
 and the bias folding (the constant each consumer receives is measured on a probe batch, and
-checked constant).
+checked constant). The torch domain's export also removes Conv channels and keeps what it cannot
+remove exactly, saying why (:mod:`multiticket.adapters.channel_removal`); SB3 policies have Linear
+hidden layers only, and a neuron that cannot go fails their export here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from multiticket.errors import UserError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def linears(module: nn.Module) -> list[nn.Linear]:
@@ -27,8 +31,8 @@ def linears(module: nn.Module) -> list[nn.Linear]:
     return [m for m in module.modules() if isinstance(m, nn.Linear)]
 
 
-def dead_rows(root: nn.Module, mask: Mapping[str, torch.Tensor], layer: nn.Linear) -> list[int]:
-    """The rows of ``layer`` the mask prunes whole (none when its weight is not masked)."""
+def dead_rows(root: nn.Module, mask: Mapping[str, torch.Tensor], layer: nn.Module) -> list[int]:
+    """The rows (output channels) of ``layer`` the mask prunes whole (none when its weight is not masked)."""
     names = {id(m): n for n, m in root.named_modules()}
     weight = mask.get(f"{names[id(layer)]}.weight") if id(layer) in names else None
     if weight is None:
@@ -36,10 +40,11 @@ def dead_rows(root: nn.Module, mask: Mapping[str, torch.Tensor], layer: nn.Linea
     return [int(i) for i in (~weight.reshape(weight.shape[0], -1).any(1)).nonzero().squeeze(1)]
 
 
-def _consumer_inputs(root: nn.Module, inputs: Sequence[torch.Tensor],
-                     layers: Sequence[nn.Linear]) -> dict[nn.Linear, torch.Tensor]:
-    """The input each of ``layers`` receives on the probe batch (forward pre-hooks)."""
-    seen: dict[nn.Linear, torch.Tensor] = {}
+def consumer_inputs(root: nn.Module, inputs: Sequence[torch.Tensor],
+                    layers: Sequence[M]) -> dict[M, torch.Tensor]:
+    """The input each of ``layers`` receives on the probe batch (forward pre-hooks; a layer run
+    twice: its first call's)."""
+    seen: dict[M, torch.Tensor] = {}
     hooks = [layer.register_forward_pre_hook(lambda m, args: seen.setdefault(m, args[0].detach().clone()))
              for layer in layers]
     try:
@@ -71,7 +76,7 @@ def remove_neurons(root: nn.Module, inputs: tuple[torch.Tensor, ...], rows: Mapp
     groups = [(layer, graph.get_pruning_group(layer, tp.prune_linear_out_channels, idxs=idxs))
               for layer, idxs in rows.items() if idxs]
     consumers = [(c, cols) for layer, group in groups for c, cols in _consumers(group, layer)]
-    seen = _consumer_inputs(root, inputs, [c for c, _ in consumers])
+    seen = consumer_inputs(root, inputs, [c for c, _ in consumers])
     with torch.no_grad():
         for consumer, cols in consumers:
             constant = seen[consumer][..., cols].reshape(-1, len(cols))

@@ -334,7 +334,8 @@ class TorchAdapter(DomainAdapter):
     def export_model(self, path: Path, mask: Mapping[str, torch.Tensor], compact: bool,
                      unit_dir: Path | None = None) -> dict[str, Any]:
         """``multiticket export``: a folder of safetensors and JSON that plain torch loads with the
-        user's ``build_model``; ``compact``: hidden Linear layers' dead neurons removed (:mod:`.torch_export`)."""
+        user's ``build_model``; ``compact``: the dead neurons of hidden Linear layers and dead channels of Conv layers removed
+        wherever that is exact (:mod:`.torch_export`, :mod:`.channel_removal`)."""
         from multiticket.adapters.torch_export import export_folder
 
         return export_folder(self, Path(path), mask, compact)
