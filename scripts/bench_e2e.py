@@ -1,6 +1,6 @@
 """A whole multiticket search against a plain library loop doing the same training (a benchmark, not a test).
 
-Each repeat runs, in alternating order, two fresh processes: ``multiticket`` (one ticket search,
+Two sides run the same plan (scripts/bench_e2e_sides.py): ``multiticket`` (one ticket search,
 in-process, one worker: what ``multiticket run TASK --workers 1`` does) and ``plain`` (a script
 that trains and evaluates the same number of networks for the same steps with the library
 alone: SB3 ``PPO(...).learn`` + ``evaluate_policy`` on the same batched evaluation env of N
@@ -10,12 +10,24 @@ pruned level, as IMP does. Reported, per phase, seconds per trained step (env ti
 optimizer steps of one batch of tokens for NLP) and the ratio multiticket / plain:
 
 - start-up: process start and imports (multiticket: its command line and the domain's adapter;
-  plain: torch and the library);
+  plain: torch and the library); in the shared mode also the first run's one-time costs;
 - build: multiticket's validation build, networks, envs/data, IMP's bookkeeping (load inputs,
   prune, rewind) and locks; plain: envs/data and the networks (the plain HF side prepares its
   data with the adapter's own pipeline, timed here as well);
 - training, evaluation: the library's own loops;
 - writing: multiticket's unit files, checksums, exports and summary.csv; plain: one save.
+
+Modes (every child pinned to ``--cpu``, ``OMP_NUM_THREADS=1``):
+
+- ``shared`` (default): a pair is both sides' whole runs one after the other inside one child
+  process (``--per-process`` pairs per child, the order alternating, after one warm-up of both
+  on a small plan), so the two share the process's memory layout and allocator state and the
+  machine's moment: fresh processes differ by up to ±10 % in speed on a 2-core VM whatever they
+  run, and that scatter no longer enters the ratio. What a fresh process pays once (start-up
+  and the first run's extra: lazy imports, caches) comes from ``--probes`` start-up probes per
+  side, each a fresh process running the small plan cold, then warm; each side's median is its
+  start-up in every pair.
+- ``fresh``: each side's whole run in its own fresh process, the order alternating.
 
 The plain side reads its hyperparameters through multiticket's task resolution before its timed
 phases (that import is not counted anywhere). ``--eval-speedup`` also measures, in one process,
@@ -23,7 +35,7 @@ batched against sequential evaluation of the demo's PPO CartPole units (same epi
 alternating): ``--eval-train-steps`` trains the agent first so its episodes are as long as the
 demo's.
 
-    .venv/bin/python scripts/bench_e2e.py [--domain rl,nlp] [--repeats 3] [--steps 10000] [--levels 2]
+    .venv/bin/python scripts/bench_e2e.py [--domain rl,nlp] [--repeats 3] [--steps 10000] [--levels 2] [--mode fresh]
     .venv/bin/python scripts/bench_e2e.py --domain none --eval-speedup --eval-train-steps 20000
 """
 
@@ -41,168 +53,37 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_e2e_sides as sides
+from bench_e2e_sides import PHASES, TASKS
+
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("startup", "build", "train", "evaluate", "write")
-#: the shipped task each domain runs (the demo's, and the tiny BERT of the NLP benchmarks)
-TASKS = {"rl": "cartpole-ppo", "nlp": "rotten-tomatoes-bert"}
 RESULT = "E2E-RESULT "
-
-
-# -- the two sides, each in its own process -----------------------------------------------------
-
-
-def multiticket_side(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
-    """One in-process ticket search; phases from the runner's per-unit timings."""
-    import multiticket.cli  # noqa: F401 - what `multiticket run` imports before it builds
-    from multiticket.domains import domains
-
-    __import__(domains.module_of(cfg["domain"]))
-    startup = time.time() - launched
-    from multiticket.analysis.summary import write_summary
-    from multiticket.api import resolve_task
-    from multiticket.core.hooks import NullReporter
-    from multiticket.launch import driver
-    from multiticket.launch.backends import LaunchOptions
-
-    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
-    runners: list[Any] = []
-    prepare = driver.prepare_run
-
-    def keep(*args: Any, **kwargs: Any) -> Any:
-        prepared = prepare(*args, **kwargs)
-        runners.append(prepared.runner)
-        return prepared
-
-    driver.prepare_run = keep  # to read the runner's phases afterwards
-    with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        driver.run_tasks([task], Path(out), LaunchOptions(workers=1, device="cpu", in_process_threads=1),
-                         NullReporter())
-        t1 = time.perf_counter()
-        _, records = write_summary(Path(out) / task.run_name)
-        summary = time.perf_counter() - t1
-    sums = {k: sum(ph.get(k, 0.0) for r in runners for ph in r.unit_phases.values())
-            for k in ("train", "evaluate", "save")}
-    return {
-        "startup": startup,
-        "build": (t1 - t0) - sum(sums.values()),
-        "train": sums["train"],
-        "evaluate": sums["evaluate"],
-        "write": sums["save"] + summary,
-        "steps": sum(r["stop_step"] - r["start_step"] for r in records),
-        "units": len(records),
-    }
-
-
-def plain_rl(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
-    import torch
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    startup = time.time() - launched
-    from multiticket.adapters.sb3_algos import ALGOS  # untimed: the same hyperparameters
-    from multiticket.adapters.sb3_hyper import resolve_hyper
-    from multiticket.api import resolve_task
-
-    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
-    s = task.section
-    hyper = resolve_hyper(s.algo, s.env, s.hyperparams, s.overrides, s.env_kwargs)
-    torch.set_num_threads(1)  # as the adapter does for MLP policies
-    out = dict.fromkeys(PHASES[1:], 0.0) | {"steps": 0, "units": 0}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (seed, steps) in enumerate(cfg["units"]):
-            t0 = time.perf_counter()
-            venv = make_vec_env(s.env, n_envs=hyper.n_envs, seed=seed, env_kwargs=dict(hyper.env_kwargs))
-            model = ALGOS[s.algo].cls(hyper.policy, venv, seed=seed, device="cpu", verbose=0, **hyper.kwargs)
-            eval_env = make_vec_env(s.env, n_envs=s.n_eval_episodes, seed=seed + s.eval_seed_offset)
-            t1 = time.perf_counter()
-            model.learn(steps)
-            t2 = time.perf_counter()
-            evaluate_policy(model, eval_env, n_eval_episodes=s.n_eval_episodes, deterministic=True, warn=False)
-            t3 = time.perf_counter()
-            model.save(Path(tmp) / f"unit_{i}.zip")
-            t4 = time.perf_counter()
-            for key, seconds in zip(PHASES[1:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                out[key] += seconds
-            out["steps"] += int(model.num_timesteps)
-            out["units"] += 1
-            venv.close()
-            eval_env.close()
-    return {"startup": startup, **out}
-
-
-def plain_nlp(cfg: dict[str, Any], launched: float) -> dict[str, Any]:
-    import torch
-    from transformers import Trainer
-
-    startup = time.time() - launched
-    from multiticket.adapters.hf import HFAdapter  # untimed: the same data, model and arguments
-    from multiticket.adapters.hf.models import build_model
-    from multiticket.api import resolve_task
-
-    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
-    torch.set_num_threads(1)
-    out = dict.fromkeys(PHASES[1:], 0.0) | {"steps": 0, "units": 0}
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        adapter = HFAdapter(task.config, task.section, Path(tmp), "cpu")
-        adapter._prepare()  # data and tokenizer, once per process as the adapter does
-        out["build"] += time.perf_counter() - t0
-        s, feats = adapter.section, adapter._features
-        for i, (seed, steps) in enumerate(cfg["units"]):
-            t0 = time.perf_counter()
-            adapter.seed = seed
-            model, _new_head = build_model(s, adapter.tokenizer, adapter.num_labels, adapter.pretrained, seed, False)
-            args = adapter.training_args(steps)
-            args.per_device_eval_batch_size = s.eval_batch_size
-            trainer = Trainer(model=model, args=args, train_dataset=feats["train"], data_collator=adapter.collator(),
-                              processing_class=adapter.tokenizer)
-            t1 = time.perf_counter()
-            trainer.train()
-            t2 = time.perf_counter()
-            trainer.evaluate(feats["validation"])
-            trainer.evaluate(feats["test"], metric_key_prefix="test")
-            t3 = time.perf_counter()
-            model.save_pretrained(str(Path(tmp) / f"unit_{i}"))
-            adapter.tokenizer.save_pretrained(str(Path(tmp) / f"unit_{i}"))
-            t4 = time.perf_counter()
-            for key, seconds in zip(PHASES[1:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                out[key] += seconds
-            out["steps"] += steps
-            out["units"] += 1
-    return {"startup": startup, **out}
 
 
 # -- the parent: plan, interleave, report -------------------------------------------------------
 
 
-def plan(domain: str, steps: int | None, levels: int, seeds: list[int], extra: list[str]) -> dict[str, Any]:
-    """The task both sides run, and the plain side's (seed, steps) per unit: T for the dense
-    unit of each seed, T - k for each pruned level (no controls)."""
-    from multiticket.api import resolve_task
-
-    overrides = ["controls=[]", *([f"train.steps={steps}"] if steps else []), *extra]
-    if domain == "rl":
-        overrides.append("rl.tensorboard=false")
-    task = resolve_task(TASKS[domain], overrides, seeds, levels)
-    T, k = task.config.train.steps, task.config.rewind_step()
-    units = [[s, T] for s in seeds] + [[s, T - k] for s in seeds for _ in range(levels)]
-    return {"domain": domain, "task": TASKS[domain], "overrides": overrides, "seeds": seeds, "levels": levels,
-            "units": units}
-
-
-def run_child(side: str, cfg: dict[str, Any], cpu: int | None = None) -> dict[str, Any]:
-    """One side in a fresh process, pinned to ``cpu`` (both sides on the same core) when given."""
+def run_child(job: dict[str, Any], cpu: int | None = None) -> Any:
+    """One child process (``job['kind']``: a side's whole run, a start-up probe or a series of
+    pairs), pinned to ``cpu`` (every child on the same core) when given; its printed result."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--config", json.dumps(cfg),
-           "--launched", repr(time.time())]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job), "--launched", repr(time.time())]
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, preexec_fn=pin)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{side} side exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}")
+        raise RuntimeError(f"{job['kind']} child exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}")
     return json.loads(lines[-1][len(RESULT):])
+
+
+def child(job: dict[str, Any], launched: float) -> Any:
+    """What a child process runs (:func:`run_child`'s ``job``)."""
+    if job["kind"] == "fresh":
+        return sides.run_side(job["side"], job["cfg"], launched)
+    if job["kind"] == "probe":
+        return sides.probe(job["side"], job["cfg"], launched)
+    return sides.pairs(job["cfg"], job["warmup"], job["n"], job["first"])
 
 
 #: an interval wider than this (hi / lo of the ratio) cannot tell 1.00x from 1.05x
@@ -212,16 +93,18 @@ TARGET = 1.03
 
 
 def ratio_interval(ratios: list[float]) -> dict[str, Any]:
-    """Geometric mean of paired ratios with a 95 % t interval on their logs (repeats are
-    interleaved pairs, so each pair shares the machine's state), and what it can judge."""
+    """Geometric mean of paired ratios with a 95 % t interval on their logs (each pair shares the
+    machine's state), the logs' standard deviation (the spread a mode is judged by), and what the
+    interval can judge."""
     logs = [math.log(r) for r in ratios]
     mean = statistics.fmean(logs)
-    out: dict[str, Any] = {"ratio": math.exp(mean), "n": len(logs)}
+    out: dict[str, Any] = {"ratio": math.exp(mean), "n": len(logs),
+                           "log_sd": statistics.stdev(logs) if len(logs) > 1 else None}
     if len(logs) < 3:
         return out | {"low": None, "high": None, "judged": f"too few repeats ({len(logs)}, 3 needed)"}
     from scipy.stats import t as student
 
-    half = student.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    half = student.ppf(0.975, len(logs) - 1) * out["log_sd"] / math.sqrt(len(logs))
     low, high = math.exp(mean - half), math.exp(mean + half)
     if high < 1.05:
         judged = "below 1.05x"
@@ -234,21 +117,27 @@ def ratio_interval(ratios: list[float]) -> dict[str, Any]:
     return out | {"low": low, "high": high, "judged": judged}
 
 
-def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per phase (and the whole run): median seconds per trained step of each side, and the paired
-    ratio multiticket / plain of each interleaved repeat with its interval (:func:`ratio_interval`)."""
-    def per_step(r: dict[str, Any], key: str) -> float:
-        total = sum(r[p] for p in PHASES) if key == "total" else r[key]
-        return total / max(r["steps"], 1)
+def per_step(r: dict[str, Any], key: str) -> float:
+    """Seconds per trained step of one side's result in phase ``key`` (``total``: all phases)."""
+    return (sides.total(r) if key == "total" else r[key]) / max(r["steps"], 1)
 
+
+def compare(runs: dict[str, list[dict[str, Any]]], startup: dict[str, list[dict[str, Any]]] | None = None
+            ) -> dict[str, Any]:
+    """Per phase (and the whole run): median seconds per trained step of each side, and the paired
+    ratio multiticket / plain of each pair with its interval (:func:`ratio_interval`). ``startup``:
+    the start-up row's own pairs (the shared mode's fresh-process probes) instead of ``runs``'."""
     table = {}
     for key in (*PHASES, "total"):
-        pairs = list(zip(runs["multiticket"], runs["plain"], strict=True))
+        src = startup if key == "startup" and startup is not None else runs
+        pairs = list(zip(src["multiticket"], src["plain"], strict=True))
         ratios = [per_step(a, key) / per_step(b, key) for a, b in pairs if per_step(b, key) > 0]
-        table[key] = {"multiticket_s_per_step": statistics.median(per_step(r, key) for r in runs["multiticket"]),
-                      "plain_s_per_step": statistics.median(per_step(r, key) for r in runs["plain"]),
+        table[key] = {"multiticket_s_per_step": statistics.median(per_step(r, key) for r in src["multiticket"]),
+                      "plain_s_per_step": statistics.median(per_step(r, key) for r in src["plain"]),
                       "paired_ratios": ratios, **(ratio_interval(ratios) if ratios else {"ratio": None})}
-    return {"phases": table, "steps": {side: runs[side][0]["steps"] for side in runs},
+    cpu = [a["cpu"] / b["cpu"] for a, b in zip(runs["multiticket"], runs["plain"], strict=True) if b.get("cpu")]
+    table_cpu = {"paired_ratios": cpu, **(ratio_interval(cpu) if cpu else {"ratio": None})}
+    return {"phases": table, "cpu": table_cpu, "steps": {side: runs[side][0]["steps"] for side in runs},
             "units": {side: runs[side][0]["units"] for side in runs}}
 
 
@@ -265,12 +154,51 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__, "platform": platform.platform()}
 
 
-def bench_domain(cfg: dict[str, Any], repeats: int, cpu: int | None) -> dict[str, Any]:
+def bench_fresh(cfg: dict[str, Any], repeats: int, cpu: int | None) -> dict[str, Any]:
+    """``--mode fresh``: each side's whole run in its own fresh process, the order alternating."""
     runs: dict[str, list[dict[str, Any]]] = {"multiticket": [], "plain": []}
     for r in range(repeats):
         for side in ("multiticket", "plain") if r % 2 == 0 else ("plain", "multiticket"):
-            runs[side].append(run_child(side, cfg, cpu))
-    return {"config": cfg, "runs": runs, **compare(runs)}
+            runs[side].append(run_child({"kind": "fresh", "side": side, "cfg": cfg}, cpu))
+    return {"mode": "fresh", "config": cfg, "runs": runs, **compare(runs)}
+
+
+def probe_plan(cfg: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The small plan of the start-up probes and warm-ups: ``cfg`` at ``steps`` trained steps per
+    dense unit (at least twice the rewind step, at most the full budget)."""
+    full = cfg["units"][0][1]
+    k = full - cfg["units"][-1][1]
+    steps = min(full, max(steps, 2 * k))
+    return sides.plan(cfg["domain"], steps, cfg["levels"], cfg["seeds"],
+                      [o for o in cfg["overrides"] if not o.startswith("train.steps=")])
+
+
+def bench_shared(cfg: dict[str, Any], small: dict[str, Any], repeats: int, per_process: int, probes: int,
+                 cpu: int | None) -> dict[str, Any]:
+    """``--mode shared``: ``repeats`` pairs run inside child processes (``per_process`` pairs each,
+    after one warm-up of both sides on ``small``), so a pair's two sides share one process; plus
+    ``probes`` fresh-process start-up probes per side (:func:`sides.probe`, alternating). Each side's
+    start-up phase in a pair is its median probe's one-time cost (imports and first use)."""
+    probed: dict[str, list[dict[str, Any]]] = {"multiticket": [], "plain": []}
+    for r in range(probes):
+        for side in ("multiticket", "plain") if r % 2 == 0 else ("plain", "multiticket"):
+            probed[side].append(run_child({"kind": "probe", "side": side, "cfg": small}, cpu))
+    once = {side: statistics.median(p["once"] for p in probed[side]) for side in probed}
+    runs: dict[str, list[dict[str, Any]]] = {"multiticket": [], "plain": []}
+    process_of_pair, warmups = [], []
+    for j, start in enumerate(range(0, repeats, per_process)):
+        n = min(per_process, repeats - start)
+        job = {"kind": "pairs", "cfg": cfg, "warmup": small, "n": n, "first": ("multiticket", "plain")[j % 2]}
+        res = run_child(job, cpu)
+        warmups.append(res["warmup"])
+        for pair in res["pairs"]:
+            for side, r in pair.items():
+                runs[side].append(r | {"startup": once[side]})
+            process_of_pair.append(j)
+    steps = runs["plain"][0]["steps"]
+    startup_runs = {side: [{"startup": p["once"], "steps": steps} for p in probed[side]] for side in probed}
+    return {"mode": "shared", "config": cfg, "probe_config": small, "runs": runs, "process_of_pair": process_of_pair,
+            "probes": probed, "warmups": warmups, **compare(runs, startup_runs)}
 
 
 def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
@@ -283,11 +211,12 @@ def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
     from multiticket.core.hooks import LevelHooks
 
     task = resolve_task("cartpole-ppo", ["rl.tensorboard=false"])
+    section: Any = task.section  # the rl section (typed as the base model)
     torch.set_num_threads(1)
     adapters = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("batched", "sequential"):
-            adapter = SB3Adapter(task.config, task.section, Path(tmp) / method, "cpu")
+            adapter = SB3Adapter(task.config, section, Path(tmp) / method, "cpu")
             adapter.eval_method = method
             adapter.build(0)
             adapters[method] = adapter
@@ -304,7 +233,7 @@ def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
         for adapter in adapters.values():
             adapter.close()
     med = {m: statistics.median(v) for m, v in times.items()}
-    return {"episodes": task.section.n_eval_episodes, "train_steps": train_steps, "seconds": times,
+    return {"episodes": section.n_eval_episodes, "train_steps": train_steps, "seconds": times,
             "mean_episode_length": {m: statistics.mean(v) for m, v in lengths.items()},
             "speedup": med["sequential"] / med["batched"]}
 
@@ -317,7 +246,12 @@ def _ratio_text(row: dict[str, Any]) -> str:
     return f"{row['ratio']:.3f}x [{row['low']:.3f}, {row['high']:.3f}] {row['judged']}"
 
 
+def _sd_text(row: dict[str, Any]) -> str:
+    return f"; sd of log ratios {row['log_sd']:.4f}" if row.get("log_sd") is not None else ""
+
+
 def print_report(results: dict[str, Any]) -> None:
+    """The per-phase tables and the whole-run lines (scripts/bench.py parses the latter)."""
     m = results.get("machine", {})
     print(f"machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), load average at start "
           f"{m.get('load_average')}, at end {results.get('load_average_end')}; {m.get('date')}")
@@ -328,20 +262,35 @@ def print_report(results: dict[str, Any]) -> None:
             continue
         if domain not in TASKS:
             continue
-        print(f"\n{domain}: {res['config']['task']} {' '.join(res['config']['overrides'])}; "
+        print(f"\n{domain} ({res['mode']} mode): {res['config']['task']} {' '.join(res['config']['overrides'])}; "
               f"units {res['units']}; trained steps {res['steps']}")
+        if res["mode"] == "shared":
+            once = {s: statistics.median(p["once"] for p in res["probes"][s]) for s in res["probes"]}
+            print(f"pairs in {max(res['process_of_pair']) + 1} processes; start-up = median one-time cost of "
+                  f"{len(res['probes']['plain'])} fresh-process probes: multiticket {once['multiticket']:.2f} s, "
+                  f"plain {once['plain']:.2f} s")
         print(f"{'phase':<10} {'multiticket s/step':>20} {'plain s/step':>14}  ratio (geometric mean of paired ratios, 95 % t interval)")
         for phase, row in res["phases"].items():
             print(f"{phase:<10} {row['multiticket_s_per_step']:>20.3e} {row['plain_s_per_step']:>14.3e}  {_ratio_text(row)}")
         total = res["phases"]["total"]
+        print(f"CPU seconds of the sides' calls (a check against preemption, not the measure): "
+              f"{_ratio_text(res['cpu'])}{_sd_text(res['cpu'])}")
         print(f"{domain} whole run per trained step: {_ratio_text(total)}; paired ratios "
-              + ", ".join(f"{r:.3f}" for r in total["paired_ratios"]))
+              + ", ".join(f"{r:.3f}" for r in total["paired_ratios"]) + _sd_text(total))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (the module docstring says what each mode measures)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--domain", default="rl,nlp", help="comma-separated: rl, nlp (or none)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mode", choices=("shared", "fresh"), default="shared",
+                   help="shared: both sides of a pair in one process; fresh: each side's run in its own process")
+    p.add_argument("--repeats", type=int, default=3, help="pairs per domain")
+    p.add_argument("--nlp-repeats", type=int, help="pairs for NLP (default: --repeats)")
+    p.add_argument("--per-process", type=int, default=2, help="shared mode: pairs per child process")
+    p.add_argument("--probes", type=int, default=3, help="shared mode: fresh-process start-up probes per side")
+    p.add_argument("--probe-steps", type=int, help="shared mode: train.steps of the probes and warm-ups "
+                   "(default 4096 RL, 20 NLP; at least twice the rewind step, at most --steps)")
     p.add_argument("--steps", type=int, default=10000, help="RL train.steps per unit (env timesteps)")
     p.add_argument("--nlp-steps", type=int, help="NLP train.steps per unit (default: the task's, 500)")
     p.add_argument("--levels", type=int, default=2)
@@ -350,23 +299,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-speedup", action="store_true", help="also time batched vs sequential evaluation")
     p.add_argument("--eval-train-steps", type=int, default=20000, help="train the evaluated agent first")
     p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
-                   help="pin both sides to this CPU (default: the highest allowed); -1: no pinning")
+                   help="pin every child to this CPU (default: the highest allowed); -1: no pinning")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--child", choices=("multiticket", "plain"), help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--launched", type=float, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        cfg = json.loads(args.config)
-        side = multiticket_side if args.child == "multiticket" else {"rl": plain_rl, "nlp": plain_nlp}[cfg["domain"]]
-        print(RESULT + json.dumps(side(cfg, args.launched)), flush=True)
-        return 0
+    return p
+
+
+#: the probes' and warm-ups' default train.steps (cartpole-ppo rewinds to 2048 env steps)
+PROBE_STEPS = {"rl": 4096, "nlp": 20}
+
+
+def bench_domain(domain: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One domain's comparison in the mode ``args.mode`` asks for."""
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    results: dict[str, Any] = {"machine": machine()}
+    cfg = sides.plan(domain, args.steps if domain == "rl" else args.nlp_steps, args.levels, seeds, args.set)
     cpu = None if args.cpu < 0 else args.cpu
+    repeats = args.nlp_repeats if domain == "nlp" and args.nlp_repeats else args.repeats
+    if args.mode == "fresh":
+        return bench_fresh(cfg, repeats, cpu)
+    small = probe_plan(cfg, args.probe_steps or PROBE_STEPS[domain])
+    return bench_shared(cfg, small, repeats, max(args.per_process, 1), max(args.probes, 1), cpu)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.child:
+        print(RESULT + json.dumps(child(json.loads(args.child), args.launched)), flush=True)
+        return 0
+    results: dict[str, Any] = {"machine": machine()}
     for domain in filter(lambda d: d in TASKS, args.domain.split(",")):
-        steps = args.steps if domain == "rl" else args.nlp_steps
-        results[domain] = bench_domain(plan(domain, steps, args.levels, seeds, args.set), args.repeats, cpu)
+        results[domain] = bench_domain(domain, args)
     results["load_average_end"] = list(os.getloadavg())
     if args.eval_speedup:
         results["eval_speedup"] = eval_speedup(args.repeats, args.eval_train_steps)

@@ -1,0 +1,215 @@
+"""The two sides of scripts/bench_e2e.py, each a function that any process can call repeatedly.
+
+``multiticket_side`` is one in-process ticket search (what ``multiticket run TASK --workers 1``
+does); ``plain_rl`` / ``plain_nlp`` train and evaluate the same networks for the same steps with
+the library alone. Each returns its seconds per phase (:data:`PHASES`) and ``steps``: the trained
+steps of the plan (the same number on both sides, so per-step ratios are time ratios). SB3 rounds
+every ``learn`` up to whole rollouts on both sides alike (multiticket's units call the same
+``learn``); the plain RL side also records the env steps it counted (``env_steps``).
+
+``launched`` is the parent's ``time.time()`` when it started this process: start-up is measured
+from there to the side's imports done. ``None`` (a later call in the same process): start-up 0.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, cast
+
+PHASES = ("startup", "build", "train", "evaluate", "write")
+#: the shipped task each domain runs (the demo's, and the tiny BERT of the NLP benchmarks)
+TASKS = {"rl": "cartpole-ppo", "nlp": "rotten-tomatoes-bert"}
+
+
+def plan(domain: str, steps: int | None, levels: int, seeds: list[int], extra: list[str]) -> dict[str, Any]:
+    """The task both sides run, and the plain side's (seed, steps) per unit: T for the dense
+    unit of each seed, T - k for each pruned level (no controls)."""
+    from multiticket.api import resolve_task
+
+    overrides = ["controls=[]", *([f"train.steps={steps}"] if steps else []), *extra]
+    if domain == "rl":
+        overrides.append("rl.tensorboard=false")
+    task = resolve_task(TASKS[domain], overrides, seeds, levels)
+    T, k = task.config.train.steps, task.config.rewind_step()
+    units = [[s, T] for s in seeds] + [[s, T - k] for s in seeds for _ in range(levels)]
+    return {"domain": domain, "task": TASKS[domain], "overrides": overrides, "seeds": seeds, "levels": levels,
+            "units": units}
+
+
+def _since(launched: float | None) -> float:
+    return 0.0 if launched is None else time.time() - launched
+
+
+def multiticket_side(cfg: dict[str, Any], launched: float | None) -> dict[str, Any]:
+    """One in-process ticket search; phases from the runner's per-unit timings."""
+    import multiticket.cli  # noqa: F401 - what `multiticket run` imports before it builds
+    from multiticket.domains import domains
+
+    __import__(str(domains.module_of(cfg["domain"])))
+    startup = _since(launched)
+    from multiticket.analysis.summary import write_summary
+    from multiticket.api import resolve_task
+    from multiticket.core.hooks import NullReporter
+    from multiticket.launch import driver
+    from multiticket.launch.backends import LaunchOptions
+
+    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
+    runners: list[Any] = []
+    prepare = driver.prepare_run
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        prepared = prepare(*args, **kwargs)
+        runners.append(prepared.runner)
+        return prepared
+
+    driver.prepare_run = keep  # to read the runner's phases afterwards (put back below: calls repeat)
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            driver.run_tasks([task], Path(out), LaunchOptions(workers=1, device="cpu", in_process_threads=1),
+                             NullReporter())
+            t1 = time.perf_counter()
+            _, records = write_summary(Path(out) / task.run_name)
+            summary = time.perf_counter() - t1
+    finally:
+        driver.prepare_run = prepare
+    sums = {k: sum(ph.get(k, 0.0) for r in runners for ph in r.unit_phases.values())
+            for k in ("train", "evaluate", "save")}
+    return {
+        "startup": startup,
+        "build": (t1 - t0) - sum(sums.values()),
+        "train": sums["train"],
+        "evaluate": sums["evaluate"],
+        "write": sums["save"] + summary,
+        "steps": sum(r["stop_step"] - r["start_step"] for r in records),
+        "units": len(records),
+    }
+
+
+def _add(out: dict[str, Any], t: tuple[float, ...]) -> None:
+    """Add one unit's phase seconds (time stamps build, train, evaluate, write) to ``out``."""
+    for key, seconds in zip(PHASES[1:], (t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]), strict=True):
+        out[key] += seconds
+    out["units"] += 1
+
+
+def plain_rl(cfg: dict[str, Any], launched: float | None) -> dict[str, Any]:
+    """SB3 as a user writes it: ``make_vec_env``, ``PPO(...).learn``, ``evaluate_policy`` on the same
+    batched evaluation env of N copies, ``save``."""
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    startup = _since(launched)
+    from multiticket.adapters.sb3_algos import ALGOS  # untimed: the same hyperparameters
+    from multiticket.adapters.sb3_hyper import resolve_hyper
+    from multiticket.api import resolve_task
+
+    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
+    s: Any = task.section  # the domain's section (typed as the base model)
+    hyper = resolve_hyper(s.algo, s.env, s.hyperparams, s.overrides, s.env_kwargs)
+    torch.set_num_threads(1)  # as the adapter does for MLP policies
+    out: dict[str, Any] = dict.fromkeys(PHASES[1:], 0.0) | {"steps": 0, "units": 0, "env_steps": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (seed, steps) in enumerate(cfg["units"]):
+            t0 = time.perf_counter()
+            venv = make_vec_env(s.env, n_envs=hyper.n_envs, seed=seed, env_kwargs=dict(hyper.env_kwargs))
+            model = ALGOS[s.algo].cls(hyper.policy, venv, seed=seed, device="cpu", verbose=0, **hyper.kwargs)
+            eval_env = make_vec_env(s.env, n_envs=s.n_eval_episodes, seed=seed + s.eval_seed_offset)
+            t1 = time.perf_counter()
+            model.learn(steps)
+            t2 = time.perf_counter()
+            evaluate_policy(model, eval_env, n_eval_episodes=s.n_eval_episodes, deterministic=True, warn=False)
+            t3 = time.perf_counter()
+            model.save(Path(tmp) / f"unit_{i}.zip")
+            _add(out, (t0, t1, t2, t3, time.perf_counter()))
+            out["steps"] += steps
+            out["env_steps"] += int(model.num_timesteps)
+            venv.close()
+            eval_env.close()
+    return {"startup": startup, **out}
+
+
+def plain_nlp(cfg: dict[str, Any], launched: float | None) -> dict[str, Any]:
+    """The HF ``Trainer`` on the adapter's data, model and arguments: ``train``, ``evaluate`` on the
+    validation and test splits, ``save_pretrained``."""
+    import torch
+    from transformers import Trainer
+
+    startup = _since(launched)
+    from multiticket.adapters.hf import HFAdapter  # untimed: the same data, model and arguments
+    from multiticket.adapters.hf.models import build_model
+    from multiticket.api import resolve_task
+
+    task = resolve_task(cfg["task"], cfg["overrides"], cfg["seeds"], cfg["levels"])
+    torch.set_num_threads(1)
+    out: dict[str, Any] = dict.fromkeys(PHASES[1:], 0.0) | {"steps": 0, "units": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        section: Any = task.section
+        adapter = HFAdapter(task.config, section, Path(tmp), "cpu")
+        adapter._prepare()  # data and tokenizer, once per run as the adapter does
+        out["build"] += time.perf_counter() - t0
+        s, feats = adapter.section, cast(Any, adapter._features)
+        for i, (seed, steps) in enumerate(cfg["units"]):
+            t0 = time.perf_counter()
+            adapter.seed = seed
+            model, _new_head = build_model(s, adapter.tokenizer, adapter.num_labels, adapter.pretrained, seed, False)
+            args = adapter.training_args(steps)
+            args.per_device_eval_batch_size = s.eval_batch_size
+            trainer = Trainer(model=model, args=args, train_dataset=feats["train"], data_collator=adapter.collator(),
+                              processing_class=adapter.tokenizer)
+            t1 = time.perf_counter()
+            trainer.train()
+            t2 = time.perf_counter()
+            trainer.evaluate(feats["validation"])
+            trainer.evaluate(feats["test"], metric_key_prefix="test")
+            t3 = time.perf_counter()
+            model.save_pretrained(str(Path(tmp) / f"unit_{i}"))
+            adapter.tokenizer.save_pretrained(str(Path(tmp) / f"unit_{i}"))
+            _add(out, (t0, t1, t2, t3, time.perf_counter()))
+            out["steps"] += steps
+    return {"startup": startup, **out}
+
+
+def run_side(side: str, cfg: dict[str, Any], launched: float | None) -> dict[str, Any]:
+    """``side`` ('multiticket' or 'plain') on ``cfg``'s plan, with ``cpu``: the process CPU seconds
+    of the call (a check that preemption by other work on the core does not blur)."""
+    fn = multiticket_side if side == "multiticket" else {"rl": plain_rl, "nlp": plain_nlp}[cfg["domain"]]
+    c0 = time.process_time()
+    out = fn(cfg, launched)
+    return out | {"cpu": time.process_time() - c0}
+
+
+def total(r: dict[str, Any]) -> float:
+    """All phases' seconds of one side's result."""
+    return sum(r[p] for p in PHASES)
+
+
+def probe(side: str, cfg: dict[str, Any], launched: float) -> dict[str, Any]:
+    """What a fresh process pays once: ``cfg`` (a small plan) run cold, just after the imports, then
+    again warm in the same process. ``startup`` is the process start and imports; ``first_use``
+    the cold run's extra over the warm one (lazy imports such as torch's compiler stack on the
+    first optimizer, data and tokenizer caches); ``once`` the two together."""
+    cold = run_side(side, cfg, launched)
+    warm = run_side(side, cfg, None)
+    first_use = total(cold) - cold["startup"] - total(warm)
+    return {"startup": cold["startup"], "first_use": first_use, "once": cold["startup"] + first_use,
+            "cold": cold, "warm": warm}
+
+
+def pairs(cfg: dict[str, Any], warmup_cfg: dict[str, Any], n: int, first: str) -> dict[str, Any]:
+    """``n`` pairs of both sides in this one process, alternating which goes first (``first`` in
+    the first pair), after one untimed warm-up of each on ``warmup_cfg``: the two sides of a
+    pair share the process's layout, allocator state and the machine's moment."""
+    warmup = {side: run_side(side, warmup_cfg, None) for side in ("multiticket", "plain")}
+    order = [first, "plain" if first == "multiticket" else "multiticket"]
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        pair: dict[str, Any] = {}
+        for side in order if i % 2 == 0 else order[::-1]:
+            pair[side] = run_side(side, cfg, None)
+        out.append(pair)
+    return {"warmup": warmup, "pairs": out}
