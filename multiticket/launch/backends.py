@@ -10,7 +10,6 @@ task holding the object refs of the tasks it depends on.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import importlib
 import math
 import multiprocessing as mp
@@ -89,9 +88,7 @@ def schedule(
     running: dict[Any, Job] = {}
     failure: tuple[Job, BaseException] | None = None
     while pending or running:
-        ready = [
-            j for j in pending if all(_key(j, d) in finished or _key(j, d) not in produced for d in j.deps)
-        ]
+        ready = [j for j in pending if all(_key(j, d) in finished or _key(j, d) not in produced for d in j.deps)]
         if ready:
             pending = [j for j in pending if j not in ready]
             for handle, job in zip(submit_many(ready), ready):
@@ -199,6 +196,20 @@ def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequ
             forkserver.ensure_running()
 
 
+def stop_pool(pool: cf.ProcessPoolExecutor, timeout: float = 30.0) -> None:
+    """Stop a process pool at once: cancel what has not started, terminate the workers, and join
+    the pool's management thread. ``shutdown(wait=False)`` forgets that thread, and one still
+    running at exit races the interpreter's exit hook on its wake-up pipe (EBADF and a traceback
+    after the one-line error), so it is taken before the shutdown and joined here."""
+    manager = getattr(pool, "_executor_manager_thread", None)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    if manager is not None:
+        manager.join(timeout)
+
+
 def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults) -> None:
     domains = [d for j in jobs if (d := j.spec.resolved.get("domain")) is not None]
     ctx = worker_context(worker_modules(domains, [m for j in jobs for m in j.spec.user_modules]))
@@ -221,15 +232,7 @@ def run_local(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: 
             on_results,
         )
     except BaseException:
-        # Ctrl-C or a failure: stop at once; a unit killed half-way has no DONE and is redone on resume
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in processes:
-            proc.terminate()
-        # then join the pool's management thread: left running, it races the interpreter's exit
-        # hook on its wake-up pipe (EBADF and a traceback after the one-line error)
-        with contextlib.suppress(Exception):
-            pool.shutdown(wait=True)
+        stop_pool(pool)  # Ctrl-C or a failure: a unit killed half-way has no DONE and is redone on resume
         raise
     pool.shutdown()
 
@@ -254,9 +257,7 @@ def run_ray(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: On
             )
         started = True
     threads = max(1, int(opts.cpus_per_unit))
-    remote = ray.remote(execute_job).options(
-        num_cpus=opts.cpus_per_unit, num_gpus=opts.gpus_per_unit, max_retries=0
-    )
+    remote = ray.remote(execute_job).options(num_cpus=opts.cpus_per_unit, num_gpus=opts.gpus_per_unit, max_retries=0)
     try:
         refs: dict[tuple[str, Any], Any] = {}
         pending: dict[Any, Job] = {}
@@ -314,9 +315,7 @@ def slurm_executor(opts: LaunchOptions, folder: Path) -> Any:
     return executor
 
 
-def run_slurm(
-    jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults, folder: Path
-) -> None:
+def run_slurm(jobs: Sequence[Job], opts: LaunchOptions, probe: str, on_results: OnResults, folder: Path) -> None:
     executor = slurm_executor(opts, folder)
     threads = max(1, math.ceil(opts.cpus_per_unit))
     call = JobCall()

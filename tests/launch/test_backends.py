@@ -74,9 +74,7 @@ def test_ray_matches_local(reference, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         sweep = write_sweep(tmp_path / "s.yaml")
-        assert (
-            main(["sweep", str(sweep), "--out", str(tmp_path / "runs"), "--quiet", "--backend", "ray"]) == 0
-        )
+        assert main(["sweep", str(sweep), "--out", str(tmp_path / "runs"), "--quiet", "--backend", "ray"]) == 0
     finally:
         ray.shutdown()
     assert content(only_run(tmp_path / "runs")) == content(reference)
@@ -192,7 +190,11 @@ def test_pool_workers_start_with_torch_dynamo_and_the_adapters_already_imported(
     from multiticket.launch.backends import worker_context, worker_modules
 
     assert worker_modules(["rl", "toy", "rl"]) == [
-        "multiticket.launch.jobs", "torch._dynamo", "multiticket.adapters.sb3", "multiticket.adapters.toy"]
+        "multiticket.launch.jobs",
+        "torch._dynamo",
+        "multiticket.adapters.sb3",
+        "multiticket.adapters.toy",
+    ]
     # the light HF package (validation) and, by its WORKER_PRELOAD, the adapter with transformers
     assert worker_modules(["nlp"])[-2:] == ["multiticket.adapters.hf", "multiticket.adapters.hf.adapter"]
     ctx = worker_context(["multiticket.launch.jobs", "torch._dynamo"])
@@ -207,3 +209,26 @@ def _loaded_modules() -> set[str]:
     import sys
 
     return set(sys.modules)
+
+
+def test_a_stopped_pool_leaves_no_management_thread_to_race_the_exit_hook():
+    """After a failure the local pool is stopped at once; its management thread must be joined,
+    not forgotten, or the interpreter's exit hook writes to a wake-up pipe that thread closes
+    (EBADF and a traceback after the one-line error; seen under ``ulimit -f``)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import time
+    from concurrent.futures import process
+
+    from multiticket.launch.backends import stop_pool
+
+    pool = cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"))
+    assert pool.submit(abs, -1).result(timeout=120) == 1  # the workers are up
+    busy = [pool.submit(time.sleep, 60) for _ in range(3)]
+    manager = pool._executor_manager_thread
+    assert manager is not None and manager.is_alive()
+    started = time.monotonic()
+    stop_pool(pool)
+    assert not manager.is_alive() and time.monotonic() - started < 30
+    assert all(wakeup._closed for wakeup in process._threads_wakeups.values())
+    assert all(f.cancelled() or f.done() for f in busy)
