@@ -2,20 +2,35 @@
 
 Two sides run the same plan (scripts/bench_e2e_sides.py): ``multiticket`` (one ticket search,
 in-process, one worker: what ``multiticket run TASK --workers 1`` does) and ``plain`` (a script
-that trains and evaluates the same number of networks for the same steps with the library
-alone: SB3 ``PPO(...).learn`` + ``evaluate_policy`` on the same batched evaluation env of N
-copies, then ``model.save``; or the HF ``Trainer.train`` + ``Trainer.evaluate`` on the same data,
-then ``save_pretrained``). The plain side trains T steps for each dense unit and T - k for each
-pruned level, as IMP does. Reported, per phase, seconds per trained step (env timesteps for RL,
-optimizer steps of one batch of tokens for NLP) and the ratio multiticket / plain:
+that trains and evaluates the same networks for the same steps with the library alone).
+
+- RL: IMP written by hand with SB3 and torch. Per seed, the dense unit is one
+  ``PPO(...).learn(T)`` whose callback snapshots the policy weights, the optimizer state, the
+  step and the RNG states at env step k. Each pruned level prunes the previous level's trained
+  weights by multiticket's rule (the task's rate, global or layerwise magnitude, over every
+  Linear weight of the policy), rebuilds envs and model with the seed, loads the snapshot, masks
+  the network with plain torch hooks, sets ``num_timesteps = k`` and trains the ticket with
+  ``learn(T - k, reset_num_timesteps=False)``. Both sides then ``evaluate_policy`` on the same
+  batched evaluation env of N copies (seeded offset + seed·N + i, multiticket's) and save. On
+  cartpole-ppo the two sides train bit-identical networks (same weights, masks, evaluations);
+  the per-unit table printed with each RL report shows each unit's evaluation mean reward, env
+  steps and sparsity side by side, so a reader sees whether they did the same work.
+- NLP: the HF ``Trainer.train`` + ``Trainer.evaluate`` on the same data, then
+  ``save_pretrained``: a fresh network per unit, T steps for each dense unit and T - k for each
+  pruned level.
+
+Reported, per phase, seconds per trained step (env timesteps for RL, optimizer steps of one batch
+of tokens for NLP) and the ratio multiticket / plain:
 
 - start-up: process start and imports (multiticket: its command line and the domain's adapter;
   plain: torch and the library); in the shared mode also the first run's one-time costs;
 - build: multiticket's validation build, networks, envs/data, IMP's bookkeeping (load inputs,
-  prune, rewind) and locks; plain: envs/data and the networks (the plain HF side prepares its
-  data with the adapter's own pipeline, timed here as well);
+  prune, rewind) and locks; plain: envs/data and the networks, and for RL the mask, the
+  snapshot's load and the hooks (the plain HF side prepares its data with the adapter's own
+  pipeline, timed here as well);
 - training, evaluation: the library's own loops;
-- writing: multiticket's unit files, checksums, exports and summary.csv; plain: one save.
+- writing: multiticket's unit files, checksums, exports and summary.csv; plain: one save (RL:
+  and a copy of the trained prunable weights, which the next level prunes).
 
 Modes (every child pinned to ``--cpu``, ``OMP_NUM_THREADS=1``):
 
@@ -29,8 +44,8 @@ Modes (every child pinned to ``--cpu``, ``OMP_NUM_THREADS=1``):
   start-up in every pair.
 - ``fresh``: each side's whole run in its own fresh process, the order alternating.
 
-The plain side reads its hyperparameters through multiticket's task resolution before its timed
-phases (that import is not counted anywhere). ``--eval-speedup`` also measures, in one process,
+The plain side reads its hyperparameters (and for RL the prune and rewind settings) through
+multiticket's task resolution before its timed phases (that import is not counted anywhere). ``--eval-speedup`` also measures, in one process,
 batched against sequential evaluation of the demo's PPO CartPole units (same episodes' count,
 alternating): ``--eval-train-steps`` trains the agent first so its episodes are as long as the
 demo's.
@@ -66,15 +81,21 @@ RESULT = "E2E-RESULT "
 def run_child(job: dict[str, Any], cpu: int | None = None) -> Any:
     """One child process (``job['kind']``: a side's whole run, a start-up probe or a series of
     pairs), pinned to ``cpu`` (every child on the same core) when given; its printed result."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job), "--launched", repr(time.time())]
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, preexec_fn=pin)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{job['kind']} child exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}")
-    return json.loads(lines[-1][len(RESULT):])
+    return json.loads(lines[-1][len(RESULT) :])
 
 
 def child(job: dict[str, Any], launched: float) -> Any:
@@ -98,8 +119,11 @@ def ratio_interval(ratios: list[float]) -> dict[str, Any]:
     interval can judge."""
     logs = [math.log(r) for r in ratios]
     mean = statistics.fmean(logs)
-    out: dict[str, Any] = {"ratio": math.exp(mean), "n": len(logs),
-                           "log_sd": statistics.stdev(logs) if len(logs) > 1 else None}
+    out: dict[str, Any] = {
+        "ratio": math.exp(mean),
+        "n": len(logs),
+        "log_sd": statistics.stdev(logs) if len(logs) > 1 else None,
+    }
     if len(logs) < 3:
         return out | {"low": None, "high": None, "judged": f"too few repeats ({len(logs)}, 3 needed)"}
     from scipy.stats import t as student
@@ -122,8 +146,9 @@ def per_step(r: dict[str, Any], key: str) -> float:
     return (sides.total(r) if key == "total" else r[key]) / max(r["steps"], 1)
 
 
-def compare(runs: dict[str, list[dict[str, Any]]], startup: dict[str, list[dict[str, Any]]] | None = None
-            ) -> dict[str, Any]:
+def compare(
+    runs: dict[str, list[dict[str, Any]]], startup: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     """Per phase (and the whole run): median seconds per trained step of each side, and the paired
     ratio multiticket / plain of each pair with its interval (:func:`ratio_interval`). ``startup``:
     the start-up row's own pairs (the shared mode's fresh-process probes) instead of ``runs``'."""
@@ -132,13 +157,61 @@ def compare(runs: dict[str, list[dict[str, Any]]], startup: dict[str, list[dict[
         src = startup if key == "startup" and startup is not None else runs
         pairs = list(zip(src["multiticket"], src["plain"], strict=True))
         ratios = [per_step(a, key) / per_step(b, key) for a, b in pairs if per_step(b, key) > 0]
-        table[key] = {"multiticket_s_per_step": statistics.median(per_step(r, key) for r in src["multiticket"]),
-                      "plain_s_per_step": statistics.median(per_step(r, key) for r in src["plain"]),
-                      "paired_ratios": ratios, **(ratio_interval(ratios) if ratios else {"ratio": None})}
+        table[key] = {
+            "multiticket_s_per_step": statistics.median(per_step(r, key) for r in src["multiticket"]),
+            "plain_s_per_step": statistics.median(per_step(r, key) for r in src["plain"]),
+            "paired_ratios": ratios,
+            **(ratio_interval(ratios) if ratios else {"ratio": None}),
+        }
     cpu = [a["cpu"] / b["cpu"] for a, b in zip(runs["multiticket"], runs["plain"], strict=True) if b.get("cpu")]
     table_cpu = {"paired_ratios": cpu, **(ratio_interval(cpu) if cpu else {"ratio": None})}
-    return {"phases": table, "cpu": table_cpu, "steps": {side: runs[side][0]["steps"] for side in runs},
-            "units": {side: runs[side][0]["units"] for side in runs}}
+    return {
+        "phases": table,
+        "cpu": table_cpu,
+        "steps": {side: runs[side][0]["steps"] for side in runs},
+        "units": {side: runs[side][0]["units"] for side in runs},
+        "per_unit": {side: runs[side][0].get("per_unit") for side in runs},
+        "per_unit_repeated": {
+            side: all(r.get("per_unit") == runs[side][0].get("per_unit") for r in runs[side]) for side in runs
+        },
+    }
+
+
+def same_work(per_unit: dict[str, Any]) -> bool | None:
+    """Whether both sides trained the same networks, unit by unit (in any order: the plain side
+    trains every seed's dense unit first): the same units with the same evaluation, env steps and
+    sparsity (None: a side did not record its units, as the plain NLP side does not)."""
+    mt, plain = per_unit.get("multiticket"), per_unit.get("plain")
+    if not mt or not plain:
+        return None
+    keys = ("seed", "level", "eval", "env_steps", "sparsity")
+    return sorted([u.get(key) for key in keys] for u in mt) == sorted([u.get(key) for key in keys] for u in plain)
+
+
+def _num(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_units(res: dict[str, Any]) -> None:
+    """Each unit's evaluation (RL: mean reward), env steps and sparsity on both sides, side by
+    side (first pair): whether the ratio compares the same work is read here."""
+    mt, plain = (res.get("per_unit") or {}).get("multiticket"), (res.get("per_unit") or {}).get("plain")
+    if not mt or not plain:
+        return
+    by = {(u["seed"], u["level"]): u for u in plain}
+    repeated = res.get("per_unit_repeated", {})
+    print(
+        f"per unit, multiticket | plain ({mt[0]['metric']}; env steps; sparsity): "
+        f"{'identical' if same_work(res['per_unit']) else 'DIFFERENT'}; the same in every pair: "
+        f"multiticket {repeated.get('multiticket')}, plain {repeated.get('plain')}"
+    )
+    for u in mt:
+        p = by.get((u["seed"], u["level"]), {})
+        print(
+            f"  seed {u['seed']} level {u['level']}: {_num(u['eval'], '.2f')} | {_num(p.get('eval'), '.2f')}; "
+            f"{_num(u.get('env_steps'), 'd')} | {_num(p.get('env_steps'), 'd')}; "
+            f"{_num(u['sparsity'], '.4f')} | {_num(p.get('sparsity'), '.4f')}"
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -147,11 +220,27 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": len(os.sched_getaffinity(0)),
-            "cpu_model": model, "load_average": list(os.getloadavg()), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}
+    model = (
+        next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "load_average": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def bench_fresh(cfg: dict[str, Any], repeats: int, cpu: int | None) -> dict[str, Any]:
@@ -169,12 +258,18 @@ def probe_plan(cfg: dict[str, Any], steps: int) -> dict[str, Any]:
     full = cfg["units"][0][1]
     k = full - cfg["units"][-1][1]
     steps = min(full, max(steps, 2 * k))
-    return sides.plan(cfg["domain"], steps, cfg["levels"], cfg["seeds"],
-                      [o for o in cfg["overrides"] if not o.startswith("train.steps=")])
+    return sides.plan(
+        cfg["domain"],
+        steps,
+        cfg["levels"],
+        cfg["seeds"],
+        [o for o in cfg["overrides"] if not o.startswith("train.steps=")],
+    )
 
 
-def bench_shared(cfg: dict[str, Any], small: dict[str, Any], repeats: int, per_process: int, probes: int,
-                 cpu: int | None) -> dict[str, Any]:
+def bench_shared(
+    cfg: dict[str, Any], small: dict[str, Any], repeats: int, per_process: int, probes: int, cpu: int | None
+) -> dict[str, Any]:
     """``--mode shared``: ``repeats`` pairs run inside child processes (``per_process`` pairs each,
     after one warm-up of both sides on ``small``), so a pair's two sides share one process; plus
     ``probes`` fresh-process start-up probes per side (:func:`sides.probe`, alternating). Each side's
@@ -197,8 +292,16 @@ def bench_shared(cfg: dict[str, Any], small: dict[str, Any], repeats: int, per_p
             process_of_pair.append(j)
     steps = runs["plain"][0]["steps"]
     startup_runs = {side: [{"startup": p["once"], "steps": steps} for p in probed[side]] for side in probed}
-    return {"mode": "shared", "config": cfg, "probe_config": small, "runs": runs, "process_of_pair": process_of_pair,
-            "probes": probed, "warmups": warmups, **compare(runs, startup_runs)}
+    return {
+        "mode": "shared",
+        "config": cfg,
+        "probe_config": small,
+        "runs": runs,
+        "process_of_pair": process_of_pair,
+        "probes": probed,
+        "warmups": warmups,
+        **compare(runs, startup_runs),
+    }
 
 
 def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
@@ -233,9 +336,13 @@ def eval_speedup(repeats: int, train_steps: int) -> dict[str, Any]:
         for adapter in adapters.values():
             adapter.close()
     med = {m: statistics.median(v) for m, v in times.items()}
-    return {"episodes": section.n_eval_episodes, "train_steps": train_steps, "seconds": times,
-            "mean_episode_length": {m: statistics.mean(v) for m, v in lengths.items()},
-            "speedup": med["sequential"] / med["batched"]}
+    return {
+        "episodes": section.n_eval_episodes,
+        "train_steps": train_steps,
+        "seconds": times,
+        "mean_episode_length": {m: statistics.mean(v) for m, v in lengths.items()},
+        "speedup": med["sequential"] / med["batched"],
+    }
 
 
 def _ratio_text(row: dict[str, Any]) -> str:
@@ -253,44 +360,70 @@ def _sd_text(row: dict[str, Any]) -> str:
 def print_report(results: dict[str, Any]) -> None:
     """The per-phase tables and the whole-run lines (scripts/bench.py parses the latter)."""
     m = results.get("machine", {})
-    print(f"machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), load average at start "
-          f"{m.get('load_average')}, at end {results.get('load_average_end')}; {m.get('date')}")
+    print(
+        f"machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), load average at start "
+        f"{m.get('load_average')}, at end {results.get('load_average_end')}; {m.get('date')}"
+    )
     for domain, res in results.items():
         if domain == "eval_speedup":
-            print(f"evaluation, demo PPO CartPole ({res['episodes']} episodes, agent trained {res['train_steps']} "
-                  f"steps, mean length {res['mean_episode_length']}): batched speed-up {res['speedup']:.2f}x")
+            print(
+                f"evaluation, demo PPO CartPole ({res['episodes']} episodes, agent trained {res['train_steps']} "
+                f"steps, mean length {res['mean_episode_length']}): batched speed-up {res['speedup']:.2f}x"
+            )
             continue
         if domain not in TASKS:
             continue
-        print(f"\n{domain} ({res['mode']} mode): {res['config']['task']} {' '.join(res['config']['overrides'])}; "
-              f"units {res['units']}; trained steps {res['steps']}")
+        print(
+            f"\n{domain} ({res['mode']} mode): {res['config']['task']} {' '.join(res['config']['overrides'])}; "
+            f"units {res['units']}; trained steps {res['steps']}"
+        )
         if res["mode"] == "shared":
             once = {s: statistics.median(p["once"] for p in res["probes"][s]) for s in res["probes"]}
-            print(f"pairs in {max(res['process_of_pair']) + 1} processes; start-up = median one-time cost of "
-                  f"{len(res['probes']['plain'])} fresh-process probes: multiticket {once['multiticket']:.2f} s, "
-                  f"plain {once['plain']:.2f} s")
-        print(f"{'phase':<10} {'multiticket s/step':>20} {'plain s/step':>14}  ratio (geometric mean of paired ratios, 95 % t interval)")
+            print(
+                f"pairs in {max(res['process_of_pair']) + 1} processes; start-up = median one-time cost of "
+                f"{len(res['probes']['plain'])} fresh-process probes: multiticket {once['multiticket']:.2f} s, "
+                f"plain {once['plain']:.2f} s"
+            )
+        print(
+            f"{'phase':<10} {'multiticket s/step':>20} {'plain s/step':>14}  ratio (geometric mean of paired ratios, 95 % t interval)"
+        )
         for phase, row in res["phases"].items():
-            print(f"{phase:<10} {row['multiticket_s_per_step']:>20.3e} {row['plain_s_per_step']:>14.3e}  {_ratio_text(row)}")
+            print(
+                f"{phase:<10} {row['multiticket_s_per_step']:>20.3e} {row['plain_s_per_step']:>14.3e}  {_ratio_text(row)}"
+            )
         total = res["phases"]["total"]
-        print(f"CPU seconds of the sides' calls (a check against preemption, not the measure): "
-              f"{_ratio_text(res['cpu'])}{_sd_text(res['cpu'])}")
-        print(f"{domain} whole run per trained step: {_ratio_text(total)}; paired ratios "
-              + ", ".join(f"{r:.3f}" for r in total["paired_ratios"]) + _sd_text(total))
+        print_units(res)
+        print(
+            f"CPU seconds of the sides' calls (a check against preemption, not the measure): "
+            f"{_ratio_text(res['cpu'])}{_sd_text(res['cpu'])}"
+        )
+        print(
+            f"{domain} whole run per trained step: {_ratio_text(total)}; paired ratios "
+            + ", ".join(f"{r:.3f}" for r in total["paired_ratios"])
+            + _sd_text(total)
+        )
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line (the module docstring says what each mode measures)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--domain", default="rl,nlp", help="comma-separated: rl, nlp (or none)")
-    p.add_argument("--mode", choices=("shared", "fresh"), default="shared",
-                   help="shared: both sides of a pair in one process; fresh: each side's run in its own process")
+    p.add_argument(
+        "--mode",
+        choices=("shared", "fresh"),
+        default="shared",
+        help="shared: both sides of a pair in one process; fresh: each side's run in its own process",
+    )
     p.add_argument("--repeats", type=int, default=3, help="pairs per domain")
     p.add_argument("--nlp-repeats", type=int, help="pairs for NLP (default: --repeats)")
     p.add_argument("--per-process", type=int, default=2, help="shared mode: pairs per child process")
     p.add_argument("--probes", type=int, default=3, help="shared mode: fresh-process start-up probes per side")
-    p.add_argument("--probe-steps", type=int, help="shared mode: train.steps of the probes and warm-ups "
-                   "(default 4096 RL, 20 NLP; at least twice the rewind step, at most --steps)")
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        help="shared mode: train.steps of the probes and warm-ups "
+        "(default 4096 RL, 20 NLP; at least twice the rewind step, at most --steps)",
+    )
     p.add_argument("--steps", type=int, default=10000, help="RL train.steps per unit (env timesteps)")
     p.add_argument("--nlp-steps", type=int, help="NLP train.steps per unit (default: the task's, 500)")
     p.add_argument("--levels", type=int, default=2)
@@ -298,8 +431,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], help="more task overrides (KEY=VALUE), both sides")
     p.add_argument("--eval-speedup", action="store_true", help="also time batched vs sequential evaluation")
     p.add_argument("--eval-train-steps", type=int, default=20000, help="train the evaluated agent first")
-    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
-                   help="pin every child to this CPU (default: the highest allowed); -1: no pinning")
+    p.add_argument(
+        "--cpu",
+        type=int,
+        default=max(os.sched_getaffinity(0)),
+        help="pin every child to this CPU (default: the highest allowed); -1: no pinning",
+    )
     p.add_argument("--json", help="write the results here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--launched", type=float, help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """scripts/bench_e2e.py end to end at a tiny budget, through bench.py's runner (the shared mode,
 the default; its NLP case is `expensive`) and directly (the fresh mode): the per-phase table's
-structure and that both sides did the same work (no timings asserted); its statistics on
-hand-made numbers."""
+structure and that both sides did the same work (no timings asserted; RL: the same networks,
+unit by unit); the plain RL side's pruned level and mask; its statistics on hand-made numbers."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ def _check_domain(res: dict[str, Any], domain: str, pairs: int) -> None:
     assert len(res["phases"]["total"]["paired_ratios"]) == pairs and len(res["cpu"]["paired_ratios"]) == pairs
     if domain == "rl":  # SB3 rounds learn() up to whole rollouts: at least the planned steps
         assert all(r["env_steps"] >= r["steps"] for r in res["runs"]["plain"])
+        # the same work: unit by unit, the plain side trains the networks multiticket trains (bit for
+        # bit: the same evaluation mean reward, env steps and sparsity), in every pair
+        units = res["per_unit"]
+        assert [(u["seed"], u["level"]) for u in units["plain"]] == [(0, 0), (0, 1)]
+        assert units["plain"][1]["sparsity"] > 0 and units["plain"][1]["env_steps"] > 0
+        assert _import("bench_e2e").same_work(units), units
+        assert res["per_unit_repeated"] == {"multiticket": True, "plain": True}
 
 
 def _check_shared(res: dict[str, Any], domain: str, pairs: int, processes: list[int]) -> None:
@@ -63,8 +70,22 @@ def _check_shared(res: dict[str, Any], domain: str, pairs: int, processes: list[
 def test_e2e_shared_mode_table_structure() -> None:
     pytest.importorskip("stable_baselines3")
     bench_e2e = _import("bench").bench_e2e
-    out = bench_e2e(["--domain", "rl", "--repeats", "3", "--per-process", "2", "--probes", "1", *TINY,
-                     "--eval-speedup", "--eval-train-steps", "0"])
+    out = bench_e2e(
+        [
+            "--domain",
+            "rl",
+            "--repeats",
+            "3",
+            "--per-process",
+            "2",
+            "--probes",
+            "1",
+            *TINY,
+            "--eval-speedup",
+            "--eval-train-steps",
+            "0",
+        ]
+    )
     assert "skipped" not in out, out.get("output_tail")
     assert out["rl_whole_run"] > 0 and out["eval_speedup"] > 0
     results = out["results"]
@@ -80,8 +101,24 @@ def test_e2e_shared_mode_nlp(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     import json
 
-    assert _import("bench_e2e").main(["--domain", "nlp", "--repeats", "2", "--per-process", "1", "--probes", "1",
-                                      *TINY, "--json", str(tmp_path / "e2e.json")]) == 0
+    assert (
+        _import("bench_e2e").main(
+            [
+                "--domain",
+                "nlp",
+                "--repeats",
+                "2",
+                "--per-process",
+                "1",
+                "--probes",
+                "1",
+                *TINY,
+                "--json",
+                str(tmp_path / "e2e.json"),
+            ]
+        )
+        == 0
+    )
     _check_shared(json.loads((tmp_path / "e2e.json").read_text())["nlp"], "nlp", pairs=2, processes=[0, 1])
 
 
@@ -90,8 +127,12 @@ def test_e2e_fresh_mode_table_structure(tmp_path: Path) -> None:
     import json
 
     domains = "rl,nlp" if _has("transformers") else "rl"
-    assert _import("bench_e2e").main(["--mode", "fresh", "--domain", domains, "--repeats", "1", *TINY,
-                                      "--json", str(tmp_path / "e2e.json")]) == 0
+    assert (
+        _import("bench_e2e").main(
+            ["--mode", "fresh", "--domain", domains, "--repeats", "1", *TINY, "--json", str(tmp_path / "e2e.json")]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "e2e.json").read_text())
     for domain in domains.split(","):
         res = results[domain]
@@ -99,6 +140,62 @@ def test_e2e_fresh_mode_table_structure(tmp_path: Path) -> None:
         _check_domain(res, domain, pairs=1)
         assert res["phases"]["total"]["judged"] == "too few repeats (1, 3 needed)"
         assert all(r["startup"] > 0 for side in res["runs"].values() for r in side)
+
+
+def test_plain_rl_pruned_level_trains_the_masked_ticket(tmp_path: Path) -> None:
+    """The plain side's level 1: the dense network's smallest trained weights pruned at the task's
+    rate, the rest rewound to the step-k snapshot and trained k -> T with the pruned entries
+    held at exactly 0 (Adam would move them without the gradient hooks)."""
+    pytest.importorskip("stable_baselines3")
+    import torch
+
+    from multiticket.adapters.sb3_algos import ALGOS, ROLES, prunable_names
+
+    sides = _import("bench_e2e_sides")
+    plan = sides.rl_plan(sides.plan("rl", 768, 1, [0], ["rewind.step=256"]))
+    assert (plan.rate, plan.layerwise, plan.T, plan.k) == (0.2, False, 768, 256)  # cartpole-ppo: global, 20 %
+    chain = sides.Chain(0)
+    _, dense, record = sides.rl_unit(plan, chain, tmp_path / "dense.zip")
+    assert record["level"] == 0 and record["sparsity"] == 0.0 and dense.num_timesteps == 768
+    # multiticket's default scope for PPO: every Linear weight of the policy
+    assert list(chain.final) == prunable_names(dense.policy, ALGOS["ppo"], list(ROLES), True)
+    final, start = dict(chain.final), chain.snapshot["policy"]
+    assert chain.snapshot["step"] == 256
+    _, ticket, record = sides.rl_unit(plan, chain, tmp_path / "level.zip")
+    mask, params = chain.mask, dict(ticket.policy.named_parameters())
+    total = sum(m.numel() for m in mask.values())
+    assert total - sum(int(m.sum()) for m in mask.values()) == math.floor(0.2 * total + 0.5)
+    assert record["level"] == 1 and record["sparsity"] == pytest.approx(0.2, abs=1 / total)
+    assert record["env_steps"] == 512 and ticket.num_timesteps == 768  # trained k -> T (two rollouts: the
+    # last update of a run has the linear schedules at 0)
+    kept = torch.cat([final[n][m].abs() for n, m in mask.items()])
+    pruned = torch.cat([final[n][~m].abs() for n, m in mask.items()])
+    assert pruned.max() <= kept.min()  # global magnitude: the smallest trained weights went
+    for n, m in mask.items():
+        assert bool((start[n][~m] != 0).all())  # the rewound weights there were not 0 ...
+        assert bool((params[n].detach()[~m] == 0).all())  # ... and are exactly 0 after training
+    # the survivors trained from θ_k (not every layer's: this early, the action head's weights are
+    # the smallest, all pruned, so the actor's hidden layers get no gradient; multiticket's too)
+    assert any(not torch.equal(params[n].detach()[m], start[n][m]) for n, m in mask.items())
+
+
+@pytest.mark.parametrize("strategy", ["global_magnitude", "layerwise_magnitude"])
+@pytest.mark.parametrize("rate_of", ["remaining", "original"])
+def test_magnitude_mask_is_multiticket_prune(strategy: str, rate_of: str) -> None:
+    """The plain side's few lines of torch prune exactly as multiticket's ``prune`` (ties included)."""
+    import torch
+
+    from multiticket.core.mask import Mask
+    from multiticket.core.prune import PruneSpec, prune
+
+    gen = torch.Generator().manual_seed(0)
+    weights = {"a.weight": torch.randn(8, 4, generator=gen), "b.weight": torch.randn(3, 8, generator=gen).round()}
+    weights["a.weight"][0, :3] = 1.0  # ties within and across parameters
+    mask = {n: torch.rand(w.shape, generator=gen) > 0.3 for n, w in weights.items()}
+    mine = _import("bench_e2e_sides").magnitude_mask(weights, mask, 0.3, strategy == "layerwise_magnitude", rate_of)
+    theirs = prune(weights, Mask(mask), PruneSpec(strategy, 0.3, rate_of))
+    assert list(mine) == list(theirs) and all(torch.equal(mine[n], theirs[n]) for n in mine)
+    assert all(bool((mine[n] <= mask[n]).all()) for n in mine)  # survivors only: IMP never revives
 
 
 def test_ratio_interval_is_a_t_interval_on_log_ratios_and_says_what_it_can_judge() -> None:
@@ -124,11 +221,18 @@ def test_compare_pairs_per_step_ratios_and_takes_startup_from_the_probes() -> No
     bench = _import("bench_e2e")
 
     def run(startup: float, train: float, steps: int = 100, cpu: float = 1.0) -> dict[str, Any]:
-        return {"startup": startup, "build": 1.0, "train": train, "evaluate": 1.0, "write": 0.0, "steps": steps,
-                "units": 2, "cpu": cpu}
+        return {
+            "startup": startup,
+            "build": 1.0,
+            "train": train,
+            "evaluate": 1.0,
+            "write": 0.0,
+            "steps": steps,
+            "units": 2,
+            "cpu": cpu,
+        }
 
-    runs = {"multiticket": [run(2.0, 10.0, cpu=2.0), run(2.0, 12.0, cpu=3.0)],
-            "plain": [run(2.0, 8.0), run(2.0, 12.0)]}
+    runs = {"multiticket": [run(2.0, 10.0, cpu=2.0), run(2.0, 12.0, cpu=3.0)], "plain": [run(2.0, 8.0), run(2.0, 12.0)]}
     probes = {"multiticket": [{"startup": 3.0, "steps": 100}], "plain": [{"startup": 2.0, "steps": 100}]}
     out = bench.compare(runs, probes)
     train = out["phases"]["train"]
@@ -140,6 +244,26 @@ def test_compare_pairs_per_step_ratios_and_takes_startup_from_the_probes() -> No
     assert out["phases"]["write"]["paired_ratios"] == []  # plain's 0 s: no ratio
     assert out["cpu"]["paired_ratios"] == pytest.approx([2.0, 3.0])
     assert out["steps"] == {"multiticket": 100, "plain": 100}
+
+
+def test_same_work_compares_units_in_any_order() -> None:
+    same_work = _import("bench_e2e").same_work
+
+    def unit(seed: int, level: int, value: float, steps: int = 256) -> dict[str, Any]:
+        return {
+            "seed": seed,
+            "level": level,
+            "metric": "eval_return",
+            "eval": value,
+            "env_steps": steps,
+            "sparsity": 0.2 * level,
+        }
+
+    mt = [unit(0, 0, 9.0), unit(0, 1, 8.0), unit(1, 0, 7.0)]
+    assert same_work({"multiticket": mt, "plain": [unit(0, 0, 9.0), unit(1, 0, 7.0), unit(0, 1, 8.0)]})
+    assert not same_work({"multiticket": mt, "plain": [unit(0, 0, 9.0), unit(1, 0, 7.0), unit(0, 1, 8.5)]})
+    assert not same_work({"multiticket": mt, "plain": [unit(0, 0, 9.0), unit(1, 0, 7.0), unit(0, 1, 8.0, 512)]})
+    assert same_work({"multiticket": mt, "plain": None}) is None  # the plain NLP side records no units
 
 
 def test_probe_plan_keeps_twice_the_rewind_step_within_the_budget() -> None:
