@@ -1,6 +1,6 @@
 """A whole multiticket search against a plain library loop doing the same training (a benchmark, not a test).
 
-Two sides run the same plan (scripts/bench_e2e_sides.py): ``multiticket`` (one ticket search,
+Two sides run the same plan (scripts/bench_e2e_sides.py; the plain RL IMP in scripts/bench_e2e_imp_rl.py): ``multiticket`` (one ticket search,
 in-process, one worker: what ``multiticket run TASK --workers 1`` does) and ``plain`` (a script
 that trains and evaluates the same networks for the same steps with the library alone).
 

@@ -151,17 +151,17 @@ def test_plain_rl_pruned_level_trains_the_masked_ticket(tmp_path: Path) -> None:
 
     from multiticket.adapters.sb3_algos import ALGOS, ROLES, prunable_names
 
-    sides = _import("bench_e2e_sides")
-    plan = sides.rl_plan(sides.plan("rl", 768, 1, [0], ["rewind.step=256"]))
+    sides, imp = _import("bench_e2e_sides"), _import("bench_e2e_imp_rl")
+    plan = imp.rl_plan(sides.plan("rl", 768, 1, [0], ["rewind.step=256"]))
     assert (plan.rate, plan.layerwise, plan.T, plan.k) == (0.2, False, 768, 256)  # cartpole-ppo: global, 20 %
-    chain = sides.Chain(0)
-    _, dense, record = sides.rl_unit(plan, chain, tmp_path / "dense.zip")
+    chain = imp.Chain(0)
+    _, dense, record = imp.rl_unit(plan, chain, tmp_path / "dense.zip")
     assert record["level"] == 0 and record["sparsity"] == 0.0 and dense.num_timesteps == 768
     # multiticket's default scope for PPO: every Linear weight of the policy
     assert list(chain.final) == prunable_names(dense.policy, ALGOS["ppo"], list(ROLES), True)
     final, start = dict(chain.final), chain.snapshot["policy"]
     assert chain.snapshot["step"] == 256
-    _, ticket, record = sides.rl_unit(plan, chain, tmp_path / "level.zip")
+    _, ticket, record = imp.rl_unit(plan, chain, tmp_path / "level.zip")
     mask, params = chain.mask, dict(ticket.policy.named_parameters())
     total = sum(m.numel() for m in mask.values())
     assert total - sum(int(m.sum()) for m in mask.values()) == math.floor(0.2 * total + 0.5)
@@ -192,7 +192,7 @@ def test_magnitude_mask_is_multiticket_prune(strategy: str, rate_of: str) -> Non
     weights = {"a.weight": torch.randn(8, 4, generator=gen), "b.weight": torch.randn(3, 8, generator=gen).round()}
     weights["a.weight"][0, :3] = 1.0  # ties within and across parameters
     mask = {n: torch.rand(w.shape, generator=gen) > 0.3 for n, w in weights.items()}
-    mine = _import("bench_e2e_sides").magnitude_mask(weights, mask, 0.3, strategy == "layerwise_magnitude", rate_of)
+    mine = _import("bench_e2e_imp_rl").magnitude_mask(weights, mask, 0.3, strategy == "layerwise_magnitude", rate_of)
     theirs = prune(weights, Mask(mask), PruneSpec(strategy, 0.3, rate_of))
     assert list(mine) == list(theirs) and all(torch.equal(mine[n], theirs[n]) for n in mine)
     assert all(bool((mine[n] <= mask[n]).all()) for n in mine)  # survivors only: IMP never revives
