@@ -17,7 +17,7 @@ import yaml
 
 from multiticket import interrupts
 from multiticket.errors import RunFailure, UserError, storage_error
-from multiticket.runtime import resolve_device
+from multiticket.runtime import collector_paused, resolve_device
 from multiticket.terminal import printable
 
 #: ``--min-sparsity``'s default, for its help only (the value is core.sparse's DEFAULT_MIN_SPARSITY,
@@ -196,7 +196,8 @@ def launch_options(args: argparse.Namespace) -> LaunchOptions:
 def cmd_run(args: argparse.Namespace) -> int:
     from multiticket.api import extension_note, parent_of, resolve_task, run_directory
 
-    task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels, trust_code=args.trust_code)
+    with collector_paused():  # resolving imports the domain's adapter and its library
+        task = resolve_task(args.task, args.set, seeds=args.seeds, levels=args.levels, trust_code=args.trust_code)
     run_dir = run_directory(Path(args.task))
     out = Path(args.out) if args.out else (parent_of(run_dir) if run_dir is not None else Path("runs"))
     _warn_name(task, args)
@@ -219,7 +220,8 @@ def _warn_name(task, args: argparse.Namespace) -> None:  # noqa: ANN001
 def cmd_sweep(args: argparse.Namespace) -> int:
     from multiticket.launch.sweep import load_sweep
 
-    sweep = load_sweep(args.sweep)
+    with collector_paused():  # as cmd_run's resolution
+        sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else (sweep.out or Path("runs"))
     for task in sweep.tasks:
         _warn_name(task, args)

@@ -1,10 +1,13 @@
-"""Facts about the machine a run uses: the torch device, and the library versions recorded in
-``config.yaml``. Shared by the CLI and the launch layer (driver and workers)."""
+"""Facts about the machine a run uses: the torch device, the library versions recorded in
+``config.yaml``, and how a run's process imports what it keeps. Shared by the CLI and the launch
+layer (driver and workers)."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 
 from multiticket.errors import UserError
 
@@ -32,3 +35,20 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             out[dist] = md.version(dist)
     return out
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a run's process imports the modules it keeps
+    until exit (torch, the domain's library, the adapter): importing them allocates hundreds of
+    thousands of long-lived objects, and the collector re-walks them over and over, about a fifth
+    of the import time (measured on torch + SB3 + multiticket: 0.6 s of 3 s CPU). Nothing imported
+    is garbage, so nothing is lost; the collector's previous state comes back on exit, also on an
+    error."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -65,11 +65,17 @@ def _since(launched: float | None) -> float:
 
 
 def multiticket_side(cfg: dict[str, Any], launched: float | None) -> dict[str, Any]:
-    """One in-process ticket search; phases from the runner's per-unit timings."""
-    import multiticket.cli  # noqa: F401 - what `multiticket run` imports before it builds
-    from multiticket.domains import domains
+    """One in-process ticket search; phases from the runner's per-unit timings. Start-up: what
+    `multiticket run` imports before it builds, as it does (its task resolution imports the
+    adapter with the collector paused, and the driver's warm-up preloads the same modules as a
+    pool worker, torch._dynamo among them; here those imports are the start-up phase)."""
+    import multiticket.cli  # noqa: F401
+    from multiticket.launch.backends import worker_modules
+    from multiticket.runtime import collector_paused
 
-    __import__(str(domains.module_of(cfg["domain"])))
+    with collector_paused():
+        for module in worker_modules([cfg["domain"]]):
+            __import__(module)
     startup = _since(launched)
     from multiticket.analysis.summary import write_summary
     from multiticket.api import resolve_task

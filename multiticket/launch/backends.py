@@ -10,6 +10,7 @@ task holding the object refs of the tasks it depends on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import math
 import multiprocessing as mp
@@ -26,6 +27,7 @@ from multiticket.errors import RunFailure, UserError, storage_error
 from multiticket.launch.jobs import Job, JobCall, execute_job
 from multiticket.launch.lifeline import exit_if_gone, tie_to_parent
 from multiticket.launch.resources import gpu_slots
+from multiticket.runtime import collector_paused
 
 #: called by the driver with each finished job and its per-unit results
 OnResults = Callable[[Job, list[dict[str, Any]]], None]
@@ -187,8 +189,16 @@ def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
 
 def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequence[str] = ()) -> None:
     """Start the local pool's fork server now, so its imports overlap the driver's validation.
-    (A fork server already running keeps the modules it preloaded.)"""
-    if opts.backend == "local" and not opts.in_process:
+    (A fork server already running keeps the modules it preloaded.) An in-process run is its own
+    worker: it imports the same modules here, with the collector paused
+    (:func:`multiticket.runtime.collector_paused`); one that fails to import is left to the unit
+    that needs it."""
+    if opts.backend == "local" and opts.in_process:
+        with collector_paused():
+            for module in worker_modules(domains, user):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(module)
+    elif opts.backend == "local":
         ctx = worker_context(worker_modules(domains, user))
         if ctx.get_start_method() == "forkserver":
             from multiprocessing import forkserver

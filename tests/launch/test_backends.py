@@ -233,3 +233,46 @@ def test_a_stopped_pool_leaves_no_management_thread_to_race_the_exit_hook():
     wakeup = process._threads_wakeups.get(manager)  # this pool's pipe only: other tests' pools may live
     assert wakeup is None or wakeup._closed
     assert all(f.cancelled() or f.done() for f in busy)
+
+
+def test_an_in_process_run_imports_the_worker_modules_with_the_collector_paused(monkeypatch):
+    """``--workers 1`` is its own worker: the driver's warm-up imports what a pool worker preloads
+    (torch._dynamo, the adapters), each with the cyclic collector off, which is on again after;
+    a module that fails to import is left to the unit that needs it."""
+    import gc
+    import importlib
+
+    from multiticket.launch import backends
+
+    expected = backends.worker_modules(["rl", "toy"])
+    seen: list[tuple[str, bool]] = []
+
+    def record(name: str):
+        seen.append((name, gc.isenabled()))
+        if name == "multiticket.adapters.toy":
+            raise ImportError("a broken adapter")
+
+    monkeypatch.setattr(importlib, "import_module", record)
+    assert gc.isenabled()
+    backends.warm_up_workers(backends.LaunchOptions(workers=1), ["rl", "toy"])
+    assert [name for name, _ in seen][-len(expected) :] == expected  # (after worker_modules' own look-ups)
+    assert all(enabled is False for _, enabled in seen)
+    assert gc.isenabled()
+
+
+def test_the_collector_pause_restores_the_state_it_found_even_on_an_error():
+    import gc
+
+    from multiticket.runtime import collector_paused
+
+    with pytest.raises(ValueError), collector_paused():
+        assert not gc.isenabled()
+        raise ValueError("an import failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
