@@ -190,12 +190,13 @@ def worker_context(preload: Sequence[str] = WORKER_MODULES) -> Any:
 def warm_up_workers(opts: LaunchOptions, domains: Sequence[str] = (), user: Sequence[str] = ()) -> None:
     """Start the local pool's fork server now, so its imports overlap the driver's validation.
     (A fork server already running keeps the modules it preloaded.) An in-process run is its own
-    worker: it imports the same modules here, with the collector paused
-    (:func:`multiticket.runtime.collector_paused`); one that fails to import is left to the unit
-    that needs it."""
+    worker: it imports the same library modules here, with the collector paused
+    (:func:`multiticket.runtime.collector_paused`), but not the user's (their own import path,
+    with its errors and module directories, is the adapter's); one that fails to import is left
+    to the unit that needs it."""
     if opts.backend == "local" and opts.in_process:
         with collector_paused():
-            for module in worker_modules(domains, user):
+            for module in worker_modules(domains):
                 with contextlib.suppress(ImportError):
                     importlib.import_module(module)
     elif opts.backend == "local":
