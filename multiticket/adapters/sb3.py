@@ -3,9 +3,10 @@
 SB3 is used unchanged. ``learn`` gets two callbacks, composed in a ``CallbackList``: the public
 :class:`~multiticket.adapters.sb3_callback.TicketCallback` (``multiticket.sb3.TicketCallback``),
 around the mask enforcer the core attached, binds it to SB3's own optimizers and the target
-networks, exactly as in a user's script; :class:`HooksCallback` reports progress to the core
-(``on_step`` after every env step, with ``num_timesteps`` as the step). A level that starts at the
-rewind step k continues with ``num_timesteps = k`` and ``learn(T - k, reset_num_timesteps=False)``
+networks, exactly as in a user's script; :class:`~multiticket.adapters.sb3_hooks.HooksCallback`
+reports progress to the core (``on_step`` after every env step, with ``num_timesteps`` as the
+step). A level that starts at the rewind step k continues with ``num_timesteps = k`` and
+``learn(T - k, reset_num_timesteps=False)``
 so that progress-based schedules (learning rate, clip range, DQN's exploration rate) continue
 exactly where the dense run was at step k; SB3's private fields that this takes sit behind
 :mod:`multiticket.adapters.sb3_shim`, checked against the SB3 versions it was written for.
@@ -15,95 +16,40 @@ table (prunable modules, optimizers, target pairs).
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import itertools
-import math
-import pickle
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
-from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from multiticket.adapters import sb3_build, sb3_eval, sb3_rewind
 from multiticket.adapters import sb3_shim as shim
 from multiticket.adapters.sb3_algos import ALGOS, AlgoSpec, prunable_names
 from multiticket.adapters.sb3_algos import _layers as branch_layers
 from multiticket.adapters.sb3_callback import TicketCallback
 from multiticket.adapters.sb3_config import Section
-from multiticket.adapters.sb3_env_spec import action_space_problem
-from multiticket.adapters.sb3_envs import make_env, vec_normalize
+from multiticket.adapters.sb3_envs import make_env
+from multiticket.adapters.sb3_hooks import HooksCallback
 from multiticket.adapters.sb3_hyper import Hyper, agents_entry, agents_key, resolve_hyper
-from multiticket.adapters.sb3_random import random_policy_returns
 from multiticket.adapters.sb3_scoring import ScoringBatch, batch_size, collect, gamma, ones_output, split
 from multiticket.adapters.sb3_scoring import scoring_loss as family_loss
-from multiticket.adapters.sb3_state import buffer_tree, restore_buffer, rms_from, rms_tree
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.seeding import derive_seed
-from multiticket.core.statefile import Pickled
 from multiticket.core.ticket_binding import TicketBinding
 from multiticket.errors import UserError
 
-__all__ = ["SB3Adapter", "Section"]
+__all__ = ["HooksCallback", "SB3Adapter", "Section"]
 
 #: the ``rl`` section's class, under a name the class body can annotate with (there ``Section`` is the attribute)
 RLSection = Section
-
-
-def _vec_normalize_of(venv: VecEnv | None) -> VecNormalize | None:
-    """The ``VecNormalize`` layer of ``venv`` (None without one, or without an env)."""
-    return None if venv is None else vec_normalize(venv)
-
-
-class HooksCallback(BaseCallback):
-    """Forwards SB3's per-step callback to the core: ``hooks.on_step(num_timesteps, logs)``.
-
-    Losses SB3 logged during the previous update (``train/*loss*``) ride along with the first step
-    of the next rollout, so the core can stop a run whose loss went NaN. The return and length of
-    every training episode that ended in this step (the ``Monitor`` wrapper's ``episode`` info, the
-    same numbers SB3 puts in ``ep_info_buffer``) ride along too: the unit's learning curve.
-    """
-
-    def __init__(self, hooks: TrainHooks, adapter: SB3Adapter) -> None:
-        super().__init__(verbose=0)
-        self.hooks = hooks
-        self.adapter = adapter
-        self._pending: dict[str, float | Sequence[float]] | None = None
-
-    def _on_rollout_start(self) -> None:
-        values = self.model.logger.name_to_value
-        losses: dict[str, float | Sequence[float]] = {
-            k: float(v) for k, v in values.items() if k.startswith("train/") and "loss" in k
-        }
-        self._pending = losses or None
-        # between two rollouts (the previous update done, the rollout buffer empty) the state is
-        # weights + optimizers + RNG + resume_state(): a checkpoint here resumes bit for bit
-        self.hooks.on_resumable(self.num_timesteps)
-
-    def _on_step(self) -> bool:
-        logs, self._pending = self._pending, None
-        episodes = [info["episode"] for info in self.locals.get("infos", ()) if "episode" in info]
-        if episodes:
-            logs = {**(logs or {}), "episode_return": tuple(float(ep["r"]) for ep in episodes),
-                    "episode_length": tuple(float(ep["l"]) for ep in episodes)}
-        # SB3 calls back in the middle of its step: state() must account for the rest of it
-        self.adapter._mid_step = True
-        try:
-            self.hooks.on_step(self.num_timesteps, logs)
-        finally:
-            self.adapter._mid_step = False
-        # False ends learn() cleanly before any further update (early-bird stop)
-        return not getattr(self.hooks, "should_stop", False)
 
 
 class SB3Adapter(DomainAdapter):
@@ -160,23 +106,8 @@ class SB3Adapter(DomainAdapter):
 
     # -- model ----------------------------------------------------------------------------------
     def _device(self) -> str:
-        wanted = self.section.device
-        if wanted == "cuda" and not torch.cuda.is_available():
-            raise UserError("rl.device: 'cuda' asked for but no CUDA device is available")
-        if wanted == "auto":
-            # SB3's MLP policies are fastest on CPU even when a GPU exists; CNN policies are not
-            return "cuda" if self.device == "cuda" and "Cnn" in self.hyper.policy else "cpu"
-        return wanted
-
-    def _action_noise(self, venv: VecEnv) -> Any:
-        if self.hyper.noise is None:
-            return None
-        kind, std = self.hyper.noise
-        shape = venv.action_space.shape
-        assert shape is not None  # noise is for Box action spaces, which have a shape
-        n = int(np.prod(shape))
-        cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
-        return cls(mean=np.zeros(n), sigma=std * np.ones(n))
+        """``rl.device``, ``auto`` resolved (:func:`multiticket.adapters.sb3_build.model_device`)."""
+        return sb3_build.model_device(self.section, self.hyper, self.device)
 
     def build(self, seed: int, init_seed: int | None = None) -> None:
         """Seeded envs and model; ``init_seed`` only changes the initial policy weights."""
@@ -190,48 +121,22 @@ class SB3Adapter(DomainAdapter):
         elif device == "cpu" and "Cnn" not in self.hyper.policy:
             # measured: one thread is as fast as two for SB3's small MLPs, and leaves a core free
             torch.set_num_threads(1)
-        aliases = list(self.spec.cls.policy_aliases)
-        if self.hyper.policy_class is None and self.hyper.policy not in aliases:
-            raise UserError(f"rl.overrides: policy '{self.hyper.policy}' is not one of {aliases} "
-                            "(or a policy class by import path)")
-        env_id = self.section.env
-        venv = make_env(env_id, self.hyper, seed, self.hyper.n_envs, training=True, env_attrs=self.section.env_attrs)
-        problem = action_space_problem(self.section.algo, venv.action_space, env_id)
-        if problem:
-            venv.close()
-            raise UserError(f"rl.algo: {problem}")
-        kwargs = dict(self.hyper.kwargs)
-        noise = self._action_noise(venv)
-        if noise is not None:
-            kwargs["action_noise"] = noise
-        try:
-            self.model = self.spec.cls(
-                self.hyper.policy_class or self.hyper.policy, venv, seed=seed, device=device, verbose=self.section.verbose, **kwargs
-            )
-        except (TypeError, ValueError, AssertionError, KeyError) as exc:
-            venv.close()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"rl.overrides: {self.spec.name} rejected the hyperparameters: {first}") from None
+        self.model = sb3_build.make_model(self.spec, self.hyper, self.section, seed, device)
         if self.init_seed != seed:
             self._reinitialise(self.init_seed)
         copies = 1 if self.eval_method == "sequential" else self.section.n_eval_episodes
         self.eval_env = make_env(
-            env_id, self.hyper, self._eval_seed(), copies, training=False, env_attrs=self.section.env_attrs
+            self.section.env, self.hyper, self._eval_seed(), copies, training=False, env_attrs=self.section.env_attrs
         )
 
     def _eval_seed(self) -> int:
         """The seed of the first evaluation env copy (copy i: this + i; see :attr:`eval_methods`)."""
-        s = self.section
-        if self.eval_method == "disjoint":
-            return s.eval_seed_offset + self.seed * s.n_eval_episodes
-        return self.seed + s.eval_seed_offset
+        return sb3_eval.first_eval_seed(self.eval_method, self.section, self.seed)
 
     def eval_seeds(self) -> list[int]:
         """The env seed of each evaluation episode (``sequential``: the one env's seed, its
         episodes continuing that env's stream)."""
-        if self.eval_method == "sequential":
-            return [self._eval_seed()]
-        return [self._eval_seed() + i for i in range(self.section.n_eval_episodes)]
+        return sb3_eval.episode_seeds(self.eval_method, self.section, self.seed)
 
     def provenance(self) -> dict[str, Any]:
         """The SB3 class and what it was built with: the agents entry, ``rl.overrides`` over it,
@@ -256,14 +161,7 @@ class SB3Adapter(DomainAdapter):
         sampling is left exactly as ``seed`` set it, so only the initialisation differs."""
         model = self.model
         assert model is not None
-        rng = torch.get_rng_state()
-        torch.manual_seed(init_seed)
-        extra = {"use_sde": model.use_sde} if self.spec.on_policy else {}
-        fresh = model.policy_class(
-            model.observation_space, model.action_space, model.lr_schedule, **extra, **model.policy_kwargs
-        ).to(model.device)
-        model.policy.load_state_dict(fresh.state_dict())
-        torch.set_rng_state(rng)
+        sb3_build.reinitialise(model, self.spec, init_seed)
 
     def _require_model(self) -> BaseAlgorithm:
         if self.model is None:
@@ -385,53 +283,20 @@ class SB3Adapter(DomainAdapter):
         (mean return of the last ``ticket_reward_episodes`` training episodes, when any ended)."""
         model = self._require_model()
         returns, lengths = self.eval_episodes()
-        metrics = {
-            "eval_return": float(np.mean(returns)),
-            "eval_return_std": float(np.std(returns)),
-            "eval_length": float(np.mean(lengths)),
-        }
-        episodes = list(model.ep_info_buffer or [])[-self.section.ticket_reward_episodes :]
-        if episodes:
-            metrics["ticket_reward"] = float(np.mean([ep["r"] for ep in episodes]))
-        return {k: v for k, v in metrics.items() if math.isfinite(v)}
+        return sb3_eval.eval_metrics(model, returns, lengths, self.section.ticket_reward_episodes)
 
     def eval_episodes(self) -> tuple[list[float], list[int]]:
         """Return and length of each of the ``n_eval_episodes`` deterministic evaluation episodes,
-        in the order they ended. Batched, the eval env holds one copy per episode and
-        ``evaluate_policy`` runs exactly one episode on each (it splits N episodes evenly over N
-        envs), predicting for all copies at once; sequential, one env runs them in turn."""
+        in the order they ended (:func:`multiticket.adapters.sb3_eval.eval_episodes`)."""
         model = self._require_model()
         assert self.eval_env is not None
-        train_norm, eval_norm = _vec_normalize_of(model.get_env()), vec_normalize(self.eval_env)
-        if train_norm is not None and eval_norm is not None:
-            eval_norm.obs_rms = copy.deepcopy(train_norm.obs_rms)
-        self.eval_env.seed(self._eval_seed())  # copy i: this seed + i
-        # return_episode_rewards=True: per-episode lists, not (mean, std)
-        episodes = evaluate_policy(
-            model,
-            self.eval_env,
-            n_eval_episodes=self.section.n_eval_episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-            warn=False,
-        )
-        returns, lengths = cast(tuple[list[float], list[int]], episodes)
-        return [float(r) for r in returns], [int(n) for n in lengths]
+        return sb3_eval.eval_episodes(model, self.eval_env, self.section.n_eval_episodes, self._eval_seed())
 
     def baselines(self) -> dict[str, float]:
         """A uniformly random policy's mean and std return over ``n_eval_episodes`` episodes on an
         evaluation environment built and seeded as the first seed's units evaluate (the actions
         drawn from their own generator, seeded with that environment's seed)."""
-        s = self.section
-        seed = self._eval_seed()
-        env = make_env(s.env, self.hyper, seed, s.n_eval_episodes, training=False, env_attrs=s.env_attrs)
-        try:
-            env.seed(seed)
-            returns = random_policy_returns(env, s.n_eval_episodes, seed)
-        finally:
-            env.close()
-        return {"random_return_mean": float(np.mean(returns)), "random_return_std": float(np.std(returns)),
-                "random_episodes": float(len(returns))}
+        return sb3_eval.random_baselines(self.section, self.hyper, self._eval_seed())
 
     # -- scoring for data- and gradient-reading criteria (SNIP, GraSP, SynFlow) -----------------
     def scoring_batches(self, seed: int, n: int) -> list[ScoringBatch]:
@@ -459,92 +324,33 @@ class SB3Adapter(DomainAdapter):
     # -- rewind state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Counters, exploration rate, entropy coefficient, VecNormalize statistics and (with
-        ``keep_replay_buffer``) the replay buffer, as plain arrays and numbers (stored without
-        pickles, :mod:`multiticket.adapters.sb3_state`). By reference: the core deep-copies it."""
-        model = self._require_model()
-        # mid-step: DQN counts this step (for its target-update interval) only after the callback
-        st: dict[str, Any] = {"num_timesteps": int(model.num_timesteps), **shim.counters(model, self._mid_step)}
-        extras = shim.extras(model)
-        if hasattr(model, "exploration_rate"):
-            st["exploration_rate"] = float(extras.exploration_rate)
-        if getattr(model, "log_ent_coef", None) is not None:
-            st["log_ent_coef"] = extras.log_ent_coef.detach().cpu().clone()
-        norm = _vec_normalize_of(model.get_env())
-        if norm is not None:
-            st["obs_rms"], st["ret_rms"] = rms_tree(norm.obs_rms), rms_tree(norm.ret_rms)
-        if self.section.keep_replay_buffer and getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = buffer_tree(extras.replay_buffer)
-        return st
+        ``keep_replay_buffer``) the replay buffer, as plain arrays and numbers
+        (:func:`multiticket.adapters.sb3_rewind.rewind_state`). By reference: the core deep-copies it."""
+        return sb3_rewind.rewind_state(self._require_model(), self.section.keep_replay_buffer, self._mid_step)
 
     def load_state(self, state: dict[str, Any]) -> None:
-        model = self._require_model()
-        extras = shim.extras(model)
-        shim.set_counters(model, state)
-        if "exploration_rate" in state:
-            extras.exploration_rate = float(state["exploration_rate"])
-        if "log_ent_coef" in state and getattr(model, "log_ent_coef", None) is not None:
-            with torch.no_grad():  # in place: the entropy optimizer keeps pointing at this tensor
-                extras.log_ent_coef.copy_(state["log_ent_coef"].to(extras.log_ent_coef.device))
-        norm = _vec_normalize_of(model.get_env())
-        if norm is not None and "obs_rms" in state:
-            # SB3 types obs_rms after its dict-observation branch; it holds either kind (rms_from's result)
-            norm.obs_rms = rms_from(state["obs_rms"])  # type: ignore[assignment]
-            norm.ret_rms = cast(RunningMeanStd, rms_from(state["ret_rms"]))  # a scalar statistic, never a dict
-        if self.section.keep_replay_buffer and state.get("replay_buffer") is not None:
-            extras.replay_buffer = restore_buffer(extras.replay_buffer, state["replay_buffer"])
+        sb3_rewind.load_rewind_state(self._require_model(), state, self.section.keep_replay_buffer)
         self._state_loaded = True
 
     # -- mid-level checkpoints ------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
-        """:meth:`state` plus the training environments (physics, episode counters, their RNGs,
-        Monitor statistics), the last observations, episode buffers, action noise, the entropy
-        coefficient's optimizer and, off-policy, the replay buffer. Taken between rollouts only
-        (``on_resumable``), so the rollout buffer is empty and needs no saving. The environments
-        and the other algorithm attributes can only be pickled: they travel as a signed pickle."""
+        """:meth:`state` plus the training environments, the algorithm's other attributes and,
+        off-policy, the replay buffer (:func:`multiticket.adapters.sb3_rewind.with_resume_state`).
+        Taken between rollouts only (``on_resumable``), so the rollout buffer needs no saving."""
         model = self._require_model()
-        st = self.state()
-        st["algo"] = Pickled(shim.learner_state(model))  # the attributes of shim.RESUME_ATTRS it has
-        if getattr(model, "replay_buffer", None) is not None:
-            st["replay_buffer"] = buffer_tree(shim.extras(model).replay_buffer)
-        ent_opt = getattr(model, "ent_coef_optimizer", None)
-        if ent_opt is not None:
-            st["ent_coef_optimizer"] = ent_opt.state_dict()
-        return st
+        return sb3_rewind.with_resume_state(model, self.state())
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
         model = self._require_model()
         old_env = model.get_env()
         self.load_state(state)
-        algo = state["algo"].value if isinstance(state["algo"], Pickled) else state["algo"]
-        shim.set_learner_state(model, algo)
-        if old_env is not None and old_env is not model.env:
-            old_env.close()
-        shim.set_vec_normalize(model, _vec_normalize_of(model.env))
-        extras = shim.extras(model)
-        if state.get("replay_buffer") is not None:
-            extras.replay_buffer = restore_buffer(extras.replay_buffer, state["replay_buffer"])
-        if "ent_coef_optimizer" in state and getattr(model, "ent_coef_optimizer", None) is not None:
-            extras.ent_coef_optimizer.load_state_dict(copy.deepcopy(state["ent_coef_optimizer"]))
+        sb3_rewind.load_resume_extras(model, state, old_env)
         self._resumed = True
 
     def check_resumable(self) -> None:
         """Checkpoints pickle the training environments; fail before training if a pickled copy
-        cannot go on stepping (Box2D's LunarLander pickles, but its copy has lost its world)."""
-        model = self._require_model()
-        try:
-            env = model.get_env()
-            assert env is not None  # build() gave the model its training envs
-            probe = copy.deepcopy(env)  # before its first reset: a plain copy
-            probe.reset()  # simulators such as Box2D build their world here
-            restored = pickle.loads(pickle.dumps(probe))
-            restored.step(np.array([restored.action_space.sample() for _ in range(restored.num_envs)]))
-            probe.close()
-            restored.close()
-        except Exception as exc:  # noqa: BLE001 - any copy failure means no checkpoints for this env
-            raise UserError(
-                f"checkpoint: the environments of '{self.section.env}' cannot be copied for a checkpoint "
-                f"({type(exc).__name__}); remove the checkpoint section for this task"
-            ) from None
+        cannot go on stepping (:func:`multiticket.adapters.sb3_rewind.check_resumable`)."""
+        sb3_rewind.check_resumable(self._require_model(), self.section.env)
 
     # -- outputs --------------------------------------------------------------------------------
     def export(self, level_dir: Path) -> None:
@@ -554,7 +360,7 @@ class SB3Adapter(DomainAdapter):
         level_dir = Path(level_dir)
         level_dir.mkdir(parents=True, exist_ok=True)
         model.save(level_dir / "ticket.zip")
-        norm = _vec_normalize_of(model.get_env())
+        norm = sb3_rewind.vec_normalize_of(model.get_env())
         if norm is not None:
             norm.save(str(level_dir / "vecnormalize.pkl"))
 

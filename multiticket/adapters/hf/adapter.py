@@ -1,19 +1,19 @@
 """``HFAdapter``: IMP through the Hugging Face ``Trainer``, without forking its training loop.
 
 Per ``train(start, stop, hooks)`` call a fresh ``Trainer`` runs ``stop - start`` optimizer steps:
-- the optimizer and LR scheduler are built here and handed to the Trainer (``optimizers=``);
-  the scheduler is built for ``stop`` total steps and advanced ``start`` steps first, so a level
-  that starts at the rewind step k continues the dense run's schedule exactly;
-- the training examples follow a fixed order per seed (epoch permutations of the training
-  split), and a level starting at k reads from batch k on, as the dense run did;
-- two trainer callbacks, composed: :class:`HooksCallback` reports to the core (it calls
-  ``hooks.on_optimizers`` at ``on_train_begin``, after ``accelerate`` has wrapped the optimizer and
-  before any update, and ``hooks.on_step`` after every optimizer step, with the logged loss on
-  logging steps: the learning curve's training loss, the mean over the steps since the previous
-  log, as the Trainer logs it); then the public ``TicketCallback`` (``multiticket.hf.TicketCallback``)
-  binds the mask enforcer the core attached to the Trainer's optimizer, exactly as in a user's
-  script. Checkpoints are offered at logging steps only, where such a window has just closed, so a
-  resumed unit logs the same means.
+- the optimizer and LR scheduler are built here (:mod:`.optimization`) and handed to the Trainer
+  (``optimizers=``); the scheduler is built for ``stop`` total steps and advanced ``start`` steps
+  first, so a level that starts at the rewind step k continues the dense run's schedule exactly;
+- the training examples follow a fixed order per seed (:mod:`.ordering`: epoch permutations of
+  the training split), and a level starting at k reads from batch k on, as the dense run did;
+- two trainer callbacks, composed: :class:`~.trainer_hooks.HooksCallback` reports to the core (it
+  calls ``hooks.on_optimizers`` at ``on_train_begin``, after ``accelerate`` has wrapped the
+  optimizer and before any update, and ``hooks.on_step`` after every optimizer step, with the
+  logged loss on logging steps: the learning curve's training loss, the mean over the steps since
+  the previous log, as the Trainer logs it); then the public ``TicketCallback``
+  (``multiticket.hf.TicketCallback``) binds the mask enforcer the core attached to the Trainer's
+  optimizer, exactly as in a user's script. Checkpoints are offered at logging steps only, where
+  such a window has just closed, so a resumed unit logs the same means.
 The Trainer reseeds the global RNGs in its constructor and the DataLoader draws from them; the
 adapter puts back the state ``train`` was entered with right before the first forward pass, so a
 level resumed at step k with the rewind point's RNG replays the dense run bit for bit (CPU).
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -38,22 +36,23 @@ from transformers import (
     PreTrainedModel,
     PrinterCallback,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     default_data_collator,
-    get_scheduler,
 )
 
 from multiticket.adapters.hf import baselines as B
 from multiticket.adapters.hf import metrics as M
+from multiticket.adapters.hf import optimization
 from multiticket.adapters.hf.callback import TicketCallback
 from multiticket.adapters.hf.compact import units as encoder_units
 from multiticket.adapters.hf.data import Splits, load_splits
 from multiticket.adapters.hf.export import export_folder
 from multiticket.adapters.hf.lstm_compact import units as lstm_units
 from multiticket.adapters.hf.models import AUTO_CLASSES, NewHead, build_model, default_prunable, resolve_pretrained
+from multiticket.adapters.hf.ordering import Ordered, train_order
 from multiticket.adapters.hf.section import NLPSection
 from multiticket.adapters.hf.tokenization import encode, load_tokenizer
+from multiticket.adapters.hf.trainer_hooks import HooksCallback, rng_state, set_rng_state
 from multiticket.core.adapter import GIB, DomainAdapter, TrainHooks
 from multiticket.core.name_roles import name_role
 from multiticket.core.seeding import derive_seed
@@ -77,122 +76,9 @@ def _quiet() -> None:
     datasets.logging.set_verbosity_error()
 
 
-def train_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
-    """Example indices of the first ``steps`` batches: concatenated seeded epoch permutations.
-    Independent of where a level starts, so batch i is the same in every level of a seed."""
-    rng = np.random.default_rng(seed)
-    need = steps * batch_size
-    chunks = [rng.permutation(n) for _ in range(-(-need // n))]
-    return np.concatenate(chunks)[:need] if chunks else np.zeros(0, dtype=np.int64)
-
-
-class _Ordered(torch.utils.data.Dataset):
-    """Map-style view of ``examples`` in a fixed order (read with a SequentialSampler)."""
-
-    def __init__(self, examples: list[dict[str, Any]], order: np.ndarray) -> None:
-        self.examples, self.order = examples, order
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.examples[int(self.order[i])]
-
-
-class HooksCallback(TrainerCallback):
-    """Reports the Trainer's progress to the core in domain units (global optimizer steps)."""
-
-    def __init__(
-        self, hooks: TrainHooks, optimizer: torch.optim.Optimizer, offset: int, rng: tuple[Any, ...] | None = None
-    ) -> None:
-        self.hooks, self.optimizer, self.offset = hooks, optimizer, offset
-        self.pending: int | None = None
-        self.rng = rng
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.hooks.on_optimizers([self.optimizer])
-        sched = kwargs.get("lr_scheduler")
-        if sched is not None:  # a restored optimizer state carries its own step's LR: the schedule's wins
-            for group, lr in zip(self.optimizer.param_groups, sched.get_last_lr()):
-                group["lr"] = lr
-
-    def _stop_requested(self, control: Any) -> bool:
-        """Early-bird stop: the Trainer leaves its loop after this step, with no further update."""
-        if getattr(self.hooks, "should_stop", False):
-            control.should_training_stop = True
-            return True
-        return False
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        # creating the DataLoader iterator draws from the global RNG; undo that so the first
-        # forward pass (dropout) sees exactly the state train() was entered with -- the state
-        # the core restored from the rewind point, which the dense run had at that step too
-        if self.rng is not None:
-            _set_rng_state(self.rng)
-            self.rng = None
-
-    def _step_done(self, step: int, logs: dict[str, float | Sequence[float]] | None, logged: bool = True) -> None:
-        # after an optimizer step (and its scheduler step) nothing else is pending: the next
-        # step's batch and LR are functions of the step, so a checkpoint here resumes exactly --
-        # at a logging step, where the Trainer's loss window closed (the loss curve resumes too)
-        self.hooks.on_step(step, logs)
-        if logged:
-            self.hooks.on_resumable(step)
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        step = self.offset + state.global_step
-        if self.pending is not None:  # a logging step whose on_log never came
-            self._step_done(self.pending, None)
-            self.pending = None
-            if self._stop_requested(control):
-                return
-        if control.should_log:  # the Trainer logs this step's loss right after: report it with it
-            self.pending = step
-        else:
-            self._step_done(step, None, logged=False)
-            self._stop_requested(control)
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if self.pending is None:
-            return
-        numeric: dict[str, float | Sequence[float]] = {
-            k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))
-        }
-        self._step_done(self.pending, numeric)
-        self.pending = None
-        self._stop_requested(control)
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.pending is not None:
-            self._step_done(self.pending, None)
-            self.pending = None
-
-
 #: ``prune.structure`` -> the function finding its units in a model: ``heads``, the attention heads
 #: and FFN neurons of a BERT-like encoder; ``units``, the LSTM LM's hidden units
 UNIT_FINDERS: dict[str, Callable[[torch.nn.Module], list[Family]]] = {"heads": encoder_units, "units": lstm_units}
-
-
-def fused_kernel_for(device: str) -> bool:
-    """Does torch have fused optimizer kernels for ``device`` ('cpu', 'cuda:0', ...)? The Trainer
-    picks ``adamw_torch_fused`` by default; without it AdamW's per-parameter loop costs ~10 % of a
-    small model's CPU step."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-    return torch.device(device).type in _get_fused_kernels_supported_devices()
-
-
-def _rng_state() -> tuple[Any, ...]:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    return torch.get_rng_state(), np.random.get_state(), random.getstate(), cuda
-
-
-def _set_rng_state(state: tuple[Any, ...]) -> None:
-    torch.set_rng_state(state[0])
-    np.random.set_state(state[1])
-    random.setstate(state[2])
-    if state[3] is not None:
-        torch.cuda.set_rng_state_all(state[3])
 
 
 @contextlib.contextmanager
@@ -331,20 +217,8 @@ class HFAdapter(DomainAdapter):
 
     # -- training ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW (decoupled weight decay, none on biases/LayerNorm, as the Trainer does) or SGD,
-        built before the Trainer that receives it (``optimizers=``). The Trainer's own rule picks
-        the decayed parameters; it reads nothing of a Trainer instance, so none is needed yet."""
-        s = self.section
-        decay = set(Trainer.get_decay_parameter_names(cast(Trainer, None), self.module))
-        params = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for n, p in params if n in decay], "weight_decay": s.weight_decay},
-            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
-        if s.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=s.learning_rate, momentum=s.momentum)
-        return torch.optim.AdamW(groups, lr=s.learning_rate, fused=s.adamw_fused and fused_kernel_for(self.device))
+        """AdamW or SGD as the Trainer would build them (:func:`.optimization.make_optimizer`)."""
+        return optimization.make_optimizer(self.module, self.section, self.device)
 
     def set_constant_lr(self, lr: float | None) -> None:
         self.constant_lr = lr
@@ -354,17 +228,7 @@ class HFAdapter(DomainAdapter):
     ) -> torch.optim.lr_scheduler.LRScheduler:
         """The dense run's schedule over ``total`` steps, advanced to ``start``; with
         :meth:`set_constant_lr`, a constant schedule at that rate (fine-tuning)."""
-        s = self.section
-        if self.constant_lr is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] = self.constant_lr
-            return get_scheduler("constant", optimizer)
-        sched = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=s.warmup_steps, num_training_steps=total)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
-            for _ in range(start):
-                sched.step()
-        return sched
+        return optimization.make_scheduler(optimizer, self.section, start, total, self.constant_lr)
 
     def collator(self) -> Any:
         if self.section.task == "classification":
@@ -406,8 +270,8 @@ class HFAdapter(DomainAdapter):
         s = self.section
         order = train_order(len(self._features["train"]), s.batch_size, stop, self.seed)
         self.tokens_per_step = self.count_tokens(order, stop)
-        data = _Ordered(self._features["train"], order[start * s.batch_size : stop * s.batch_size])
-        rng = _rng_state()  # the Trainer reseeds every RNG in __init__: keep the core's state
+        data = Ordered(self._features["train"], order[start * s.batch_size : stop * s.batch_size])
+        rng = rng_state()  # the Trainer reseeds every RNG in __init__: keep the core's state
         self._optimizer = self._make_optimizer()
         scheduler = self.make_scheduler(self._optimizer, start, stop)
         # reporting first: its on_train_begin restores the optimizer state from the rewind point
@@ -421,7 +285,7 @@ class HFAdapter(DomainAdapter):
             callbacks=[HooksCallback(hooks, self._optimizer, start, rng), TicketCallback(binding)],
         )  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # logs go to the core, not to stdout
-        _set_rng_state(rng)
+        set_rng_state(rng)
         trainer.train()
         self.module.eval()
 

@@ -8,7 +8,7 @@ cannot say (no level that deep, fewer seeds than the sign-flip test needs, a den
 has not learnt the metric). "Beats" is always the verdicts' test (:mod:`.evidence`); "matches
 dense" is always :func:`multiticket.analysis.stats.matches` with the task's ``report.tolerance``
 (or a tolerance the claim states, with its source), a degenerate level never matching, as in the
-report.
+report (:mod:`.matching`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from multiticket.analysis.claims.evidence import (
     stat,
     verdict_levels,
 )
+from multiticket.analysis.claims.matching import match_rule, matching_evidence, tolerance
 from multiticket.analysis.claims.spec import (
     NOT_ATTEMPTED,
     NOT_REPRODUCED,
@@ -42,10 +43,9 @@ from multiticket.analysis.claims.spec import (
     ClaimBase,
     ClaimResult,
 )
-from multiticket.analysis.degenerate import guard_verdict
 from multiticket.analysis.paired import paired
 from multiticket.analysis.rundata import RunData
-from multiticket.analysis.stats import better, fmt, matches, normalise
+from multiticket.analysis.stats import better, fmt, normalise
 from multiticket.analysis.verdicts import RunVerdict, by_mean, run_verdict
 
 #: sparsities within this of a bound count as reaching it (10 levels at 20 % give 0.8926...)
@@ -197,46 +197,13 @@ def ablation(spec: S.Ablation, run: RunData, sub: Subject, r: ClaimResult) -> No
                 f"normalised to dense (1 = dense; positive: the ticket is better)")
 
 
-def tolerance(spec: S.MatchesDenseAt | S.MatchingRange, run: RunData) -> tuple[float, str]:
-    """The matching tolerance and where it comes from."""
-    if spec.tolerance is None:
-        return run.tolerance, "the task's report.tolerance"
-    return spec.tolerance, spec.tolerance_source or "the claim's own tolerance"
-
-
-def matching_levels(run: RunData, tol: float) -> dict[int, bool]:
-    """Per finished ticket level: within ``tol`` × |dense| of the dense mean (never at a degenerate level)."""
-    dense = stat(run, "ticket", 0)[0]
-    return {lv: bool(guard_verdict(run, lv, None, matches(stat(run, "ticket", lv)[0], dense, tol,
-                                                              run.higher_is_better))[1])
-            for lv in finished_levels(run, "ticket")}
-
-
-def match_rule(run: RunData, tol: float, source: str) -> str:
-    dense, sd, n = stat(run, "ticket", 0)
-    return (f"dense {fmt(dense)}" + (f" ± {fmt(sd, 2)}" if n > 1 else "") + f" over {n} seed(s); matching: the ticket's "
-            f"mean within {tol:g} × |dense| = {fmt(tol * abs(dense))} of dense ({source})")
-
-
-def _matching_evidence(run: RunData, tol: float, r: ClaimResult) -> dict[int, bool] | None:
-    """Which finished levels match dense, recorded as the claim's evidence; None (with the reason
-    in ``r.detail``) when there is no finished dense run or ticket level."""
-    match = matching_levels(run, tol)
-    if not stat(run, "ticket", 0)[2] or not match:
-        r.detail = "no finished dense run or ticket level"
-        return None
-    r.evidence = [{"level": lv, "sparsity": run.sparsity[lv], "ticket": stat(run, "ticket", lv)[0], "matches": ok}
-                  for lv, ok in match.items()]
-    return match
-
-
 def matches_dense_at(spec: S.MatchesDenseAt, run: RunData, sub: Subject, r: ClaimResult) -> None:
     """The ticket matches dense at the finished level nearest ``sparsity``."""
     tol, source = tolerance(spec, run)
     r.tables = [(sub.task, ["ticket", *run.random_controls])]
     r.test = (f"{run.metric}: the ticket's mean at the level nearest {pct(spec.sparsity)} (within "
               f"{pct(spec.window)}) within {tol:g} × |dense| of the dense mean ({source})")
-    match = _matching_evidence(run, tol, r)
+    match = matching_evidence(run, tol, r)
     if match is None:
         return
     found = [lv for lv, ok in match.items() if ok]
@@ -259,7 +226,7 @@ def matching_range(spec: S.MatchingRange, run: RunData, sub: Subject, r: ClaimRe
     r.tables = [(sub.task, ["ticket"])]
     r.test = (f"{run.metric}: the largest sparsity at which the ticket matches dense, at least "
               f"{pct(spec.from_sparsity)} (matching: within {tol:g} × |dense|, {source})")
-    match = _matching_evidence(run, tol, r)
+    match = matching_evidence(run, tol, r)
     if match is None:
         return
     found = [run.sparsity[lv] for lv, ok in match.items() if ok]
