@@ -50,7 +50,7 @@ def test_yu2019_task_files(tmp_path: Path) -> None:
     ppo = study.spec.parts["lunarlander-ppo"]
     data = task_data(study, "lunarlander-ppo", ppo.tasks[0], "cpu", "cpu", [0, 1])
     assert data["rewind"]["step"] == 2 * 16 * 1024 and "overrides" not in data["rl"]  # RL-Zoo settings as shipped
-    assert (data["rl"]["algo"], data["controls"], data["prune"]["levels"]) == ("ppo", ["random_reinit", "random_mask"], 9)
+    assert (data["rl"]["algo"], data["controls"], data["prune"]["levels"]) == ("ppo", ["random_reinit", "random_mask"], 10)
     marian = study.spec.parts["transformer"].tasks[0]
     for budget, device, bf16 in (("paper", "cuda", True), ("paper", "cpu", None), ("cpu", "cuda", None)):
         assert task_data(study, "transformer", marian, budget, device, [0])["nlp"].get("bf16") == bf16
