@@ -10,13 +10,15 @@ and domains share one scale. A *task* is one run directory; its *runs* (rliable'
 seeds. Within a sparsity band a seed's score is its mean over the run's levels in that band, and
 the random control is the band's best by the mean (so this aggregate favours the control). rliable
 needs the same number of seeds per task: the first n seeds every run has are used, and the
-table says n.
+table says n. Below ``MIN_INTERVAL_SEEDS`` seeds per run it gives the point estimates only.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,10 @@ from multiticket.analysis.stats import anchor, better, normalise
 BANDS = (("< 50 %", 0.0, 0.5), ("50–80 %", 0.5, 0.8), ("≥ 80 %", 0.8, 1.01))
 REPS = 2000
 SEED = 0
+#: fewest seeds per run for which an interval is printed: the 5 the per-run verdict needs. Below it a
+#: percentile bootstrap resamples 2-4 values per run, and calling its range a 95 % interval would
+#: claim a coverage it does not have; the aggregate then gives point estimates only.
+MIN_INTERVAL_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,11 @@ class BandAggregate:
     iqm_ticket: tuple[float, float, float]
     iqm_random: tuple[float, float, float]
     p_improve: tuple[float, float, float]
+
+    @property
+    def has_intervals(self) -> bool:
+        """Whether (low, high) of each triple are bootstrap intervals; NaN below MIN_INTERVAL_SEEDS."""
+        return self.seeds >= MIN_INTERVAL_SEEDS
 
 
 def _scorer(runs: list[RunData]) -> tuple[str, Any]:
@@ -78,6 +89,29 @@ def _band_scores(run: RunData, levels: list[int], seeds: list[int], score: Any) 
     return ticket, best
 
 
+@contextmanager
+def _seeded_global_numpy() -> Iterator[None]:
+    """numpy's global generator at SEED, restored after. rliable's stratified bootstraps draw their
+    resamples from ``np.random.choice`` and ignore the ``random_state`` they are given, so without
+    this the same runs give intervals that differ in the second decimal from one call to the next."""
+    saved = np.random.get_state()
+    np.random.seed(SEED)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+def _points_only(band: str, tasks: int, seeds: int, ticket: np.ndarray, random: np.ndarray) -> BandAggregate:
+    """The IQMs and the probability of improvement without intervals (too few seeds per run)."""
+    import rliable.metrics as rm
+
+    nan = float("nan")
+    return BandAggregate(band, tasks, seeds, (float(rm.aggregate_iqm(ticket)), nan, nan),
+                         (float(rm.aggregate_iqm(random)), nan, nan),
+                         (float(rm.probability_of_improvement(ticket, random)), nan, nan))
+
+
 def band_aggregates(runs: list[RunData]) -> tuple[str, list[BandAggregate]]:
     """(scale, one aggregate per band that at least one run reaches with ticket and random controls)."""
     import rliable.library as rly
@@ -98,10 +132,13 @@ def band_aggregates(runs: list[RunData]) -> tuple[str, list[BandAggregate]]:
             continue
         ticket = np.stack([t for t, _ in pairs], axis=1)  # (seeds, tasks)
         random = np.stack([r for _, r in pairs], axis=1)
+        if n < MIN_INTERVAL_SEEDS:
+            out.append(_points_only(label, len(pairs), n, ticket, random))
+            continue
         state = np.random.RandomState(SEED)
         iqm = lambda x: np.array([rm.aggregate_iqm(x)])  # noqa: E731
         pi = lambda x, y: np.array([rm.probability_of_improvement(x, y)])  # noqa: E731
-        with warnings.catch_warnings():  # arch's notice that RandomState is deprecated
+        with warnings.catch_warnings(), _seeded_global_numpy():  # arch's notice that RandomState is deprecated
             warnings.simplefilter("ignore", FutureWarning)
             points, intervals = rly.get_interval_estimates({"ticket": ticket, "random": random}, iqm, reps=REPS,
                                                            random_state=state)

@@ -20,7 +20,7 @@ import numpy as np
 
 from multiticket.analysis import degenerate as D
 from multiticket.analysis import layers as L
-from multiticket.analysis.aggregate import band_aggregates
+from multiticket.analysis.aggregate import MIN_INTERVAL_SEEDS, band_aggregates
 from multiticket.analysis.htmlpage import png_src, render
 from multiticket.analysis.plots import RUN_COLORS, new_figure, pct, remaining_axis, save_png, styled
 from multiticket.analysis.rundata import RunData, load_run
@@ -327,7 +327,7 @@ def _aggregates(series: list[Series]) -> dict[str, Any]:
         scale, bands = band_aggregates([s.run for s in series])
     except ModuleNotFoundError:
         return {"missing": "rliable is not installed (pip install 'multiticket[stats]')"}
-    return {"scale": scale, "bands": bands}
+    return {"scale": scale, "bands": bands, "min_seeds": MIN_INTERVAL_SEEDS}
 
 
 def _margin_rows(series: list[Series]) -> list[dict[str, Any]]:

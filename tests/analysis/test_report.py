@@ -200,6 +200,7 @@ def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
     here from the units: the mean of the middle half (scipy's trim_mean at 25 %)."""
     from scipy.stats import trim_mean
 
+    from multiticket.analysis.aggregate import band_aggregates
     from multiticket.analysis.rundata import load_run
     from multiticket.analysis.stats import normalise
 
@@ -218,6 +219,10 @@ def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
     iqm, low, high = (float(x) for x in row.groups())
     assert iqm == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
     assert low <= iqm <= high
+    # the bootstrap is seeded (rliable ignores its random_state): the same runs, the same intervals
+    again = band_aggregates([load_run(r) for r in runs])
+    assert again == band_aggregates([load_run(r) for r in runs])
+    assert again[1][0].has_intervals and again[1][0].iqm_ticket[1] < again[1][0].iqm_ticket[2]
 
 
 def test_report_never_writes_through_a_link_or_outside_the_run(tmp_path: Path, capsys):
@@ -248,3 +253,27 @@ def test_report_never_writes_through_a_link_or_outside_the_run(tmp_path: Path, c
     (run / "summary.csv").write_bytes(b"\xff\xfe not utf-8 \x80" * 1000)
     assert main(["report", str(run)]) == 0
     assert (run / "summary.csv").read_text().startswith("task,domain,seed,")
+
+
+def test_comparison_gives_no_interval_over_two_seeds(tmp_path: Path):
+    """At 2 seeds per run the aggregate keeps its point estimates and prints no bracketed range:
+    a percentile bootstrap over two values per run is not a 95 % interval."""
+    from scipy.stats import trim_mean
+
+    from multiticket.analysis.aggregate import MIN_INTERVAL_SEEDS, band_aggregates
+    from multiticket.analysis.rundata import load_run
+    from multiticket.analysis.stats import normalise
+
+    runs = [make_run(tmp_path / name, "nlp", seeds=(0, 1), levels=2) for name in ("a", "b")]
+    page = write_comparison(runs, tmp_path / "cmp").read_text()
+    row = re.search(r"<tr><td>&lt; 50 %</td><td>2</td><td>2</td><td class='num'>([^ ]+) ([^<]+)</td>", page)
+    assert row is not None, page.split("Aggregates")[1][:800]
+    assert row.group(2) == f"(no interval: 2 seeds per run, {MIN_INTERVAL_SEEDS} needed)"
+    scores = []
+    for run in map(load_run, runs):
+        band = [lv for lv in run.levels if 0 < run.sparsity[lv] < 0.5]
+        scores += [sum(normalise(run.values("ticket", lv)[s], run.dense, False) for lv in band) / len(band)
+                   for s in (0, 1)]
+    assert float(row.group(1)) == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
+    band = band_aggregates([load_run(r) for r in runs])[1][0]
+    assert not band.has_intervals and band.seeds == 2 and math.isnan(band.iqm_ticket[1])
