@@ -195,29 +195,36 @@ def test_compute_section_numbers(toy_run: Path):
     assert f"{(steps + 2 * (steps - k)) / steps:.3g}×" in html
 
 
-def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
-    """IQM of the ticket over (seed, run) scores, relative to dense, against the value recomputed
-    here from the units: the mean of the middle half (scipy's trim_mean at 25 %)."""
+def _ticket_iqm_below_half(runs: list[Path], seeds: tuple[int, ...]) -> float:
+    """The ticket's IQM over (seed, run) scores in the < 50 % band, relative to dense, recomputed here
+    from the units: the mean of the middle half (scipy's trim_mean at 25 %)."""
     from scipy.stats import trim_mean
 
-    from multiticket.analysis.aggregate import band_aggregates
     from multiticket.analysis.rundata import load_run
     from multiticket.analysis.stats import normalise
+
+    scores = []
+    for run in map(load_run, runs):
+        band = [lv for lv in run.levels if 0 < run.sparsity[lv] < 0.5]
+        scores += [sum(normalise(run.values("ticket", lv)[s], run.dense, False) for lv in band) / len(band)
+                   for s in seeds]
+    return float(trim_mean(scores, 0.25))
+
+
+def test_comparison_aggregates_seeds_and_runs_with_rliable(tmp_path: Path):
+    """IQM of the ticket over (seed, run) scores, relative to dense, against the value recomputed
+    here from the units, inside its interval; the same runs give the same intervals."""
+    from multiticket.analysis.aggregate import band_aggregates
+    from multiticket.analysis.rundata import load_run
 
     seeds = (0, 1, 2, 3, 4)
     runs = [make_run(tmp_path / name, "nlp", seeds=seeds, levels=2) for name in ("a", "b")]
     page = write_comparison(runs, tmp_path / "cmp").read_text()
     assert "Aggregates across seeds and runs (rliable)" in page and "P(ticket &gt; random)" in page
-    scores = []
-    for root in runs:
-        run = load_run(root)
-        band = [lv for lv in run.levels if 0 < run.sparsity[lv] < 0.5]
-        for s in seeds:
-            scores.append(sum(normalise(run.values("ticket", lv)[s], run.dense, False) for lv in band) / len(band))
     row = re.search(r"<tr><td>&lt; 50 %</td><td>2</td><td>5</td><td class='num'>([^ ]+) \[([^,]+), ([^\]]+)\]", page)
     assert row is not None, page.split("Aggregates")[1][:800]
     iqm, low, high = (float(x) for x in row.groups())
-    assert iqm == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
+    assert iqm == pytest.approx(_ticket_iqm_below_half(runs, seeds), rel=1e-3)
     assert low <= iqm <= high
     # the bootstrap is seeded (rliable ignores its random_state): the same runs, the same intervals
     again = band_aggregates([load_run(r) for r in runs])
@@ -258,22 +265,14 @@ def test_report_never_writes_through_a_link_or_outside_the_run(tmp_path: Path, c
 def test_comparison_gives_no_interval_over_two_seeds(tmp_path: Path):
     """At 2 seeds per run the aggregate keeps its point estimates and prints no bracketed range:
     a percentile bootstrap over two values per run is not a 95 % interval."""
-    from scipy.stats import trim_mean
-
     from multiticket.analysis.aggregate import MIN_INTERVAL_SEEDS, band_aggregates
     from multiticket.analysis.rundata import load_run
-    from multiticket.analysis.stats import normalise
 
     runs = [make_run(tmp_path / name, "nlp", seeds=(0, 1), levels=2) for name in ("a", "b")]
     page = write_comparison(runs, tmp_path / "cmp").read_text()
     row = re.search(r"<tr><td>&lt; 50 %</td><td>2</td><td>2</td><td class='num'>([^ ]+) ([^<]+)</td>", page)
     assert row is not None, page.split("Aggregates")[1][:800]
     assert row.group(2) == f"(no interval: 2 seeds per run, {MIN_INTERVAL_SEEDS} needed)"
-    scores = []
-    for run in map(load_run, runs):
-        band = [lv for lv in run.levels if 0 < run.sparsity[lv] < 0.5]
-        scores += [sum(normalise(run.values("ticket", lv)[s], run.dense, False) for lv in band) / len(band)
-                   for s in (0, 1)]
-    assert float(row.group(1)) == pytest.approx(trim_mean(scores, 0.25), rel=1e-3)
+    assert float(row.group(1)) == pytest.approx(_ticket_iqm_below_half(runs, (0, 1)), rel=1e-3)
     band = band_aggregates([load_run(r) for r in runs])[1][0]
     assert not band.has_intervals and band.seeds == 2 and math.isnan(band.iqm_ticket[1])
